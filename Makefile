@@ -1,0 +1,51 @@
+# CryptoViz — `make help` lists the targets. Every target creates or refreshes
+# the virtualenv from pyproject.toml first, so a fresh clone needs nothing else.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PGLITE := infra/pglite/node_modules/.package-lock.json
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@echo "==> preparing virtualenv $(VENV) (Python >= 3.11)"
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ required, found " + sys.version.split()[0])'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP) ## Create or refresh the virtualenv from pyproject.toml
+
+$(PGLITE): infra/pglite/package.json infra/pglite/package-lock.json
+	@echo "==> installing the PGlite/TimescaleDB test server (npm ci)"
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js 20+ (apt-get install nodejs npm)"; exit 1; }
+	@npm ci --silent --no-audit --no-fund --prefix infra/pglite
+	@touch $(PGLITE)
+
+up: $(STAMP) ## Run the whole system on embedded defaults until Ctrl-C (REPLAY=1: offline replay)
+	@$(PY) -m infra.stack up $(if $(REPLAY),--replay,)
+
+migrate: $(STAMP) ## Apply the database migrations (DATABASE_URL, or the embedded server)
+	@$(PY) -m infra.stack migrate
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy
+
+test: $(STAMP) $(PGLITE) lint ## Lint, type-check and run the whole test suite against real Kafka, PostgreSQL and Spark
+	@$(PY) -m pytest
+
+bench: $(STAMP) ## Run the benchmarks (results in bench/results/, see docs/BENCHMARKS.md)
+	@$(PY) -m bench.ingest
+
+clean-state: ## Delete local state (.state/: broker log, database, recovery, checkpoints)
+	rm -rf .state
+
+.PHONY: help venv up migrate lint test bench clean-state

@@ -1,0 +1,68 @@
+"""Dead letters: a rejected message, byte for byte, with why and where it came from.
+
+The dead-letter record keeps the original key and value untouched and carries
+its context in headers (the convention of Kafka Connect's DLQ):
+
+=========================  ================================================
+``dlq.reason``             the handler's (or the database's) reason
+``dlq.stage``              ``parse``, ``kafka`` or ``database``
+``dlq.source.topic``       topic the message was read from
+``dlq.source.partition``   its partition
+``dlq.source.offset``      its offset: (topic, partition, offset) identifies it
+``dlq.failed_at``          ISO-8601 UTC time of the rejection
+=========================  ================================================
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
+from confluent_kafka import Producer
+
+MAX_REASON = 1000
+
+
+def dead_letter(
+    msg: KafkaSourceMessage[bytes | None, bytes | None],
+    *,
+    reason: str,
+    stage: str,
+    topic: str,
+    now: datetime | None = None,
+) -> KafkaSinkMessage[bytes | None, bytes | None]:
+    failed_at = (now or datetime.now(UTC)).isoformat()
+    headers = [
+        ("dlq.reason", reason[:MAX_REASON].encode()),
+        ("dlq.stage", stage.encode()),
+        ("dlq.source.topic", str(msg.topic).encode()),
+        ("dlq.source.partition", str(msg.partition).encode()),
+        ("dlq.source.offset", str(msg.offset).encode()),
+        ("dlq.failed_at", failed_at.encode()),
+    ]
+    return KafkaSinkMessage(key=msg.key, value=msg.value, topic=topic, headers=headers)
+
+
+def header_map(headers: list[tuple[str, bytes]] | None) -> dict[str, str]:
+    """Decode dead-letter headers (for consumers and tests)."""
+    return {k: v.decode(errors="replace") for k, v in headers or []}
+
+
+class DeadLetterPublisher:
+    """Publishes dead letters outside the flow's own error stream (rows the database refused)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._producer = Producer(
+            {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"}
+        )
+
+    def publish(self, letters: list[KafkaSinkMessage[bytes | None, bytes | None]]) -> None:
+        for letter in letters:
+            assert letter.topic is not None
+            headers: list[tuple[str, str | bytes | None]] = list(letter.headers)
+            self._producer.produce(
+                topic=letter.topic, key=letter.key, value=letter.value, headers=headers
+            )
+        remaining = self._producer.flush(30)
+        if remaining:
+            raise RuntimeError(f"{remaining} dead letters not acknowledged by Kafka within 30 s")

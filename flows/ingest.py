@@ -1,0 +1,99 @@
+"""Kafka -> PostgreSQL ingestion dataflow, one per raw topic.
+
+``build_ingest_flow("rawticker", settings)`` wires::
+
+    kafka_in (bytewax.connectors.kafka) --oks--> parse (handler per batch) --> db (PostgresSink)
+            \\--errs--> kafka_errors --\\                  \\--> dead_letters --> dlq (Kafka)
+
+Run one as its own worker with ``python -m flows.run ingest-rawticker`` (see
+:mod:`flows.run` for scaling and recovery). ``topic`` picks the handler and the
+table; ``kafka_topic`` (default: the same) is the topic actually consumed. Tests
+pass ``source``/sinks to run the same flow on ``TestingSource``/``TestingSink``
+without a broker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.connectors.kafka import operators as kop
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
+from confluent_kafka import OFFSET_BEGINNING
+
+from flows._parse import BatchParser, ParsedBatch, SinkMsg, SourceMsg, kafka_error_letter
+from flows._pg_sink import PostgresSink
+from flows._tables import TABLES
+from handlers import handler_for
+from infra.settings import Settings
+
+
+def build_ingest_flow(
+    topic: str,
+    settings: Settings,
+    *,
+    kafka_topic: str | None = None,
+    source: Source[SourceMsg] | None = None,
+    db_sink: Sink[ParsedBatch] | None = None,
+    dlq_sink: Sink[SinkMsg] | None = None,
+) -> Dataflow:
+    handler = handler_for(topic)
+    spec = TABLES[topic]
+    kafka = settings.kafka
+    bootstrap = kafka.bootstrap_servers
+    flow = Dataflow(f"ingest_{topic}")
+    errors: Stream[Any] | None = None
+    if source is None:
+        if bootstrap is None:
+            raise ValueError("KAFKA_BOOTSTRAP_SERVERS is not set and no source was given")
+        consumed = kop.input(
+            "kafka_in",
+            flow,
+            brokers=[bootstrap],
+            topics=[kafka_topic or topic],
+            tail=True,
+            starting_offset=OFFSET_BEGINNING,
+            batch_size=settings.ingest.batch_size,
+            add_config={"fetch.wait.max.ms": str(settings.ingest.batch_timeout_ms)},
+        )
+        messages: Stream[SourceMsg] = consumed.oks
+        errors = op.map(
+            "kafka_errors", consumed.errs, kafka_error_letter(topic, kafka.dead_letter_topic)
+        )
+    else:
+        messages = op.input("kafka_in", flow, source)
+    parsed = op.flat_map_batch(
+        "parse",
+        messages,
+        BatchParser(topic, handler, settings.coin_table(), kafka.dead_letter_topic),
+    )
+    letters: Stream[SinkMsg] = op.flat_map("dead_letters", parsed, lambda b: b.dead_letters)
+    if errors is not None:
+        letters = op.merge("all_dead_letters", letters, errors)
+    if db_sink is None:
+        if settings.database.url is None:
+            raise ValueError("DATABASE_URL is not set and no database sink was given")
+        db_sink = PostgresSink(
+            settings.database.url,
+            spec,
+            topic,
+            settings.ingest,
+            dead_letter_topic=kafka.dead_letter_topic,
+            bootstrap=bootstrap,
+        )
+    op.output("db", parsed, db_sink)
+    if dlq_sink is not None:
+        op.output("dlq", letters, dlq_sink)
+    else:
+        if bootstrap is None:
+            raise ValueError("KAFKA_BOOTSTRAP_SERVERS is not set and no dead-letter sink was given")
+        kop.output(
+            "dlq",
+            letters,
+            brokers=[bootstrap],
+            topic=kafka.dead_letter_topic,
+            add_config={"enable.idempotence": "true", "acks": "all"},
+        )
+    return flow

@@ -1,0 +1,89 @@
+"""Small process helpers shared by the embedded servers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def sticky_ports(path: Path, names: tuple[str, ...]) -> dict[str, int]:
+    """Ports remembered in ``path`` (reused across restarts while free), else new ones.
+
+    Reusing the same ports keeps clients that cached an address (consumer
+    groups, the API's pool) working after a restart of the embedded stack.
+    """
+    saved: dict[str, int] = {}
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        saved = {k: int(v) for k, v in json.loads(path.read_text()).items()}
+    ports: dict[str, int] = {}
+    for name in names:
+        port = saved.get(name)
+        if port is None or not port_is_free(port) or port in ports.values():
+            port = free_port()
+        ports[name] = port
+    path.write_text(json.dumps(ports))
+    return ports
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs; reaps it first if it is our exited child (a zombie)."""
+    with contextlib.suppress(ChildProcessError):
+        done, _status = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return None
+
+
+def terminate(pid: int, timeout: float) -> None:
+    """SIGTERM ``pid``, then SIGKILL if it is still alive after ``timeout`` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return f"(no log at {path})"

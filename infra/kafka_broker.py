@@ -1,0 +1,192 @@
+"""An embedded Apache Kafka broker (KRaft, combined broker+controller, one node).
+
+The broker runs from the pinned jar set ``infra/jars/kafka`` on the local Java.
+Its log lives in ``data_dir`` so a restart keeps every message; the storage is
+formatted once with Kafka's own ``StorageTool``. Readiness is a real metadata
+request, never a sleep.
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient
+
+from infra._console import StackError
+from infra._procs import log_tail, pid_alive, read_pid, sticky_ports, terminate
+
+_LOG4J = """\
+status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = warn
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = warn
+logger.server.name = org.apache.kafka
+logger.server.level = warn
+"""
+
+
+class EmbeddedKafka:
+    """Start, probe and stop one local KRaft broker."""
+
+    def __init__(self, data_dir: Path, jars: Path, java: Path, heap_mb: int = 512) -> None:
+        self.data_dir = data_dir
+        self.jars = jars
+        self.java = java
+        self.heap_mb = heap_mb
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.controller_port = 0
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "broker.log"
+
+    @property
+    def _pid_file(self) -> Path:
+        return self.data_dir / "broker.pid"
+
+    def _write_config(self) -> Path:
+        ports = sticky_ports(self.data_dir / "ports.json", ("broker", "controller"))
+        self.port, self.controller_port = ports["broker"], ports["controller"]
+        props = self.data_dir / "server.properties"
+        props.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    # A static voter set: the controller port may change between runs.
+                    f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+                    f"CONTROLLER://127.0.0.1:{self.controller_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    f"log.dirs={self.data_dir / 'log'}",
+                    "num.partitions=3",
+                    "offsets.topic.replication.factor=1",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "auto.create.topics.enable=false",
+                    # Room for the hostile-input suite's large payloads (they are rejected later).
+                    "message.max.bytes=16777216",
+                    "log.retention.hours=168",
+                ]
+            )
+            + "\n"
+        )
+        (self.data_dir / "log4j2.properties").write_text(_LOG4J.format(log=self.log_file))
+        return props
+
+    def _classpath(self) -> str:
+        return f"{self.jars}/*"
+
+    def _format_once(self, props: Path) -> None:
+        if (self.data_dir / "log" / "meta.properties").exists():
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        result = subprocess.run(
+            [
+                str(self.java),
+                "-cp",
+                self._classpath(),
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(props),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise StackError(f"formatting Kafka storage failed: {result.stdout}{result.stderr}")
+
+    def _kill_stale(self) -> None:
+        pid = read_pid(self._pid_file)
+        if pid is not None and pid_alive(pid):
+            terminate(pid, timeout=20)
+
+    def start(self, timeout: float = 90.0) -> str:
+        """Start the broker (formatting storage on first use); return its bootstrap address."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._kill_stale()
+        props = self._write_config()
+        self._format_once(props)
+        with self.log_file.open("ab") as log:
+            self._proc = subprocess.Popen(
+                [
+                    str(self.java),
+                    f"-Xmx{self.heap_mb}m",
+                    f"-Xms{min(self.heap_mb, 256)}m",
+                    "-XX:+UseG1GC",
+                    f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
+                    "-cp",
+                    self._classpath(),
+                    "kafka.Kafka",
+                    str(props),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the launcher, which stops us in order
+            )
+        self._pid_file.write_text(str(self._proc.pid))
+        self.wait_ready(timeout)
+        return self.bootstrap
+
+    def wait_ready(self, timeout: float) -> None:
+        admin = AdminClient(
+            {"bootstrap.servers": self.bootstrap, "socket.timeout.ms": 2000, "log_level": 0}
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise StackError(
+                    f"Kafka broker exited with code {self._proc.returncode}; "
+                    f"last log lines:\n{log_tail(self.log_file)}"
+                )
+            try:
+                meta = admin.list_topics(timeout=2)
+            except Exception:
+                time.sleep(0.3)
+                continue
+            if meta.brokers and meta.controller_id is not None and meta.controller_id >= 0:
+                return
+            time.sleep(0.3)
+        raise StackError(
+            f"Kafka broker not ready after {timeout:.0f}s; log: {self.log_file}\n"
+            + log_tail(self.log_file)
+        )
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the broker gracefully (SIGTERM), killing it after ``timeout`` seconds."""
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            terminate(self._proc.pid, timeout)
+            self._proc.wait()
+        self._proc = None
+        self._pid_file.unlink(missing_ok=True)

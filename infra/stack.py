@@ -1,0 +1,250 @@
+"""The local stack: embedded Kafka and PostgreSQL, migrations, topics, supervised workers.
+
+    python -m infra.stack up          # everything, until Ctrl-C (what `make up` runs)
+    python -m infra.stack services    # only Kafka + PostgreSQL + migrations + topics
+    python -m infra.stack migrate     # only the migrations
+
+With ``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL`` set, those servers are used
+and nothing is started for them. Workers run under supervisord (restarted when
+they crash, reported on the console) with their logs in ``<state>/logs/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from types import FrameType
+
+from infra._console import StackError, step
+from infra.settings import Settings, SettingsError, load_settings
+
+
+class Stack:
+    """Starts the servers the settings do not point at, in order, and stops them in reverse."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._kafka: object | None = None
+        self._postgres: object | None = None
+
+    def start(self, *, kafka: bool = True) -> Settings:
+        """Start what is needed; return settings pointing at the running servers."""
+        from infra.jars import ensure_jars
+        from infra.java import find_java
+        from infra.kafka_broker import EmbeddedKafka
+        from infra.postgres_server import EmbeddedPostgres
+
+        s = self.settings
+        bootstrap = s.kafka.bootstrap_servers
+        database = s.database.url
+        if bootstrap is None and kafka:
+            java = find_java()
+            jars = ensure_jars("kafka", s.cache_dir)
+            step("starting Kafka broker (KRaft, embedded)")
+            broker = EmbeddedKafka(s.state_dir / "kafka", jars, java)
+            self._kafka = broker
+            bootstrap = broker.start()
+            step(f"Kafka ready at {bootstrap}")
+        elif bootstrap is not None:
+            step(f"using Kafka at {bootstrap} (KAFKA_BOOTSTRAP_SERVERS)")
+        if database is None:
+            step("starting PostgreSQL (embedded)")
+            postgres = EmbeddedPostgres(s.state_dir / "postgres")
+            self._postgres = postgres
+            database = postgres.start()
+            step(f"PostgreSQL ready at {database}")
+        else:
+            step("using PostgreSQL from DATABASE_URL")
+        self.settings = s.with_servers(kafka=bootstrap, database=database)
+        return self.settings
+
+    def prepare(self) -> None:
+        """Apply migrations and create topics on the running servers."""
+        from infra.migrate import migrate
+        from infra.topics import ensure_topics
+
+        s = self.settings
+        assert s.database.url is not None
+        assert s.kafka.bootstrap_servers is not None
+        step("applying database migrations")
+        report = migrate(s.database.url)
+        step(f"database schema up to date ({report})")
+        created = ensure_topics(
+            s.kafka.bootstrap_servers,
+            s.kafka.all_topics,
+            s.kafka.partitions,
+            s.kafka.replication_factor,
+        )
+        step(
+            f"Kafka topics ready ({', '.join(s.kafka.all_topics)}; "
+            f"{len(created)} created, {s.kafka.partitions} partitions each)"
+        )
+
+    def stop(self) -> None:
+        from infra.kafka_broker import EmbeddedKafka
+        from infra.postgres_server import EmbeddedPostgres
+
+        if isinstance(self._kafka, EmbeddedKafka):
+            step("stopping Kafka broker")
+            self._kafka.stop()
+        if isinstance(self._postgres, EmbeddedPostgres):
+            step("stopping PostgreSQL")
+            self._postgres.stop()
+
+    def env(self) -> dict[str, str]:
+        """Environment for child processes: point them at the running servers."""
+        s = self.settings
+        env = dict(os.environ)
+        env["KAFKA_BOOTSTRAP_SERVERS"] = s.kafka.bootstrap_servers or ""
+        env["DATABASE_URL"] = s.database.url or ""
+        env["CRYPTOVIZ_STATE_DIR"] = str(s.state_dir)
+        env["CRYPTOVIZ_CACHE_DIR"] = str(s.cache_dir)
+        return env
+
+
+def supervisor_config(settings: Settings, env: dict[str, str], workers: list[str]) -> Path:
+    """Write supervisord's config for ``workers`` and return its path."""
+    state = settings.state_dir
+    logs = state / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    keep = {k: env[k] for k in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "CRYPTOVIZ_STATE_DIR",
+                                "CRYPTOVIZ_CACHE_DIR") if env.get(k)}  # fmt: skip
+    environment = ",".join(f'{k}="{v}"' for k, v in keep.items())
+    lines = [
+        "[supervisord]",
+        "nodaemon=true",
+        f"logfile={logs / 'supervisord.log'}",
+        f"pidfile={state / 'supervisord.pid'}",
+        f"childlogdir={logs}",
+        "loglevel=info",
+        "",
+        "[unix_http_server]",
+        f"file={state / 'supervisor.sock'}",
+        "",
+        "[rpcinterface:supervisor]",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "",
+        "[supervisorctl]",
+        f"serverurl=unix://{state / 'supervisor.sock'}",
+    ]
+    for index, name in enumerate(workers):
+        metrics_port = 9200 + index
+        command = [sys.executable, "-m", "flows.run", name, "--metrics-port", str(metrics_port)]
+        lines += [
+            "",
+            f"[program:{name}]",
+            f"command={shlex.join(command)}",
+            f"directory={Path(__file__).resolve().parent.parent}",
+            f"environment={environment}",
+            "autorestart=true",
+            "startsecs=3",
+            "startretries=100",
+            "stopsignal=TERM",
+            "stopwaitsecs=15",
+            "redirect_stderr=true",
+            f"stdout_logfile={logs / (name + '.log')}",
+            "stdout_logfile_maxbytes=20MB",
+        ]
+    path = state / "supervisord.conf"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _up(settings: Settings, replay: bool) -> int:
+    from flows.registry import INGEST_WORKERS
+
+    stack = Stack(settings)
+    supervisor: subprocess.Popen[bytes] | None = None
+
+    def _interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        settings = stack.start()
+        stack.prepare()
+        if replay:
+            step(
+                "replay mode requested: no producers are registered yet, ingesting what is in Kafka"
+            )
+        workers = list(INGEST_WORKERS)
+        conf = supervisor_config(settings, stack.env(), workers)
+        step(f"starting {len(workers)} workers under supervisord: {', '.join(workers)}")
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)],
+            env=stack.env(),
+            start_new_session=True,
+        )
+        step(f"running; worker logs in {settings.state_dir / 'logs'}")
+        step("press Ctrl-C to stop everything")
+        supervisor.wait()
+        return 1  # supervisord only exits on its own when something is badly wrong
+    except KeyboardInterrupt:
+        step("stopping")
+        return 0
+    finally:
+        if supervisor is not None and supervisor.poll() is None:
+            supervisor.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                supervisor.wait(timeout=60)
+        stack.stop()
+
+
+def _services(settings: Settings) -> int:
+    stack = Stack(settings)
+    try:
+        settings = stack.start()
+        stack.prepare()
+        step(f"KAFKA_BOOTSTRAP_SERVERS={settings.kafka.bootstrap_servers}")
+        step(f"DATABASE_URL={settings.database.url}")
+        step("press Ctrl-C to stop")
+        signal.pause()
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stack.stop()
+
+
+def _migrate(settings: Settings) -> int:
+    from infra.migrate import migrate
+
+    stack = Stack(settings)
+    try:
+        if settings.database.url is None:
+            settings = stack.start(kafka=False)
+        assert settings.database.url is not None
+        step(f"migrations: {migrate(settings.database.url)}")
+        return 0
+    finally:
+        stack.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.stack")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="run the whole system until Ctrl-C")
+    up.add_argument("--replay", action="store_true", help="offline: replay recorded data")
+    sub.add_parser("services", help="run Kafka + PostgreSQL only")
+    sub.add_parser("migrate", help="apply database migrations")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        if args.command == "up":
+            return _up(settings, args.replay)
+        if args.command == "services":
+            return _services(settings)
+        return _migrate(settings)
+    except (StackError, SettingsError) as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

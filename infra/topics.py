@@ -1,0 +1,36 @@
+"""Create the pipeline's Kafka topics (idempotent)."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from infra._console import StackError
+
+
+def ensure_topics(
+    bootstrap: str, names: tuple[str, ...], partitions: int, replication_factor: int = 1
+) -> list[str]:
+    """Create every topic in ``names`` that does not exist yet; return the ones created."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = set(admin.list_topics(timeout=10).topics)
+    missing = [name for name in names if name not in existing]
+    if not missing:
+        return []
+    futures = admin.create_topics(
+        [
+            NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)
+            for name in missing
+        ],
+        operation_timeout=30,
+    )
+    created = []
+    for name, future in futures.items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise StackError(f"creating Kafka topic {name!r} failed: {exc}") from exc
+    return created

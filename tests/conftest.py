@@ -1,0 +1,115 @@
+"""Session-wide real servers for the integration tests.
+
+The suite starts one real Kafka broker (KRaft) and one real PostgreSQL server
+for the whole session, exactly as ``make up`` does, unless
+``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL`` point at existing ones. Tests
+isolate themselves with fresh topics (:func:`new_topic`) and fresh databases
+cloned from a migrated template (:func:`fresh_db`), so they can run in any order.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from infra.settings import Settings, load_settings
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+SHARED_FIXTURES = SHARED / "fixtures" / "real"
+
+
+@pytest.fixture(scope="session")
+def shared_fixtures() -> Path:
+    """The real captures in ../shared/fixtures/real (skips when the clone has no ../shared)."""
+    if not SHARED_FIXTURES.is_dir():
+        pytest.skip(f"real captures not available: {SHARED_FIXTURES} is missing (needs ../shared)")
+    return SHARED_FIXTURES
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings pointing at a running Kafka broker and a migrated PostgreSQL server."""
+    from infra.stack import Stack
+
+    base = load_settings()
+    state = tmp_path_factory.mktemp("stack")
+    settings = Settings(
+        state_dir=state,
+        cache_dir=base.cache_dir,
+        coins_file=base.coins_file,
+        kafka=base.kafka,
+        database=base.database,
+        ingest=base.ingest,
+    )
+    running = Stack(settings)
+    try:
+        settings = running.start()
+        running.prepare()
+        yield settings
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(stack: Settings) -> str:
+    assert stack.kafka.bootstrap_servers is not None
+    return stack.kafka.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def database_url(stack: Settings) -> str:
+    assert stack.database.url is not None
+    return stack.database.url
+
+
+def _with_dbname(url: str, dbname: str) -> str:
+    return psycopg.conninfo.make_conninfo(url, dbname=dbname)
+
+
+@pytest.fixture(scope="session")
+def _template_db(database_url: str) -> str:
+    """A database migrated once, cloned by every :func:`fresh_db`."""
+    from infra.migrate import migrate
+
+    name = f"cv_template_{os.getpid()}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    migrate(_with_dbname(database_url, name))
+    return name
+
+
+@pytest.fixture
+def fresh_db(database_url: str, _template_db: str) -> Iterator[str]:
+    """URL of a new, migrated, empty database for this test."""
+    name = f"cv_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(_template_db)
+            )
+        )
+    yield _with_dbname(database_url, name)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture
+def new_topic(kafka_bootstrap: str) -> Callable[..., str]:
+    """Create a uniquely named topic: ``new_topic("rawticker")`` -> ``rawticker-1a2b3c``."""
+    from infra.topics import ensure_topics
+
+    def create(prefix: str, partitions: int = 3) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        ensure_topics(kafka_bootstrap, (name,), partitions)
+        return name
+
+    return create
