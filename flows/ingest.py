@@ -56,7 +56,6 @@ def build_ingest_flow(
             tail=True,
             starting_offset=OFFSET_BEGINNING,
             batch_size=settings.ingest.batch_size,
-            add_config={"fetch.wait.max.ms": str(settings.ingest.batch_timeout_ms)},
         )
         messages: Stream[SourceMsg] = consumed.oks
         errors = op.map(

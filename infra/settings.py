@@ -16,7 +16,6 @@ Environment variables (all optional):
 ``CRYPTOVIZ_DEAD_LETTER_TOPIC`` dead-letter topic name (default ``deadletter``)
 ``CRYPTOVIZ_COINS_FILE``       coin/alias table (default ``infra/coins.toml``)
 ``CRYPTOVIZ_BATCH_SIZE``       max messages per ingestion batch (default 5000)
-``CRYPTOVIZ_BATCH_TIMEOUT_MS`` max wait before a partial batch is flushed (default 200)
 =============================  ====================================================
 """
 
@@ -63,7 +62,9 @@ class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 class IngestSettings(msgspec.Struct, frozen=True, kw_only=True):
     batch_size: int = 5000
-    batch_timeout_ms: int = 200
+    """Upper bound of one database write. A batch is whatever one Kafka poll returns
+    (at most this many), so at low rates every message is written within a poll
+    interval (about 1 ms) instead of waiting for a full batch."""
     retry_initial_s: float = 0.5
     retry_max_s: float = 10.0
 
@@ -120,7 +121,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         database=DatabaseSettings(url=env.get("DATABASE_URL") or None),
         ingest=IngestSettings(
             batch_size=_int(env, "CRYPTOVIZ_BATCH_SIZE", 5000),
-            batch_timeout_ms=_int(env, "CRYPTOVIZ_BATCH_TIMEOUT_MS", 200, minimum=0),
         ),
     )
 

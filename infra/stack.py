@@ -74,7 +74,11 @@ class Stack:
         assert s.kafka.bootstrap_servers is not None
         step("applying database migrations")
         report = migrate(s.database.url)
-        step(f"database schema up to date ({report})")
+        applied = ", ".join(f"{m.version:04d}_{m.name}" for m in report.applied) or "none"
+        step(
+            f"database schema at version {report.current_version:04d} "
+            f"({report.flavour}; applied now: {applied})"
+        )
         created = ensure_topics(
             s.kafka.bootstrap_servers,
             s.kafka.all_topics,
@@ -123,6 +127,7 @@ def supervisor_config(settings: Settings, env: dict[str, str], workers: list[str
         f"pidfile={state / 'supervisord.pid'}",
         f"childlogdir={logs}",
         "loglevel=info",
+        *(["user=root"] if os.geteuid() == 0 else []),  # says "yes, on purpose" to supervisord
         "",
         "[unix_http_server]",
         f"file={state / 'supervisor.sock'}",
@@ -220,7 +225,8 @@ def _migrate(settings: Settings) -> int:
         if settings.database.url is None:
             settings = stack.start(kafka=False)
         assert settings.database.url is not None
-        step(f"migrations: {migrate(settings.database.url)}")
+        report = migrate(settings.database.url)
+        step(f"database schema at version {report.current_version:04d} ({report.flavour})")
         return 0
     finally:
         stack.stop()

@@ -1,0 +1,275 @@
+"""Ingestion benchmark: one `ingest-rawticker` worker against the raw COPY ceiling.
+
+    .venv/bin/python -m bench.ingest [--messages 1000000] [--rate 2000] [--latency-s 30]
+
+1. Pre-loads ``--messages`` ticker messages into a fresh 3-partition topic.
+2. Raw ceiling: the same rows (parsed beforehand, untimed) written straight into
+   ``ticker_data`` of an empty database with COPY, in batches of the worker's
+   batch size, one connection. This is what the worker's write path could do with
+   zero Kafka, parsing and Bytewax overhead.
+3. Throughput: ``python -m flows.run ingest-rawticker`` on an empty database,
+   timed from its first committed row to the last (and from process start).
+4. Latency: a steady ``--rate`` msgs/s for ``--latency-s`` seconds into a fresh
+   topic with a running worker; latency = ``ingest_time`` (the writing
+   transaction's start, PostgreSQL ``now()``) minus the message's own timestamp
+   (set at produce time), so it covers produce -> Kafka -> poll -> parse -> write.
+
+Servers: the embedded stack (started here), or KAFKA_BOOTSTRAP_SERVERS/DATABASE_URL.
+Results: printed, and written to bench/results/ingest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from confluent_kafka import Producer
+from psycopg import sql
+
+from flows._tables import TICKER, rows_for
+from handlers import HandlerContext, Rejection, parse_ticker
+from infra._procs import free_port
+from infra.migrate import migrate
+from infra.settings import Settings, load_settings
+from infra.stack import Stack
+from infra.topics import ensure_topics
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results" / "ingest.json"
+PAIRS = ("BTC/USD", "ETH/USD", "SOL/USD", "ADA/USD", "DOT/USD", "LINK/USD")
+BASE_TS = 1_764_310_291.0
+
+
+def ticker_payload(i: int, ts: float) -> bytes:
+    price = 30_000 + (i % 5000) / 100
+    return (
+        f'{{"pair":"{PAIRS[i % len(PAIRS)]}","last":{price:.2f},"bid":{price - 0.5:.2f},'
+        f'"ask":{price + 0.5:.2f},"volume_24h":1200.5,"timestamp":{ts:.6f}}}'
+    ).encode()
+
+
+def new_database(admin_url: str) -> str:
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = psycopg.conninfo.make_conninfo(admin_url, dbname=name)
+    migrate(url)
+    return url
+
+
+def preload(bootstrap: str, topic: str, n: int) -> float:
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.num.messages": 10000,
+         "compression.type": "lz4", "queue.buffering.max.messages": 1000000}
+    )  # fmt: skip
+    started = time.perf_counter()
+    for i in range(n):
+        payload = ticker_payload(i, BASE_TS + i / 1000)
+        while True:
+            try:
+                producer.produce(topic, payload, key=PAIRS[i % len(PAIRS)].encode())
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if i % 50000 == 0:
+            producer.poll(0)
+    producer.flush(120)
+    return n / (time.perf_counter() - started)
+
+
+def copy_ceiling(url: str, n: int, batch: int, settings: Settings) -> float:
+    ctx = HandlerContext(coins=settings.coin_table(), now=datetime.now(UTC))
+    records = []
+    for i in range(n):
+        rec = parse_ticker(ticker_payload(i, BASE_TS + i / 1000), ctx)
+        assert not isinstance(rec, Rejection), rec
+        records.append(rec)
+    rows = rows_for(TICKER, records)
+    copy = sql.SQL("COPY ticker_data ({}) FROM STDIN").format(
+        sql.SQL(", ").join(map(sql.Identifier, TICKER.columns))
+    )
+    with psycopg.connect(url) as conn:
+        started = time.perf_counter()
+        for lo in range(0, n, batch):
+            with conn.transaction(), conn.cursor() as cur, cur.copy(copy) as cp:
+                for row in rows[lo : lo + batch]:
+                    cp.write_row(row)
+        elapsed = time.perf_counter() - started
+    return n / elapsed
+
+
+def count(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM ticker_data").fetchone()
+        return int(row[0]) if row else 0
+
+
+def start_worker(env: dict[str, str], topic: str, state: Path) -> subprocess.Popen[bytes]:
+    log = (state / f"worker-{topic}.log").open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.run", "ingest-rawticker", "--topic", topic,
+         "--metrics-port", str(free_port())],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def throughput(settings: Settings, env: dict[str, str], url: str, topic: str, n: int,
+               state: Path) -> dict[str, float]:  # fmt: skip
+    env = {**env, "DATABASE_URL": url}
+    started = time.perf_counter()
+    proc = start_worker(env, topic, state)
+    first: float | None = None
+    try:
+        while True:
+            done = count(url)
+            now = time.perf_counter()
+            if first is None and done > 0:
+                first = now
+            if done >= n:
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {proc.returncode}; see {state}")
+            time.sleep(0.05)
+        rss = peak_rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert first is not None
+    return {
+        "msgs_per_s": n / (now - first),
+        "msgs_per_s_incl_startup": n / (now - started),
+        "worker_rss_mb": rss,
+    }
+
+
+def latency(bootstrap: str, env: dict[str, str], url: str, topic: str, rate: int,
+            seconds: float, state: Path) -> dict[str, float]:  # fmt: skip
+    env = {**env, "DATABASE_URL": url}
+    proc = start_worker(env, topic, state)
+    try:
+        time.sleep(3)  # let the worker connect before the clock starts
+        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
+        total = int(rate * seconds)
+        started = time.perf_counter()
+        for i in range(total):
+            target = started + i / rate
+            delay = target - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            producer.produce(topic, ticker_payload(i, time.time()), key=PAIRS[i % 6].encode())
+            producer.poll(0)
+        producer.flush(30)
+        deadline = time.monotonic() + 60
+        while count(url) < total and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with psycopg.connect(url) as conn:
+            row = conn.execute(
+                "SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY "
+                "extract(epoch FROM ingest_time - timestamp) * 1000), count(*) FROM ticker_data"
+            ).fetchone()
+        assert row is not None
+        p50, p99 = row[0]
+        return {"latency_p50_ms": float(p50), "latency_p99_ms": float(p99), "rows": row[1]}
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def git_commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                         cwd=REPO, check=False)  # fmt: skip
+    return out.stdout.strip() or "unknown"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest")
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--rate", type=int, default=2000)
+    parser.add_argument("--latency-s", type=float, default=30.0)
+    parser.add_argument("--no-write", action="store_true", help="don't update bench/results")
+    args = parser.parse_args()
+
+    base = load_settings()
+    state = Path(tempfile.mkdtemp(prefix="cryptoviz-bench-"))
+    stack = Stack(Settings(state_dir=state, cache_dir=base.cache_dir, coins_file=base.coins_file,
+                           kafka=base.kafka, database=base.database, ingest=base.ingest))  # fmt: skip
+    try:
+        settings = stack.start()
+        stack.prepare()
+        bootstrap = settings.kafka.bootstrap_servers
+        admin = settings.database.url
+        assert bootstrap is not None
+        assert admin is not None
+        env = {**os.environ, **stack.env(), "PYTHONPATH": str(REPO)}
+        env["CRYPTOVIZ_STATE_DIR"] = str(state / "workers")
+
+        topic = f"bench-rawticker-{uuid.uuid4().hex[:6]}"
+        ensure_topics(bootstrap, (topic,), 3)
+        print(f"pre-loading {args.messages} messages into {topic} ...", flush=True)
+        produce_rate = preload(bootstrap, topic, args.messages)
+        print(f"  produced at {produce_rate:,.0f} msgs/s", flush=True)
+
+        print("raw COPY ceiling ...", flush=True)
+        ceiling = copy_ceiling(new_database(admin), args.messages,
+                               settings.ingest.batch_size, settings)  # fmt: skip
+        print(f"  {ceiling:,.0f} rows/s", flush=True)
+
+        print("ingestion worker ...", flush=True)
+        tp = throughput(settings, env, new_database(admin), topic, args.messages, state)
+        print(
+            f"  {tp['msgs_per_s']:,.0f} msgs/s, peak RSS {tp['worker_rss_mb']:.0f} MB", flush=True
+        )
+
+        print(f"latency at {args.rate} msgs/s for {args.latency_s:.0f} s ...", flush=True)
+        lat_topic = f"bench-latency-{uuid.uuid4().hex[:6]}"
+        ensure_topics(bootstrap, (lat_topic,), 3)
+        lat = latency(bootstrap, env, new_database(admin), lat_topic, args.rate,
+                      args.latency_s, state)  # fmt: skip
+        print(
+            f"  p50 {lat['latency_p50_ms']:.1f} ms, p99 {lat['latency_p99_ms']:.1f} ms", flush=True
+        )
+    finally:
+        stack.stop()
+
+    result: dict[str, Any] = {
+        "msgs_per_s": round(tp["msgs_per_s"]),
+        "msgs_per_s_incl_startup": round(tp["msgs_per_s_incl_startup"]),
+        "copy_rows_per_s": round(ceiling),
+        "ratio": round(tp["msgs_per_s"] / ceiling, 3),
+        "worker_rss_mb": round(tp["worker_rss_mb"], 1),
+        "latency_p50_ms": round(lat["latency_p50_ms"], 1),
+        "latency_p99_ms": round(lat["latency_p99_ms"], 1),
+        "latency_rate_msgs_per_s": args.rate,
+        "messages": args.messages,
+        "batch_size": settings.ingest.batch_size,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": git_commit(),
+    }
+    print(json.dumps(result, indent=2))
+    if not args.no_write:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

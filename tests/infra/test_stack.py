@@ -1,0 +1,26 @@
+"""The supervisor configuration `make up` runs the workers with."""
+
+from __future__ import annotations
+
+import configparser
+from pathlib import Path
+
+from flows.registry import INGEST_WORKERS
+from infra.settings import load_settings
+from infra.stack import supervisor_config
+
+
+def test_every_worker_is_supervised_with_restart_and_server_addresses(tmp_path: Path) -> None:
+    settings = load_settings({"CRYPTOVIZ_STATE_DIR": str(tmp_path)})
+    env = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "DATABASE_URL": "postgresql://x@h/db"}
+    conf = configparser.RawConfigParser()
+    conf.read(supervisor_config(settings, env, list(INGEST_WORKERS)))
+    programs = [s.removeprefix("program:") for s in conf.sections() if s.startswith("program:")]
+    assert programs == list(INGEST_WORKERS)
+    for name in programs:
+        section = conf[f"program:{name}"]
+        assert section["autorestart"] == "true"
+        assert f"-m flows.run {name}" in section["command"]
+        assert 'KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1"' in section["environment"]
+        assert 'DATABASE_URL="postgresql://x@h/db"' in section["environment"]
+        assert section["stdout_logfile"].startswith(str(tmp_path))
