@@ -70,9 +70,14 @@ def new_database(admin_url: str) -> str:
 
 def preload(bootstrap: str, topic: str, n: int) -> float:
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.num.messages": 10000,
-         "compression.type": "lz4", "queue.buffering.max.messages": 1000000}
-    )  # fmt: skip
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 50,
+            "batch.num.messages": 10000,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 1000000,
+        }
+    )
     started = time.perf_counter()
     for i in range(n):
         payload = ticker_payload(i, BASE_TS + i / 1000)
@@ -118,10 +123,21 @@ def count(url: str) -> int:
 def start_worker(env: dict[str, str], topic: str, state: Path) -> subprocess.Popen[bytes]:
     log = (state / f"worker-{topic}.log").open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "flows.run", "ingest-rawticker", "--topic", topic,
-         "--metrics-port", str(free_port())],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "flows.run",
+            "ingest-rawticker",
+            "--topic",
+            topic,
+            "--metrics-port",
+            str(free_port()),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -131,8 +147,9 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def throughput(settings: Settings, env: dict[str, str], url: str, topic: str, n: int,
-               state: Path) -> dict[str, float]:  # fmt: skip
+def throughput(
+    settings: Settings, env: dict[str, str], url: str, topic: str, n: int, state: Path
+) -> dict[str, float]:
     env = {**env, "DATABASE_URL": url}
     started = time.perf_counter()
     proc = start_worker(env, topic, state)
@@ -160,8 +177,15 @@ def throughput(settings: Settings, env: dict[str, str], url: str, topic: str, n:
     }
 
 
-def latency(bootstrap: str, env: dict[str, str], url: str, topic: str, rate: int,
-            seconds: float, state: Path) -> dict[str, float]:  # fmt: skip
+def latency(
+    bootstrap: str,
+    env: dict[str, str],
+    url: str,
+    topic: str,
+    rate: int,
+    seconds: float,
+    state: Path,
+) -> dict[str, float]:
     env = {**env, "DATABASE_URL": url}
     proc = start_worker(env, topic, state)
     try:
@@ -194,8 +218,13 @@ def latency(bootstrap: str, env: dict[str, str], url: str, topic: str, rate: int
 
 
 def git_commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                         cwd=REPO, check=False)  # fmt: skip
+    out = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
     return out.stdout.strip() or "unknown"
 
 
@@ -209,8 +238,16 @@ def main() -> int:
 
     base = load_settings()
     state = Path(tempfile.mkdtemp(prefix="cryptoviz-bench-"))
-    stack = Stack(Settings(state_dir=state, cache_dir=base.cache_dir, coins_file=base.coins_file,
-                           kafka=base.kafka, database=base.database, ingest=base.ingest))  # fmt: skip
+    stack = Stack(
+        Settings(
+            state_dir=state,
+            cache_dir=base.cache_dir,
+            coins_file=base.coins_file,
+            kafka=base.kafka,
+            database=base.database,
+            ingest=base.ingest,
+        )
+    )
     try:
         settings = stack.start()
         stack.prepare()
@@ -228,8 +265,9 @@ def main() -> int:
         print(f"  produced at {produce_rate:,.0f} msgs/s", flush=True)
 
         print("raw COPY ceiling ...", flush=True)
-        ceiling = copy_ceiling(new_database(admin), args.messages,
-                               settings.ingest.batch_size, settings)  # fmt: skip
+        ceiling = copy_ceiling(
+            new_database(admin), args.messages, settings.ingest.batch_size, settings
+        )
         print(f"  {ceiling:,.0f} rows/s", flush=True)
 
         print("ingestion worker ...", flush=True)
@@ -241,8 +279,9 @@ def main() -> int:
         print(f"latency at {args.rate} msgs/s for {args.latency_s:.0f} s ...", flush=True)
         lat_topic = f"bench-latency-{uuid.uuid4().hex[:6]}"
         ensure_topics(bootstrap, (lat_topic,), 3)
-        lat = latency(bootstrap, env, new_database(admin), lat_topic, args.rate,
-                      args.latency_s, state)  # fmt: skip
+        lat = latency(
+            bootstrap, env, new_database(admin), lat_topic, args.rate, args.latency_s, state
+        )
         print(
             f"  p50 {lat['latency_p50_ms']:.1f} ms, p99 {lat['latency_p99_ms']:.1f} ms", flush=True
         )
@@ -260,7 +299,9 @@ def main() -> int:
         "latency_rate_msgs_per_s": args.rate,
         "messages": args.messages,
         "batch_size": settings.ingest.batch_size,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": (
+            f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        ),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": git_commit(),
     }
