@@ -1,0 +1,103 @@
+"""Pure event handlers: raw topic payload bytes in, a typed record or a Rejection out.
+
+No I/O happens here: no files, no environment, no clock (``HandlerContext.now``
+is passed in). Every handler and Kraken frame parser returns a value for any
+input and never raises.
+"""
+
+from handlers._alert import parse_alert
+from handlers._article import parse_article, sentiment_label
+from handlers._context import HandlerContext
+from handlers._errors import HandlerConfigError, HandlerError, UnknownTopicError
+from handlers._kraken import (
+    KrakenControl,
+    KrakenEvent,
+    KrakenHeartbeat,
+    KrakenMessage,
+    KrakenPong,
+    KrakenStatus,
+    KrakenSubscription,
+    KrakenV2Event,
+    parse_kraken_v1,
+    parse_kraken_v2,
+)
+from handlers._payload import MAX_PAYLOAD_BYTES
+from handlers._records import (
+    AlertRecord,
+    AlertType,
+    ArticleRecord,
+    OrdType,
+    Record,
+    Rejection,
+    SentimentLabel,
+    Side,
+    TickerRecord,
+    TradeRecord,
+)
+from handlers._registry import HANDLERS, Handler, handler_for
+from handlers._symbols import Coin, CoinTable
+from handlers._ticker import parse_ticker
+from handlers._time import epoch_seconds, iso_utc
+from handlers._trade import parse_trade
+from handlers._wire import (
+    AlertMessage,
+    ArticleContent,
+    ArticleMessage,
+    ArticleSentiment,
+    TickerMessage,
+    TradeMessage,
+    WireMessage,
+    encode_message,
+    message_topic,
+    to_message,
+)
+
+__all__ = [
+    "HANDLERS",
+    "MAX_PAYLOAD_BYTES",
+    "AlertMessage",
+    "AlertRecord",
+    "AlertType",
+    "ArticleContent",
+    "ArticleMessage",
+    "ArticleRecord",
+    "ArticleSentiment",
+    "Coin",
+    "CoinTable",
+    "Handler",
+    "HandlerConfigError",
+    "HandlerContext",
+    "HandlerError",
+    "KrakenControl",
+    "KrakenEvent",
+    "KrakenHeartbeat",
+    "KrakenMessage",
+    "KrakenPong",
+    "KrakenStatus",
+    "KrakenSubscription",
+    "KrakenV2Event",
+    "OrdType",
+    "Record",
+    "Rejection",
+    "SentimentLabel",
+    "Side",
+    "TickerMessage",
+    "TickerRecord",
+    "TradeMessage",
+    "TradeRecord",
+    "UnknownTopicError",
+    "WireMessage",
+    "encode_message",
+    "epoch_seconds",
+    "handler_for",
+    "iso_utc",
+    "message_topic",
+    "parse_alert",
+    "parse_article",
+    "parse_kraken_v1",
+    "parse_kraken_v2",
+    "parse_ticker",
+    "parse_trade",
+    "sentiment_label",
+    "to_message",
+]

@@ -1,0 +1,34 @@
+"""The per-call context every handler receives."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import msgspec
+
+from handlers._errors import HandlerConfigError
+from handlers._symbols import CoinTable
+
+
+class HandlerContext(msgspec.Struct, frozen=True, kw_only=True):
+    """What a handler may know besides the payload: no clock, no environment.
+
+    ``now`` is the receive time (aware); times more than ``max_future`` after it
+    are rejected.
+    """
+
+    coins: CoinTable
+    now: datetime
+    max_future: timedelta = timedelta(days=1)
+
+    def __post_init__(self) -> None:
+        if self.now.utcoffset() is None:
+            raise HandlerConfigError(f"HandlerContext.now must be timezone-aware, got {self.now!r}")
+        if self.max_future < timedelta(0):
+            raise HandlerConfigError(
+                f"HandlerContext.max_future must not be negative, got {self.max_future!r}"
+            )
+        try:
+            _ = self.now + self.max_future
+        except OverflowError:
+            raise HandlerConfigError("HandlerContext.now + max_future is out of range") from None

@@ -1,0 +1,346 @@
+"""The one symbol canonicaliser: coins, quote currencies, pairs and prose mentions.
+
+Built from the parsed TOML of ``infra/coins.toml`` by :meth:`CoinTable.from_mapping`
+(the caller reads the file; this module does no I/O).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Any, NoReturn
+
+import msgspec
+
+from handlers._errors import HandlerConfigError
+
+_SYMBOL = re.compile(r"[A-Z0-9]{1,12}")
+_SPLIT = re.compile(r"([A-Za-z0-9]{1,16})[/-]([A-Za-z0-9]{1,16})")
+_COMPACT = re.compile(r"[A-Za-z0-9]{2,24}")
+_TOKEN = re.compile(r"(?<!\w)(\$)?([A-Za-z0-9]{1,12})(?!\w)")
+_SPACES = re.compile(r"\s+")
+_MAX_PAIR_TEXT = 40
+_MAX_WORD = 64
+
+DEFAULT_TRACKED: tuple[str, ...] = (
+    "BTC/USD",
+    "ETH/USD",
+    "SOL/USD",
+    "ADA/USD",
+    "DOT/USD",
+    "LINK/USD",
+)
+_TOP_KEYS = frozenset({"coins", "quotes", "tracked"})
+_COIN_KEYS = frozenset({"name", "words", "tickers", "aliases", "ticker_any_case"})
+
+
+class Coin(msgspec.Struct, frozen=True, kw_only=True):
+    """One coin of the table.
+
+    ``words`` are prose names matched case-insensitively as whole words;
+    ``tickers`` (always including ``symbol``) are matched in prose only when
+    written in upper case or prefixed with ``$``, unless ``ticker_any_case``;
+    ``aliases`` are accepted by :meth:`CoinTable.coin` but never searched in prose.
+    """
+
+    symbol: str
+    name: str
+    words: tuple[str, ...] = ()
+    tickers: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    ticker_any_case: bool = False
+
+
+def _bad(message: str) -> NoReturn:
+    raise HandlerConfigError(message)
+
+
+_WORD = re.compile(r"[a-z0-9][a-z0-9 .'&-]*")
+
+
+def _str_list(value: object, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        _bad(f"{where} must be a list of strings")
+    items = tuple(v.strip() for v in value)
+    for item in items:
+        if not item or len(item) > _MAX_WORD:
+            _bad(f"{where} has an empty or over-long entry {item!r}")
+    return items
+
+
+def _words(value: object, where: str) -> tuple[str, ...]:
+    words = tuple(_SPACES.sub(" ", w.lower()) for w in _str_list(value, where))
+    for word in words:
+        if not _WORD.fullmatch(word):
+            _bad(f"{where}: {word!r} must be plain ASCII letters, digits, spaces or .'&-")
+    return words
+
+
+def _word_pattern(word: str) -> str:
+    return r"\s+".join(re.escape(part) for part in word.split(" "))
+
+
+def _symbol(value: object, where: str) -> str:
+    if not isinstance(value, str) or not _SYMBOL.fullmatch(value):
+        _bad(f"{where}: symbol {value!r} must match [A-Z0-9]{{1,12}}")
+    return value
+
+
+def _coin(symbol: str, entry: object) -> Coin:
+    where = f"coins.{symbol}"
+    if not isinstance(entry, Mapping):
+        _bad(f"{where} must be a table")
+    unknown = sorted(set(entry) - _COIN_KEYS)
+    if unknown:
+        _bad(f"{where} has unknown key(s) {', '.join(unknown)} (allowed: {sorted(_COIN_KEYS)})")
+    name = entry.get("name")
+    if not isinstance(name, str) or not name.strip():
+        _bad(f"{where}.name must be a non-empty string")
+    any_case = entry.get("ticker_any_case", False)
+    if not isinstance(any_case, bool):
+        _bad(f"{where}.ticker_any_case must be true or false")
+    tickers = _str_list(entry.get("tickers"), f"{where}.tickers")
+    for ticker in tickers:
+        _symbol(ticker, f"{where}.tickers")
+    if symbol not in tickers:
+        tickers = (symbol, *tickers)
+    return Coin(
+        symbol=symbol,
+        name=name.strip(),
+        words=_words(entry.get("words"), f"{where}.words"),
+        tickers=tickers,
+        aliases=_str_list(entry.get("aliases"), f"{where}.aliases"),
+        ticker_any_case=any_case,
+    )
+
+
+def _add_alias(table: dict[str, str], alias: str, symbol: str, where: str) -> None:
+    key = alias.lower()
+    other = table.get(key)
+    if other is not None and other != symbol:
+        _bad(f"{where}: alias {alias!r} maps to both {other} and {symbol}")
+    table[key] = symbol
+
+
+class CoinTable:
+    """Immutable coin/quote alias table; every symbol in the pipeline goes through it."""
+
+    __slots__ = (
+        "_asset_alias",
+        "_coin_alias",
+        "_coins",
+        "_quote_alias",
+        "_quotes",
+        "_tickers",
+        "_tracked",
+        "_word_group",
+        "_words_re",
+    )
+
+    _asset_alias: Mapping[str, str]
+    _coin_alias: Mapping[str, str]
+    _coins: tuple[Coin, ...]
+    _quote_alias: Mapping[str, str]
+    _quotes: tuple[str, ...]
+    _tickers: Mapping[str, tuple[str, bool]]
+    _tracked: tuple[str, ...]
+    _word_group: Mapping[str, str]
+    _words_re: re.Pattern[str] | None
+
+    def __init__(
+        self,
+        coins: Iterable[Coin],
+        quotes: Mapping[str, Iterable[str]],
+        tracked: Iterable[str] = DEFAULT_TRACKED,
+    ) -> None:
+        coin_tuple = tuple(coins)
+        if not coin_tuple:
+            _bad("coins must define at least one coin")
+        coin_alias: dict[str, str] = {}
+        tickers: dict[str, tuple[str, bool]] = {}
+        word_symbol: dict[str, str] = {}
+        for coin in coin_tuple:
+            _symbol(coin.symbol, "coins")
+            where = f"coins.{coin.symbol}"
+            if coin.symbol.lower() in coin_alias:
+                _bad(f"{where}: symbol clashes with an alias of {coin_alias[coin.symbol.lower()]}")
+            for alias in (coin.symbol, coin.name, *coin.words, *coin.tickers, *coin.aliases):
+                _add_alias(coin_alias, alias, coin.symbol, where)
+            for ticker in coin.tickers:
+                tickers[ticker] = (coin.symbol, coin.ticker_any_case)
+            for word in coin.words:
+                word_symbol[_SPACES.sub(" ", word.lower())] = coin.symbol
+        quote_alias: dict[str, str] = {}
+        for quote, aliases in quotes.items():
+            _symbol(quote, "quotes")
+            for alias in (quote, *aliases):
+                if not isinstance(alias, str) or not alias.strip():
+                    _bad(f"quotes.{quote} aliases must be non-empty strings")
+                _add_alias(quote_alias, alias.strip(), quote, f"quotes.{quote}")
+                clash = coin_alias.get(alias.strip().lower())
+                if clash is not None and clash != quote:
+                    _bad(f"quotes.{quote}: alias {alias!r} is also an alias of coin {clash}")
+        asset_alias = {**coin_alias, **quote_alias}
+        words = sorted(word_symbol, key=lambda w: (-len(w), w))
+        word_groups = {f"w{index}": word_symbol[word] for index, word in enumerate(words)}
+        words_re = (
+            re.compile(
+                r"(?<!\w)(?:"
+                + "|".join(
+                    f"(?P<w{index}>{_word_pattern(word)})" for index, word in enumerate(words)
+                )
+                + r")(?!\w)",
+                re.IGNORECASE,
+            )
+            if words
+            else None
+        )
+        setter = object.__setattr__
+        setter(self, "_coins", coin_tuple)
+        setter(self, "_quotes", tuple(quotes))
+        setter(self, "_coin_alias", MappingProxyType(coin_alias))
+        setter(self, "_quote_alias", MappingProxyType(quote_alias))
+        setter(self, "_asset_alias", MappingProxyType(asset_alias))
+        setter(self, "_tickers", MappingProxyType(tickers))
+        setter(self, "_word_group", MappingProxyType(word_groups))
+        setter(self, "_words_re", words_re)
+        canonical: list[str] = []
+        for item in tracked:
+            pair = self.pair(item)
+            if pair != item:
+                hint = f" (use {pair!r})" if pair else ""
+                _bad(f"tracked pair {item!r} is not a canonical pair{hint}")
+            canonical.append(pair)
+        setter(self, "_tracked", tuple(canonical))
+
+    @property
+    def coins(self) -> tuple[Coin, ...]:
+        """The coins, in configuration order."""
+        return self._coins
+
+    @property
+    def quotes(self) -> tuple[str, ...]:
+        """Canonical quote currencies (``USD``, ``EUR``, ...)."""
+        return self._quotes
+
+    @property
+    def tracked(self) -> tuple[str, ...]:
+        """Canonical pairs the producers subscribe to."""
+        return self._tracked
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"CoinTable is immutable (cannot set {name!r})")
+
+    def __repr__(self) -> str:
+        return f"CoinTable(coins={[c.symbol for c in self.coins]}, tracked={list(self.tracked)})"
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> CoinTable:
+        """Build the table from parsed TOML; raises ``ValueError`` (HandlerConfigError)."""
+        if not isinstance(data, Mapping):
+            _bad(f"coin table must be a mapping, got {type(data).__name__}")
+        unknown = sorted(set(data) - _TOP_KEYS)
+        if unknown:
+            allowed = ", ".join(sorted(_TOP_KEYS))
+            _bad(f"unknown top-level key(s) {', '.join(map(str, unknown))} (allowed: {allowed})")
+        coins = data.get("coins")
+        if not isinstance(coins, Mapping) or not coins:
+            _bad("[coins] must be a non-empty table of coin entries")
+        quotes = data.get("quotes", {})
+        if not isinstance(quotes, Mapping):
+            _bad("[quotes] must be a table of SYMBOL = [aliases]")
+        quote_map = {
+            _symbol(symbol, "quotes"): _str_list(aliases, f"quotes.{symbol}")
+            for symbol, aliases in quotes.items()
+        }
+        tracked = data.get("tracked", DEFAULT_TRACKED)
+        return cls(
+            coins=[_coin(_symbol(symbol, "coins"), entry) for symbol, entry in coins.items()],
+            quotes=quote_map,
+            tracked=_str_list(tracked, "tracked"),
+        )
+
+    # -- lookups -----------------------------------------------------------------
+
+    def coin(self, text: object) -> str | None:
+        """Canonical coin symbol for a name, ticker or alias (any case, optional ``$``)."""
+        if not isinstance(text, str):
+            return None
+        key = text.strip()
+        key = key.removeprefix("$")
+        return self._coin_alias.get(_SPACES.sub(" ", key.lower()))
+
+    def _asset(self, token: str) -> str | None:
+        known = self._asset_alias.get(token.lower())
+        if known is not None:
+            return known
+        upper = token.upper()
+        return upper if _SYMBOL.fullmatch(upper) else None
+
+    def pair(self, text: object) -> str | None:
+        """Canonical ``BASE/QUOTE`` for ``XBT/USD``, ``btc-usd``, ``XBTUSD``, ``XXBTZUSD``...
+
+        Unknown but well-formed symbols in slash/dash form pass through upper-cased;
+        compact forms need a known base and a known quote. Malformed text gives ``None``.
+        """
+        if not isinstance(text, str):
+            return None
+        raw = text.strip()
+        if len(raw) > _MAX_PAIR_TEXT:
+            return None
+        split = _SPLIT.fullmatch(raw)
+        if split is not None:
+            base, quote = self._asset(split[1]), self._asset(split[2])
+        elif _COMPACT.fullmatch(raw):
+            base, quote = self._split_compact(raw.lower())
+        else:
+            return None
+        if base is None or quote is None or base == quote:
+            return None
+        return f"{base}/{quote}"
+
+    def _split_compact(self, lowered: str) -> tuple[str | None, str | None]:
+        best: tuple[str | None, str | None] = (None, None)
+        best_len = 0
+        for cut in range(1, len(lowered)):
+            base = self._asset_alias.get(lowered[:cut])
+            quote = self._quote_alias.get(lowered[cut:])
+            if base and quote and base != quote and len(lowered) - cut > best_len:
+                best, best_len = (base, quote), len(lowered) - cut
+        return best
+
+    def base(self, pair: object) -> str | None:
+        """The canonical base symbol of a pair (``"XBT/USD"`` -> ``"BTC"``)."""
+        canonical = self.pair(pair)
+        return None if canonical is None else canonical.split("/", 1)[0]
+
+    def mentions(self, text: object) -> tuple[str, ...]:
+        """Coins mentioned in prose, in order of first mention, without duplicates.
+
+        Names ("Bitcoin", "ethereum") match case-insensitively as whole words.
+        Tickers match only as whole words written in upper case ("SOL") or with a
+        ``$`` prefix ("$sol"), or in any case for coins flagged ``ticker_any_case``.
+        """
+        if not isinstance(text, str) or not text:
+            return ()
+        found: list[tuple[int, str]] = []
+        if self._words_re is not None:
+            for match in self._words_re.finditer(text):
+                group = match.lastgroup
+                assert group is not None
+                found.append((match.start(), self._word_group[group]))
+        for match in _TOKEN.finditer(text):
+            dollar, token = match.group(1), match.group(2)
+            hit = self._tickers.get(token.upper())
+            if hit is None:
+                continue
+            symbol, any_case = hit
+            if dollar or any_case or token.isupper():
+                found.append((match.start(), symbol))
+        ordered: dict[str, None] = {}
+        for _, symbol in sorted(found, key=lambda item: item[0]):
+            ordered.setdefault(symbol, None)
+        return tuple(ordered)

@@ -1,0 +1,265 @@
+"""The producer wire contract: field names, number encoding, and record round trips."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from handlers import (
+    HANDLERS,
+    AlertMessage,
+    AlertRecord,
+    ArticleContent,
+    ArticleMessage,
+    ArticleRecord,
+    ArticleSentiment,
+    HandlerError,
+    Record,
+    TickerMessage,
+    TickerRecord,
+    TradeMessage,
+    TradeRecord,
+    WireMessage,
+    encode_message,
+    message_topic,
+    to_message,
+)
+from tests.handlers._support import ctx, encode, seed
+
+D = Decimal
+TICKER = TickerMessage(
+    pair="USDT/USD",
+    last=D("0.99981"),
+    bid=D("0.99980"),
+    ask=D("0.99981"),
+    volume_24h=D("270638277.50461281"),
+    timestamp=1790222058.054886,
+    bid_qty=D("44620.68691883"),
+    ask_qty=D("1087605.70466858"),
+    vwap=D("0.99983"),
+    low=D("0.99959"),
+    high=D("1.00000"),
+    change_pct=D("0.01"),
+    exchange_ts="2026-09-24T03:54:18.054886Z",
+    receive_ts=1790222058.2,
+)
+TRADE = TradeMessage(
+    pair="BTC/USD",
+    price=D("71749.0"),
+    volume=D("0.00220616"),
+    timestamp=1773573983.023215,
+    side="s",
+    trade_id=97184416,
+    ord_type="l",
+    receive_ts=1773573983.1,
+)
+ARTICLE = ArticleMessage(
+    id="coindesk-1",
+    title="Bitcoin rallies",
+    url="https://www.coindesk.com/markets/1",
+    website="coindesk.com",
+    content=ArticleContent(summary="BTC up."),
+    summary="BTC up.",
+    published_at="2026-09-30T17:16:31.000000Z",
+    timestamp=1790788591.0,
+    cryptocurrencies_mentioned=("BTC",),
+    sentiment=ArticleSentiment(score=0.75, label="positive", subjectivity=0.4),
+    receive_ts=1790788600.5,
+)
+ALERT = AlertMessage(
+    pair="ETH/USD",
+    last=D("2350.25"),
+    change=D("-2.04"),
+    threshold=D("1.5"),
+    timestamp=1764310293.5,
+    alert_type="down",
+    reference_price=D("2399.2"),
+    window_s=300,
+    receive_ts=1764310293.6,
+)
+
+FIELDS: list[tuple[WireMessage, str, list[str]]] = [
+    (
+        TICKER,
+        "rawticker",
+        [
+            "pair", "last", "bid", "ask", "volume_24h", "timestamp", "bid_qty", "ask_qty",
+            "vwap", "low", "high", "change_pct", "exchange_ts", "receive_ts",
+        ],
+    ),
+    (
+        TRADE,
+        "rawtrade",
+        ["pair", "price", "volume", "timestamp", "side", "trade_id", "ord_type", "receive_ts"],
+    ),
+    (
+        ARTICLE,
+        "rawarticle",
+        [
+            "id", "title", "url", "website", "content", "summary", "published_at", "timestamp",
+            "cryptocurrencies_mentioned", "sentiment", "receive_ts",
+        ],
+    ),
+    (
+        ALERT,
+        "rawalert",
+        [
+            "pair", "last", "change", "threshold", "timestamp", "alert_type",
+            "reference_price", "window_s", "receive_ts",
+        ],
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("message", "topic", "fields"), FIELDS)
+def test_field_names_and_topics(message: WireMessage, topic: str, fields: list[str]) -> None:
+    decoded = json.loads(encode_message(message))
+    assert list(decoded) == fields
+    assert message_topic(message) == topic
+
+
+def test_nested_article_fields() -> None:
+    decoded = json.loads(encode_message(ARTICLE))
+    assert decoded["content"] == {"summary": "BTC up."}
+    assert decoded["sentiment"] == {"score": 0.75, "label": "positive", "subjectivity": 0.4}
+
+
+def test_decimals_are_plain_json_numbers_with_their_digits() -> None:
+    raw = encode_message(TICKER)
+    assert b'"bid":0.99980,' in raw
+    assert b'"high":1.00000,' in raw
+    assert b'"volume_24h":270638277.50461281,' in raw
+    assert b'"exchange_ts":"2026-09-24T03:54:18.054886Z"' in raw
+    assert isinstance(json.loads(raw)["bid"], float)  # a number, not a string
+    assert b'"threshold":null' in encode_message(msgspec.structs.replace(ALERT, threshold=None))
+
+
+@pytest.mark.parametrize(("message", "topic", "fields"), FIELDS)
+def test_every_wire_message_parses_and_converts_back(
+    message: WireMessage, topic: str, fields: list[str]
+) -> None:
+    record = HANDLERS[topic](encode_message(message), ctx())
+    assert isinstance(record, TickerRecord | TradeRecord | ArticleRecord | AlertRecord), record
+    assert to_message(record) == message
+
+
+@pytest.mark.parametrize(
+    ("topic", "name"),
+    [
+        ("rawticker", "seed"),
+        ("rawticker", "prototype"),
+        ("rawticker", "producer"),
+        ("rawtrade", "seed"),
+        ("rawtrade", "producer"),
+        ("rawarticle", "seed"),
+        ("rawarticle", "prototype"),
+        ("rawalert", "seed"),
+        ("rawalert", "producer"),
+    ],
+)
+def test_example_records_round_trip(topic: str, name: str) -> None:
+    handler = HANDLERS[topic]
+    record = handler(encode(seed(topic, name)), ctx())
+    assert isinstance(record, TickerRecord | TradeRecord | ArticleRecord | AlertRecord)
+    assert handler(encode_message(to_message(record)), ctx()) == record
+
+
+def test_prototype_alert_has_no_wire_form() -> None:
+    record = HANDLERS["rawalert"](encode(seed("rawalert", "prototype")), ctx())
+    assert isinstance(record, AlertRecord)
+    with pytest.raises(HandlerError, match="no wire form"):
+        to_message(record)
+
+
+# -- property: any valid record survives record -> message -> bytes -> record ----------
+
+times = st.datetimes(
+    min_value=datetime(2009, 1, 3),  # noqa: DTZ001 - hypothesis bounds are naive
+    max_value=datetime(2026, 10, 1),  # noqa: DTZ001
+    timezones=st.just(UTC),
+)
+pairs = st.sampled_from(["BTC/USD", "ETH/EUR", "SOL/USDT", "WAVES/EUR", "ADA/BTC"])
+prices = st.decimals(min_value=D("1e-8"), max_value=D("1e12"), places=8)
+amounts = st.decimals(min_value=D(0), max_value=D("1e15"), places=8)
+signed = st.decimals(min_value=D("-1e6"), max_value=D("1e6"), places=2)
+unit = st.floats(min_value=0, max_value=1)
+words = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=40)
+clean = words.map(str.strip).filter(bool)
+
+tickers = st.builds(
+    TickerRecord,
+    pair=pairs,
+    time=times,
+    last=prices,
+    bid=st.none() | prices,
+    ask=st.none() | prices,
+    volume_24h=st.none() | amounts,
+    bid_qty=st.none() | amounts,
+    ask_qty=st.none() | amounts,
+    vwap=st.none() | amounts,
+    low=st.none() | amounts,
+    high=st.none() | amounts,
+    change_pct=st.none() | signed,
+    exchange_time=st.none() | times,
+    receive_time=st.none() | times,
+).map(lambda r: msgspec.structs.replace(r, time=r.exchange_time or r.time))
+trades = st.builds(
+    TradeRecord,
+    pair=pairs,
+    time=times,
+    price=prices,
+    volume=amounts,
+    side=st.sampled_from(["b", "s"]),
+    trade_id=st.none() | st.integers(0, 2**63 - 1),
+    ord_type=st.sampled_from([None, "l", "m"]),
+    receive_time=st.none() | times,
+)
+
+
+def _article(draw_site: str, **fields: Any) -> ArticleRecord:
+    return ArticleRecord(website=draw_site, source=draw_site, **fields)
+
+
+articles = st.builds(
+    _article,
+    st.sampled_from(["coindesk.com", "cointelegraph.com"]),
+    article_id=clean,
+    time=times,
+    title=clean,
+    url=st.from_regex(r"https://[a-z]{1,10}\.com/[a-z0-9/-]{0,30}", fullmatch=True),
+    summary=clean,
+    cryptocurrencies_mentioned=st.lists(
+        st.sampled_from(["BTC", "ETH", "SOL", "ADA"]), unique=True
+    ).map(tuple),
+    sentiment_score=unit,
+    sentiment_label=st.sampled_from(["positive", "neutral", "negative"]),
+    subjectivity=st.none() | unit,
+    receive_time=st.none() | times,
+)
+alerts = st.builds(
+    AlertRecord,
+    pair=pairs,
+    time=times,
+    last_price=prices,
+    change_percent=signed.filter(lambda d: not d.is_zero()),
+    threshold=st.none() | amounts,
+    alert_type=st.just("up"),
+    reference_price=st.none() | prices,
+    window_s=st.none() | st.integers(1, 10_000_000),
+    receive_time=st.none() | times,
+).map(lambda r: msgspec.structs.replace(r, alert_type="up" if r.change_percent > 0 else "down"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(tickers, trades, articles, alerts))
+def test_records_round_trip_through_the_wire(record: Record) -> None:
+    message = to_message(record)
+    parsed = HANDLERS[message_topic(message)](encode_message(message), ctx())
+    assert parsed == record
