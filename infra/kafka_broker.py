@@ -109,8 +109,8 @@ class EmbeddedKafka:
                 self._classpath(),
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id,
+                # "=" form: a base64 id may start with "-" and read as an option.
+                f"--cluster-id={cluster_id}",
                 "-c",
                 str(props),
             ],

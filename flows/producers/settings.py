@@ -83,9 +83,13 @@ class OutputSettings(msgspec.Struct, frozen=True, kw_only=True):
     otlp_endpoint: str | None = None
 
 
+KRAKEN_WS_URL = "wss://ws.kraken.com/v2"
+KRAKEN_REST_TRADES_URL = "https://api.kraken.com/0/public/Trades"
+
+
 class KrakenSettings(msgspec.Struct, frozen=True, kw_only=True):
-    ws_url: str = "wss://ws.kraken.com/v2"
-    rest_trades_url: str = "https://api.kraken.com/0/public/Trades"
+    ws_url: str = KRAKEN_WS_URL
+    rest_trades_url: str = KRAKEN_REST_TRADES_URL
     pairs: tuple[str, ...] = ()
     """Canonical pairs; empty means the coin table's ``tracked`` pairs."""
     channels: tuple[str, ...] = ("ticker", "trade")
@@ -271,8 +275,8 @@ def load_producer_settings(env: Mapping[str, str] | None = None) -> ProducerSett
     )
     pairs = tuple(p.strip() for p in env.get("CRYPTOVIZ_KRAKEN_PAIRS", "").split(",") if p.strip())
     kraken = KrakenSettings(
-        ws_url=env.get("CRYPTOVIZ_KRAKEN_WS_URL") or KrakenSettings.ws_url,
-        rest_trades_url=env.get("CRYPTOVIZ_KRAKEN_REST_URL") or KrakenSettings.rest_trades_url,
+        ws_url=env.get("CRYPTOVIZ_KRAKEN_WS_URL") or KRAKEN_WS_URL,
+        rest_trades_url=env.get("CRYPTOVIZ_KRAKEN_REST_URL") or KRAKEN_REST_TRADES_URL,
         pairs=pairs,
         heartbeat_timeout_s=_float(env, "CRYPTOVIZ_KRAKEN_HEARTBEAT_S", 10.0, 0.1),
         data_timeout_s=_float(env, "CRYPTOVIZ_KRAKEN_DATA_S", 300.0, 0.1),
