@@ -83,7 +83,10 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 class Worker:
     """``python -m flows.run`` as a real subprocess, with its metrics endpoint."""
 
-    def __init__(self, name: str, topic: str, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, name: str, topic: str, env: dict[str, str], log: Path, extra: tuple[str, ...] = ()
+    ) -> None:
+        self.extra = extra
         self.name = name
         self.topic = topic
         self.env = env
@@ -95,7 +98,7 @@ class Worker:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "flows.run", self.name, "--topic", self.topic,
-                 "--metrics-port", str(self.metrics_port), "--snapshot-s", "1"],
+                 "--metrics-port", str(self.metrics_port), "--snapshot-s", "1", *self.extra],
                 cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         return self
@@ -154,8 +157,8 @@ def worker_env(stack: Settings, tmp_path: Path) -> Callable[..., dict[str, str]]
 def workers(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     started: list[Worker] = []
 
-    def spawn(name: str, topic: str, env: dict[str, str]) -> Worker:
-        worker = Worker(name, topic, env, tmp_path / f"{name}.log").start()
+    def spawn(name: str, topic: str, env: dict[str, str], *extra: str) -> Worker:
+        worker = Worker(name, topic, env, tmp_path / f"{name}.log", extra).start()
         started.append(worker)
         return worker
 

@@ -102,6 +102,21 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     wait_for(lambda: len(_distinct_dead_letters(kafka_bootstrap, dlq)) == n_bad, 30, "DLQ")
 
 
+def test_two_worker_threads_split_the_partitions_and_write_each_row_once(
+    kafka_bootstrap: str,
+    fresh_db: str,
+    new_topic: Callable[..., str],
+    worker_env: Callable[..., dict[str, str]],
+    workers: Callable[..., Worker],
+) -> None:
+    source, dlq = new_topic("rawalert", partitions=3), new_topic("deadletter")
+    produce(kafka_bootstrap, source, [VALID["rawalert"](i) for i in range(3000)])
+    worker = workers("ingest-rawalert", source, worker_env(fresh_db, dlq), "-w", "2")
+    wait_for(lambda: count_rows(fresh_db, "alert_data") == 3000, 60, "all alerts")
+    wait_for(lambda: worker.metric("cryptoviz_ingest_messages_total") == 3000, 30, "metrics")
+    assert worker.metric("cryptoviz_ingest_duplicates_total") == 0
+
+
 def test_database_outage_mid_stream_delays_but_loses_nothing(
     kafka_bootstrap: str,
     tmp_path: Path,
