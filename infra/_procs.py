@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import json
 import os
 import signal
 import socket
+import sys
 import time
 from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+# Loaded in the parent: the forked child must not load libraries (locks held by other threads).
+_LIBC = (
+    ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if sys.platform.startswith("linux")
+    else None
+)
+
+
+def die_with_parent() -> None:
+    """``preexec_fn``: have the kernel SIGTERM this child when its parent dies (Linux).
+
+    A launcher killed with SIGKILL (or a test run cut short) then leaves no
+    orphaned broker holding ports and memory.
+    """
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

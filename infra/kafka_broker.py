@@ -17,7 +17,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from infra._console import StackError
-from infra._procs import log_tail, pid_alive, read_pid, sticky_ports, terminate
+from infra._procs import die_with_parent, log_tail, pid_alive, read_pid, sticky_ports, terminate
 
 _LOG4J = """\
 status = warn
@@ -148,6 +148,8 @@ class EmbeddedKafka:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches the launcher, which stops us in order
+                # Only a prctl() call on an already-loaded libc: safe after fork.
+                preexec_fn=die_with_parent,  # noqa: PLW1509
             )
         self._pid_file.write_text(str(self._proc.pid))
         self.wait_ready(timeout)
