@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from bytewax.dataflow import Dataflow
 
@@ -38,5 +39,31 @@ def _ingest_workers() -> dict[str, WorkerSpec]:
     }
 
 
-WORKERS: dict[str, WorkerSpec] = {**_ingest_workers()}
+def _producer(entry: str) -> Callable[..., Dataflow]:
+    """Imports the producer code only when that worker is built (ingest workers never pay)."""
+
+    def build(settings: Any, kafka_topic: str | None = None) -> Dataflow:
+        from flows.producers import workers
+
+        flow: Dataflow = getattr(workers, entry)(settings, kafka_topic)
+        return flow
+
+    return build
+
+
+def _producer_workers() -> dict[str, WorkerSpec]:
+    specs = (
+        ("producer-kraken", "kraken_worker", "Kraken v2 ticker + trade -> rawticker, rawtrade"),
+        ("producer-rss", "rss_worker", "news feeds -> rawarticle (sentiment, coin mentions)"),
+        ("producer-alerts", "alerts_worker", "rawticker -> price alerts -> rawalert"),
+        ("producer-replay", "replay_worker", "recorded Kraken frames and feeds -> raw topics"),
+        ("producer-synthetic", "synthetic_worker", "generated market -> rawticker, rawtrade"),
+    )
+    return {
+        name: WorkerSpec(name=name, build=_producer(entry), description=text)
+        for name, entry, text in specs
+    }
+
+
+WORKERS: dict[str, WorkerSpec] = {**_ingest_workers(), **_producer_workers()}
 INGEST_WORKERS: tuple[str, ...] = tuple(_ingest_workers())

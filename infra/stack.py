@@ -162,6 +162,7 @@ def supervisor_config(settings: Settings, env: dict[str, str], workers: list[str
 
 
 def _up(settings: Settings, replay: bool) -> int:
+    from flows.producers.workers import live_network_problem, producer_workers
     from flows.registry import INGEST_WORKERS
 
     stack = Stack(settings)
@@ -174,11 +175,11 @@ def _up(settings: Settings, replay: bool) -> int:
     try:
         settings = stack.start()
         stack.prepare()
-        if replay:
-            step(
-                "replay mode requested: no producers are registered yet, ingesting what is in Kafka"
-            )
-        workers = list(INGEST_WORKERS)
+        problem = None if replay else live_network_problem()
+        if problem is not None:
+            step(f"network unreachable ({problem}): live producers keep retrying; "
+                 "`make up REPLAY=1` replays recorded data offline")  # fmt: skip
+        workers = [*INGEST_WORKERS, *producer_workers(replay)]
         conf = supervisor_config(settings, stack.env(), workers)
         step(f"starting {len(workers)} workers under supervisord: {', '.join(workers)}")
         supervisor = subprocess.Popen(

@@ -10,6 +10,8 @@ cloned from a migrated template (:func:`fresh_db`), so they can run in any order
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,13 +34,39 @@ def shared_fixtures() -> Path:
     return SHARED_FIXTURES
 
 
+def _server_dir(prefix: str) -> Path:
+    # Not under pytest's basetemp: another pytest session on the machine may reset
+    # /tmp/pytest-of-<user> to 0700, locking out the unprivileged PostgreSQL user.
+    return Path(tempfile.mkdtemp(prefix=f"cryptoviz-{prefix}-"))
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+def server_dirs() -> Iterator[Callable[[str], Path]]:
+    """``server_dirs("pg")``: a private directory for a server's data, removed at the end."""
+    made: list[Path] = []
+
+    def make(prefix: str) -> Path:
+        made.append(_server_dir(prefix))
+        return made[-1]
+
+    yield make
+    for path in made:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def server_dir(server_dirs: Callable[[str], Path]) -> Path:
+    """A private directory for one test's own server."""
+    return server_dirs("test")
+
+
+@pytest.fixture(scope="session")
+def stack(server_dirs: Callable[[str], Path]) -> Iterator[Settings]:
     """Settings pointing at a running Kafka broker and a migrated PostgreSQL server."""
     from infra.stack import Stack
 
     base = load_settings()
-    state = tmp_path_factory.mktemp("stack")
+    state = server_dirs("stack")
     settings = Settings(
         state_dir=state,
         cache_dir=base.cache_dir,

@@ -11,8 +11,9 @@ Environment variables (all optional):
 ``CRYPTOVIZ_TOPIC_RAWTICKER``...   actual topic for each raw topic (also ``_RAWTRADE``,
                                    ``_RAWARTICLE``, ``_RAWALERT``); default: the raw name
 ``CRYPTOVIZ_PRODUCER_RETRIES``     re-sends of a message whose delivery failed (default 5)
-``CRYPTOVIZ_TRACE_SAMPLE_RATIO``   share of messages whose produce span is recorded (1.0)
-``OTEL_EXPORTER_OTLP_ENDPOINT``    export recorded spans over OTLP/HTTP (default: none)
+``CRYPTOVIZ_TRACE_SAMPLE_RATIO``   share of traces marked sampled in ``traceparent`` (1.0)
+``OTEL_EXPORTER_OTLP_ENDPOINT``    record sampled publish spans and export them over OTLP/HTTP
+                                   (default: none; every message still gets a traceparent)
 ``CRYPTOVIZ_KRAKEN_WS_URL``        Kraken v2 WebSocket (``wss://ws.kraken.com/v2``)
 ``CRYPTOVIZ_KRAKEN_REST_URL``      REST ``Trades`` for gap fills
                                    (``https://api.kraken.com/0/public/Trades``)
@@ -81,6 +82,7 @@ class OutputSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Extra librdkafka properties (tests shorten ``message.timeout.ms``)."""
     trace_sample_ratio: float = 1.0
     otlp_endpoint: str | None = None
+    """OTLP/HTTP base URL; spans are only built (and exported) when this is set."""
 
 
 KRAKEN_WS_URL = "wss://ws.kraken.com/v2"
@@ -163,8 +165,8 @@ class SyntheticSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Messages per second, all pairs together."""
     trade_share: float = 0.7
     seed: int | None = None
-    volatility: float = 0.6
-    """Annualised-looking volatility of the random walk, per simulated hour."""
+    volatility: float = 0.01
+    """Standard deviation of the log price per simulated hour (0.01 = 1 %)."""
     trend_switch_per_s: float = 0.02
     jump_per_s: float = 0.01
     """Jumps (1-3 % moves) per pair and second of simulated time."""
@@ -254,9 +256,10 @@ def parse_thresholds(raw: str) -> dict[str, Decimal]:
 
 def default_replay_files() -> tuple[Path, ...]:
     """The bundled samples, plus the real captures of ``../shared`` when the clone has them."""
-    files = sorted(SAMPLES.glob("*.*"))
+    kinds = (".txt", ".jsonl", ".xml")
+    files = sorted(p for p in SAMPLES.iterdir() if p.suffix in kinds)
     if SHARED_REAL.is_dir():
-        files += sorted(p for p in SHARED_REAL.rglob("*") if p.suffix in (".txt", ".jsonl", ".xml"))
+        files += sorted(p for p in SHARED_REAL.rglob("*") if p.suffix in kinds)
     return tuple(files)
 
 

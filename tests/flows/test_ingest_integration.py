@@ -119,12 +119,12 @@ def test_two_worker_threads_split_the_partitions_and_write_each_row_once(
 
 def test_database_outage_mid_stream_delays_but_loses_nothing(
     kafka_bootstrap: str,
-    tmp_path: Path,
+    server_dir: Path,
     new_topic: Callable[..., str],
     worker_env: Callable[..., dict[str, str]],
     workers: Callable[..., Worker],
 ) -> None:
-    server = EmbeddedPostgres(tmp_path / "outage-pg")
+    server = EmbeddedPostgres(server_dir / "outage-pg")
     url = server.start()
     try:
         migrate(url)

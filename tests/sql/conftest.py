@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -18,9 +18,9 @@ _db_names = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_server(server_dirs: Callable[[str], Path]) -> Iterator[str]:
     """URL of a plain PostgreSQL 18 server for the whole session (maintenance database)."""
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("sql-postgres"))
+    server = EmbeddedPostgres(server_dirs("sql-postgres"))
     url = server.start()
     try:
         yield url

@@ -1,0 +1,484 @@
+"""Kraken Spot WebSocket v2 market feed as a Bytewax source (ticker + trade).
+
+Same shape as Bytewax's WebSocket order-book example: a ``FixedPartitionedSource``
+whose partition owns the connection. Here a daemon thread (:class:`KrakenClient`)
+owns the socket, because the protocol work (subscribe, ack checks, ping, watchdogs,
+reconnects) must go on while Bytewax is busy elsewhere; ``next_batch`` only drains
+what the thread parsed, sequences trades (:mod:`flows.producers.trades`) and returns
+them. The partition's recovery state is the per-pair trade sequence, so a restart
+neither re-sends nor silently skips trades.
+
+Protocol handling:
+
+* one ``subscribe`` per channel for all pairs, ``snapshot`` explicit, ``req_id``
+  tracked; every per-symbol ack is checked, rejections logged with Kraken's text;
+* ``status`` (online / maintenance / cancel_only / post_only), ``heartbeat``,
+  ``pong`` and ack frames are control events, never data;
+* watchdogs: no frame at all for ``heartbeat_timeout_s`` -> reconnect; an acked
+  symbol silent for ``data_timeout_s`` -> unsubscribe + subscribe it again, and if it
+  stays silent -> reconnect; an unanswered application ``ping`` -> reconnect;
+* reconnects wait a capped exponential backoff with jitter, stay inside Kraken's
+  connection budget (150 per 10 minutes) and at least 5 s after maintenance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import queue
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import websocket
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+
+from flows.producers import _metrics as m
+from flows.producers._util import Backoff
+from flows.producers.settings import KrakenSettings
+from flows.producers.trades import (
+    FetchPage,
+    Gap,
+    GapFiller,
+    PairSequence,
+    TradeSequencer,
+    make_rest_fetcher,
+)
+from handlers import (
+    CoinTable,
+    HandlerContext,
+    KrakenEvent,
+    KrakenHeartbeat,
+    KrakenMessage,
+    KrakenPong,
+    KrakenStatus,
+    KrakenSubscription,
+    TradeMessage,
+    parse_kraken_v2,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 5000
+IDLE_WAKE = timedelta(milliseconds=10)
+
+SourceState = dict[str, PairSequence]
+
+
+class ConnectBudget:
+    """At most ``limit`` connection attempts in any ``window_s`` seconds."""
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        self._limit = limit
+        self._window = window_s
+        self._times: deque[float] = deque()
+
+    def wait_time(self, now: float) -> float:
+        while self._times and self._times[0] <= now - self._window:
+            self._times.popleft()
+        if len(self._times) < self._limit:
+            return 0.0
+        return self._times[0] + self._window - now
+
+    def record(self, now: float) -> None:
+        self._times.append(now)
+
+
+@dataclass(slots=True)
+class KrakenStats:
+    """What the client observed; shared with the code that built the source (tests, logs)."""
+
+    connects: list[float] = field(default_factory=list)
+    """Monotonic time of each successful connect."""
+    delays: list[float] = field(default_factory=list)
+    """Wait before each connection attempt after the first."""
+    disconnects: list[str] = field(default_factory=list)
+    rejected: list[tuple[str, str, str]] = field(default_factory=list)
+    """(channel, symbol, Kraken's error) of each refused subscription."""
+    acked: list[tuple[str, str]] = field(default_factory=list)
+    silent: list[tuple[str, str]] = field(default_factory=list)
+    """(channel, pair) of each subscription found silent."""
+    recovered: list[tuple[str, str]] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)
+    pongs: int = 0
+    gaps: list[Gap] = field(default_factory=list)
+    filled: int = 0
+    duplicates: int = 0
+    unrecoverable: int = 0
+
+
+def _channel(msg: KrakenMessage) -> str:
+    return "trade" if isinstance(msg, TradeMessage) else "ticker"
+
+
+class _Reconnect(Exception):
+    """The session must end: ``str(exc)`` says why."""
+
+
+class KrakenClient:
+    """The connection thread: connects, subscribes, watches, reconnects; parsed data to ``out``."""
+
+    def __init__(
+        self,
+        settings: KrakenSettings,
+        pairs: tuple[str, ...],
+        coins: CoinTable,
+        out: queue.Queue[KrakenMessage],
+        stats: KrakenStats,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._s = settings
+        self._pairs = pairs
+        self._coins = coins
+        self._out = out
+        self.stats = stats
+        self._clock = clock
+        self._backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s, rng)
+        self._budget = ConnectBudget(settings.connect_budget, settings.connect_window_s)
+        self._stop = threading.Event()
+        self._req_ids = itertools.count(1)
+        self._system: str | None = None
+        self._thread = threading.Thread(target=self._run, name="kraken-ws", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    # -- connection loop -------------------------------------------------------------
+
+    def _run(self) -> None:
+        delay = 0.0
+        first = True
+        while not self._stop.is_set():
+            wait = max(delay, self._budget.wait_time(self._clock()))
+            if not first:
+                self.stats.delays.append(wait)
+            first = False
+            if wait > 0:
+                log.info("kraken: reconnecting in %.1f s", wait)
+                if self._stop.wait(wait):
+                    return
+            self._budget.record(self._clock())
+            started = self._clock()
+            reason = self._connect_and_run()
+            self.stats.disconnects.append(reason)
+            m.KRAKEN_DISCONNECTS.labels(reason.split(":")[0]).inc()
+            if self._stop.is_set():
+                return
+            log.warning("kraken: connection ended: %s", reason)
+            if self._clock() - started >= self._s.healthy_after_s:
+                self._backoff.reset()
+            delay = self._backoff.next()
+            if self._system is not None and self._system != "online":
+                # Kraken asks for no more than one connect every 5 s around maintenance.
+                delay = max(delay, self._s.after_maintenance_s)
+
+    def _connect_and_run(self) -> str:
+        try:
+            ws = websocket.create_connection(
+                self._s.ws_url, timeout=self._s.connect_timeout_s, skip_utf8_validation=True
+            )
+        except (websocket.WebSocketException, OSError) as exc:
+            return f"connect failed: {type(exc).__name__}: {exc}"
+        self.stats.connects.append(self._clock())
+        m.KRAKEN_CONNECTS.inc()
+        log.info("kraken: connected to %s", self._s.ws_url)
+        try:
+            _Session(self, ws).run()
+        except _Reconnect as exc:
+            return str(exc)
+        except websocket.WebSocketConnectionClosedException:
+            return "closed: connection dropped"
+        except (websocket.WebSocketException, OSError) as exc:
+            return f"error: {type(exc).__name__}: {exc}"
+        finally:
+            with contextlib.suppress(websocket.WebSocketException, OSError):
+                ws.close(timeout=0.5)
+        return "stopped"
+
+    # -- used by the session ---------------------------------------------------------
+
+    def next_req_id(self) -> int:
+        return next(self._req_ids)
+
+    def system_status(self, status: KrakenStatus) -> None:
+        self._system = status.system
+        self.stats.statuses.append(status.system)
+        m.KRAKEN_SYSTEM.set(1 if status.system == "online" else 0)
+        if status.system == "online":
+            log.info("kraken: system online (api %s)", status.api_version)
+        else:
+            # maintenance: Kraken closes the connection soon; cancel_only/post_only:
+            # market data keeps flowing but trading is restricted.
+            log.warning("kraken: system status %r", status.system)
+
+
+@dataclass(slots=True)
+class _Sub:
+    channel: str
+    symbol: str
+    since: float
+    """Ack time, or the last data time: the data watchdog's clock."""
+    resubscribed: bool = False
+
+
+class _Session:
+    """One connection's life: subscribe, read, watch; raises :class:`_Reconnect` to end it."""
+
+    def __init__(self, client: KrakenClient, ws: websocket.WebSocket) -> None:
+        self._c = client
+        self._s = client._s
+        self._ws = ws
+        self._clock = client._clock
+        self._requests: dict[int, str] = {}
+        self._pending: dict[tuple[str, str], float] = {}
+        self._subs: dict[tuple[str, str], _Sub] = {}
+        self._ping: tuple[int, float] | None = None
+        self._resubscribed: set[tuple[str, str]] = set()
+        self._renewals: set[tuple[str, str]] = set()
+        now = self._clock()
+        self._last_frame = now
+        self._next_ping = now + self._s.ping_interval_s
+
+    def run(self) -> None:
+        s = self._s
+        tick = min(s.heartbeat_timeout_s, s.data_timeout_s, s.ping_interval_s, s.pong_timeout_s)
+        self._ws.settimeout(max(0.01, min(0.5, tick / 4)))
+        for channel in s.channels:
+            self._subscribe(channel, list(self._c._pairs))
+        while not self._c._stop.is_set():
+            try:
+                opcode, data = self._ws.recv_data()
+            except websocket.WebSocketTimeoutException:
+                opcode, data = None, None
+            now = self._clock()
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                raise _Reconnect("closed: by server")
+            if data is not None:
+                self._last_frame = now
+                self._handle(data if isinstance(data, bytes) else data.encode(), now)
+            self._watch(now)
+
+    def _send(self, request: dict[str, object]) -> None:
+        self._ws.send(msgspec.json.encode(request).decode())
+
+    def _subscribe(self, channel: str, symbols: list[str]) -> None:
+        req_id = self._c.next_req_id()
+        self._requests[req_id] = channel
+        now = self._clock()
+        for symbol in symbols:
+            self._pending[(channel, symbol)] = now
+        params = {"channel": channel, "symbol": symbols, "snapshot": self._s.snapshot}
+        self._send({"method": "subscribe", "params": params, "req_id": req_id})
+
+    def _resubscribe(self, key: tuple[str, str], sub: _Sub) -> None:
+        req_id = self._c.next_req_id()
+        self._requests[req_id] = sub.channel
+        params = {"channel": sub.channel, "symbol": [sub.symbol]}
+        self._send({"method": "unsubscribe", "params": params, "req_id": req_id})
+        del self._subs[key]
+        self._subscribe(sub.channel, [sub.symbol])
+        self._resubscribed.add(key)
+
+    def _handle(self, frame: bytes, now: float) -> None:
+        ctx = HandlerContext(coins=self._c._coins, now=datetime.now(UTC))
+        event: KrakenEvent = parse_kraken_v2(frame, ctx)
+        for control in event.control:
+            if isinstance(control, KrakenSubscription):
+                self._ack(control, now)
+            elif isinstance(control, KrakenStatus):
+                self._c.system_status(control)
+            elif isinstance(control, KrakenPong):
+                if self._ping is not None and control.req_id == self._ping[0]:
+                    self._ping = None
+                    self._c.stats.pongs += 1
+            elif isinstance(control, KrakenHeartbeat):
+                pass  # its arrival already fed the heartbeat watchdog
+        for msg in event.messages:
+            key = (_channel(msg), msg.pair)
+            sub = self._subs.get(key)
+            if sub is not None:
+                sub.since = now
+                if sub.resubscribed:
+                    sub.resubscribed = False
+                    self._c.stats.recovered.append(key)
+                    log.info("kraken: %s %s is streaming again", *key)
+            self._c._out.put(msg)
+        for rejection in event.rejections:
+            m.KRAKEN_REJECTIONS.inc()
+            log.warning("kraken: frame refused: %s (%.200s)", rejection.reason, frame)
+
+    def _ack(self, ack: KrakenSubscription, now: float) -> None:
+        if ack.method != "subscribe":
+            return
+        channel = ack.channel or self._requests.get(ack.req_id or -1) or "?"
+        symbol = ack.symbol or "?"
+        self._pending.pop((channel, symbol), None)
+        if not ack.success:
+            self._c.stats.rejected.append((channel, symbol, ack.error or ""))
+            m.KRAKEN_REJECTED.labels(channel).inc()
+            log.error("kraken: %s subscription for %s rejected: %s", channel, symbol, ack.error)
+            return
+        pair = self._c._coins.pair(symbol) or symbol
+        key = (channel, pair)
+        resubscribed = key in self._resubscribed
+        self._resubscribed.discard(key)
+        self._subs[key] = _Sub(channel, symbol, now, resubscribed=resubscribed)
+        self._c.stats.acked.append(key)
+        log.info("kraken: subscribed to %s %s", channel, symbol)
+
+    def _watch(self, now: float) -> None:
+        s = self._s
+        if now - self._last_frame > s.heartbeat_timeout_s:
+            raise _Reconnect(f"heartbeat: no frame for {now - self._last_frame:.1f} s")
+        if self._ping is not None and now - self._ping[1] > s.pong_timeout_s:
+            raise _Reconnect(f"ping: no pong for request {self._ping[0]}")
+        if self._ping is None and now >= self._next_ping:
+            req_id = self._c.next_req_id()
+            self._send({"method": "ping", "req_id": req_id})
+            self._ping = (req_id, now)
+            self._next_ping = now + s.ping_interval_s
+        for (channel, symbol), sent in list(self._pending.items()):
+            if now - sent > s.ack_timeout_s:
+                raise _Reconnect(f"ack: {channel} {symbol} not acknowledged in {s.ack_timeout_s} s")
+        for key, sub in list(self._subs.items()):
+            if now - sub.since <= s.data_timeout_s:
+                continue
+            if key in self._renewals:
+                # Renewing did not help (the snapshot after a renewal may have come,
+                # updates did not): the connection itself is suspect.
+                raise _Reconnect(f"silent: {key[0]} {key[1]} silent again after resubscribing")
+            # Kraken can keep a connection and its heartbeats alive while one
+            # subscription stops delivering: renew just that one first.
+            self._renewals.add(key)
+            self._c.stats.silent.append(key)
+            m.KRAKEN_SILENT.labels(*key).inc()
+            log.warning(
+                "kraken: %s %s silent for %.0f s; resubscribing", key[0], key[1], now - sub.since
+            )
+            self._resubscribe(key, sub)
+
+
+class KrakenPartition(StatefulSourcePartition[KrakenMessage, SourceState]):
+    def __init__(
+        self,
+        *,
+        settings: KrakenSettings,
+        coins: CoinTable,
+        pairs: tuple[str, ...],
+        resume: SourceState | None,
+        stats: KrakenStats,
+        fetch_page: FetchPage | None,
+    ) -> None:
+        self._stats = stats
+        self._seq = TradeSequencer(resume, settings.gap_fill_max)
+        self._queue: queue.Queue[KrakenMessage] = queue.Queue()
+        fetch = fetch_page or make_rest_fetcher(
+            settings.rest_trades_url, settings.rest_timeout_s, settings.rest_asset_names
+        )
+        self._filler = GapFiller(
+            fetch, coins, attempts=settings.rest_attempts, retry_s=settings.rest_retry_s
+        )
+        for gap in self._seq.open_gaps():
+            log.info("kraken: resuming the fill of %s trades %d..%d", gap.pair, gap.first, gap.last)
+            self._filler.request(gap)
+        self._client = KrakenClient(settings, pairs, coins, self._queue, stats)
+        self._client.start()
+        self._deadline = (
+            None if settings.run_for_s is None else time.monotonic() + settings.run_for_s
+        )
+        self._idle = False
+
+    def next_batch(self) -> list[KrakenMessage]:
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            self.close()
+            raise StopIteration
+        out: list[KrakenMessage] = []
+        for _ in range(MAX_BATCH):
+            try:
+                msg = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(msg, TradeMessage):
+                emit, gap = self._seq.accept(msg)
+                if gap is not None:
+                    self._stats.gaps.append(gap)
+                    self._filler.request(gap)
+                if not emit:
+                    self._stats.duplicates += 1
+                    continue
+            out.append(msg)
+        for result in self._filler.drain():
+            for trade in result.trades:
+                if self._seq.fill(trade):
+                    self._stats.filled += 1
+                    out.append(trade)
+            lost = self._seq.abandon(result.gap)
+            if lost:
+                self._stats.unrecoverable += lost
+                log.error(
+                    "kraken: %d trades of %s (ids %d..%d) could not be recovered: %s",
+                    lost, result.gap.pair, result.gap.first, result.gap.last,
+                    result.error or "REST did not return them",
+                )  # fmt: skip
+        self._idle = not out
+        return out
+
+    def next_awake(self) -> datetime | None:
+        return datetime.now(UTC) + IDLE_WAKE if self._idle else None
+
+    def snapshot(self) -> SourceState:
+        return self._seq.snapshot()
+
+    def close(self) -> None:
+        self._client.stop()
+        self._filler.stop()
+
+
+class KrakenSource(FixedPartitionedSource[KrakenMessage, SourceState]):
+    """Live Kraken v2 ticker and trade messages; one partition (one connection)."""
+
+    def __init__(
+        self,
+        settings: KrakenSettings,
+        coins: CoinTable,
+        *,
+        stats: KrakenStats | None = None,
+        fetch_page: FetchPage | None = None,
+    ) -> None:
+        pairs = settings.pairs or coins.tracked
+        for pair in pairs:
+            if coins.pair(pair) != pair:
+                raise ValueError(f"Kraken pair {pair!r} is not a canonical pair (like 'BTC/USD')")
+        self._settings = settings
+        self._coins = coins
+        self._pairs = tuple(pairs)
+        self.stats = stats if stats is not None else KrakenStats()
+        self._fetch_page = fetch_page
+
+    def list_parts(self) -> list[str]:
+        return ["kraken"]
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: SourceState | None
+    ) -> KrakenPartition:
+        return KrakenPartition(
+            settings=self._settings,
+            coins=self._coins,
+            pairs=self._pairs,
+            resume=resume_state,
+            stats=self.stats,
+            fetch_page=self._fetch_page,
+        )

@@ -1,0 +1,259 @@
+"""Producer dataflows and their worker entry points (registered in :mod:`flows.registry`).
+
+Every flow ends the same way: wire message -> :func:`~flows.producers.kafka_edge.to_record`
+-> :class:`~flows.producers.kafka_edge.KafkaProducerSink`. Tests pass ``source``
+and ``sink`` (``TestingSource``/``TestingSink``) to run the same flows without a
+broker or the network.
+
+    python -m flows.run producer-kraken      # live Kraken v2 ticker + trade
+    python -m flows.run producer-rss         # news feeds
+    python -m flows.run producer-alerts      # rawticker -> rawalert
+    python -m flows.run producer-replay      # recorded captures and feeds
+    python -m flows.run producer-synthetic   # generated market at a fixed rate
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import urllib.parse
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.connectors.kafka import KafkaSourceMessage
+from bytewax.connectors.kafka import operators as kop
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
+
+from flows.producers import _metrics as m
+from flows.producers.alerts import AlertDetector, AlertState
+from flows.producers.kafka_edge import KafkaProducerSink, Keyed, OutRecord, to_record
+from flows.producers.kraken import KrakenSource
+from flows.producers.replay import ReplaySource
+from flows.producers.rss import RssSource
+from flows.producers.settings import (
+    KRAKEN_WS_URL,
+    ProducerSettings,
+    load_producer_settings,
+)
+from flows.producers.synthetic import SyntheticSource
+from handlers import (
+    AlertMessage,
+    CoinTable,
+    HandlerContext,
+    Rejection,
+    TickerRecord,
+    WireMessage,
+    parse_ticker,
+)
+from infra.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LIVE_WORKERS: tuple[str, ...] = ("producer-kraken", "producer-rss", "producer-alerts")
+REPLAY_WORKERS: tuple[str, ...] = ("producer-replay", "producer-synthetic", "producer-alerts")
+
+
+def producer_workers(replay: bool) -> tuple[str, ...]:
+    """The producer workers ``make up`` runs: live ones, or offline replay + synthetic."""
+    return REPLAY_WORKERS if replay else LIVE_WORKERS
+
+
+def live_network_problem(url: str = KRAKEN_WS_URL, timeout: float = 3.0) -> str | None:
+    """Why Kraken cannot be reached from here (DNS or TCP), or ``None`` when it can."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme in ("wss", "https") else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"{host}:{port}: {exc}"
+
+
+def _sink(
+    settings: Settings, producer: ProducerSettings, sink: Sink[Keyed] | None, service: str
+) -> Sink[Keyed]:
+    if sink is not None:
+        return sink
+    bootstrap = settings.kafka.bootstrap_servers
+    if bootstrap is None:
+        raise ValueError("KAFKA_BOOTSTRAP_SERVERS is not set and no sink was given")
+    return KafkaProducerSink(bootstrap, producer.output, service=service)
+
+
+def _publish(
+    messages: Stream[Any],
+    settings: Settings,
+    producer: ProducerSettings,
+    sink: Sink[Keyed] | None,
+    service: str,
+) -> None:
+    def record(msg: WireMessage) -> Keyed:
+        return to_record(msg, producer)
+
+    op.output(
+        "kafka", op.map("to_kafka", messages, record), _sink(settings, producer, sink, service)
+    )
+
+
+def build_kraken_flow(
+    settings: Settings,
+    producer: ProducerSettings,
+    *,
+    source: Source[Any] | None = None,
+    sink: Sink[Keyed] | None = None,
+) -> Dataflow:
+    flow = Dataflow("producer_kraken")
+    source = source or KrakenSource(producer.kraken, settings.coin_table())
+    _publish(op.input("kraken", flow, source), settings, producer, sink, "producer-kraken")
+    return flow
+
+
+def build_rss_flow(
+    settings: Settings,
+    producer: ProducerSettings,
+    *,
+    source: Source[Any] | None = None,
+    sink: Sink[Keyed] | None = None,
+) -> Dataflow:
+    flow = Dataflow("producer_rss")
+    source = source or RssSource(producer.rss, settings.coin_table())
+    _publish(op.input("feeds", flow, source), settings, producer, sink, "producer-rss")
+    return flow
+
+
+def build_replay_flow(
+    settings: Settings,
+    producer: ProducerSettings,
+    *,
+    source: Source[Any] | None = None,
+    sink: Sink[Keyed] | None = None,
+) -> Dataflow:
+    flow = Dataflow("producer_replay")
+    source = source or ReplaySource(producer.replay, settings.coin_table())
+    _publish(op.input("replay", flow, source), settings, producer, sink, "producer-replay")
+    return flow
+
+
+def build_synthetic_flow(
+    settings: Settings,
+    producer: ProducerSettings,
+    *,
+    source: Source[Any] | None = None,
+    sink: Sink[Keyed] | None = None,
+) -> Dataflow:
+    flow = Dataflow("producer_synthetic")
+    source = source or SyntheticSource(producer.synthetic, settings.coin_table())
+    _publish(op.input("synthetic", flow, source), settings, producer, sink, "producer-synthetic")
+    return flow
+
+
+Payload = tuple[bytes | None, str | None]
+"""A ``rawticker`` message value and its ``traceparent`` header (if any)."""
+
+
+class TickerParser:
+    """``rawticker`` payload -> (record, traceparent), by the ingestion handler (one contract)."""
+
+    def __init__(self, coins: CoinTable) -> None:
+        self._coins = coins
+
+    def __call__(self, item: Payload) -> tuple[TickerRecord, str | None] | None:
+        payload, parent = item
+        result = (
+            Rejection(reason="empty message value")
+            if payload is None
+            else parse_ticker(payload, HandlerContext(coins=self._coins, now=datetime.now(UTC)))
+        )
+        if isinstance(result, Rejection):
+            # The ingestion worker dead-letters these; here they only cannot alert.
+            m.TICKER_REJECTED.inc()
+            log.warning("alerts: ticker refused: %s", result.reason)
+            return None
+        return result, parent
+
+
+def _payload(msg: KafkaSourceMessage[bytes | None, bytes | None]) -> Payload:
+    parent = next((v.decode() for k, v in msg.headers if k == "traceparent"), None)
+    return msg.value, parent
+
+
+def build_alert_flow(
+    settings: Settings,
+    producer: ProducerSettings,
+    *,
+    kafka_topic: str | None = None,
+    source: Source[Payload] | None = None,
+    sink: Sink[Keyed] | None = None,
+) -> Dataflow:
+    """rawticker -> per-pair :class:`AlertDetector` (recovery state) -> rawalert."""
+    flow = Dataflow("producer_alerts")
+    if source is None:
+        bootstrap = settings.kafka.bootstrap_servers
+        if bootstrap is None:
+            raise ValueError("KAFKA_BOOTSTRAP_SERVERS is not set and no source was given")
+        consumed = kop.input(
+            "rawticker_in",
+            flow,
+            brokers=[bootstrap],
+            topics=[kafka_topic or producer.topic("rawticker")],
+            tail=True,
+            starting_offset=OFFSET_BEGINNING if producer.alerts.from_beginning else OFFSET_END,
+        )
+        op.inspect("kafka_errors", consumed.errs, lambda _step, err: log.error("alerts: %s", err))
+        payloads: Stream[Payload] = op.map("payload", consumed.oks, _payload)
+    else:
+        payloads = op.input("rawticker_in", flow, source)
+    tickers = op.filter_map("parse", payloads, TickerParser(settings.coin_table()))
+    keyed = op.key_on("by_pair", tickers, lambda item: item[0].pair)
+    detector = AlertDetector(producer.alerts)
+
+    def detect(
+        state: AlertState | None, item: tuple[TickerRecord, str | None]
+    ) -> tuple[AlertState, tuple[AlertMessage | None, str | None]]:
+        new_state, alert = detector(state, item[0])
+        return new_state, (alert, item[1])
+
+    found = op.stateful_map("detect", keyed, detect)
+
+    def record(item: tuple[str, tuple[AlertMessage | None, str | None]]) -> Keyed | None:
+        alert, parent = item[1]
+        return None if alert is None else to_record(alert, producer, parent)
+
+    records: Stream[tuple[str, OutRecord]] = op.filter_map("to_kafka", found, record)
+    op.output("kafka", records, _sink(settings, producer, sink, "producer-alerts"))
+    return flow
+
+
+# -- worker entry points (process edges: the only place producer settings are loaded) -----
+
+
+def _no_topic(name: str, kafka_topic: str | None) -> None:
+    if kafka_topic is not None:
+        raise ValueError(
+            f"{name} writes several topics; set CRYPTOVIZ_TOPIC_RAW* instead of --topic"
+        )
+
+
+def _worker(name: str, build: Callable[..., Dataflow]) -> Callable[..., Dataflow]:
+    def entry(settings: Settings, kafka_topic: str | None = None) -> Dataflow:
+        _no_topic(name, kafka_topic)
+        return build(settings, load_producer_settings())
+
+    return entry
+
+
+kraken_worker = _worker("producer-kraken", build_kraken_flow)
+rss_worker = _worker("producer-rss", build_rss_flow)
+replay_worker = _worker("producer-replay", build_replay_flow)
+synthetic_worker = _worker("producer-synthetic", build_synthetic_flow)
+
+
+def alerts_worker(settings: Settings, kafka_topic: str | None = None) -> Dataflow:
+    """``--topic`` names the ticker topic to watch (default ``CRYPTOVIZ_TOPIC_RAWTICKER``)."""
+    return build_alert_flow(settings, load_producer_settings(), kafka_topic=kafka_topic)

@@ -1,0 +1,239 @@
+"""The live Kraken producer against a local Kraken v2 server, into real Kafka.
+
+One scripted session covers the issue's scenarios: status, acks (one symbol
+rejected), snapshots then updates, heartbeats, a subscription that goes silent
+while heartbeats continue, an abrupt drop, a dead (mute) link, an immediate drop,
+a trade-id gap on the live feed, and the REST endpoint that fills gaps.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import msgspec
+import pytest
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.testing import TestingSink, run_main
+
+from flows.producers.kafka_edge import Keyed
+from flows.producers.kraken import KrakenSource, KrakenStats
+from flows.producers.settings import KrakenSettings, OutputSettings, ProducerSettings
+from flows.producers.workers import build_kraken_flow
+from handlers import CoinTable
+from infra.settings import Settings
+from tests.flows.producers._servers import (
+    ConnectionScript,
+    FakeKraken,
+    HttpServer,
+    Market,
+    kraken_trades_route,
+)
+from tests.flows.producers.conftest import read_records
+
+TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+SYMBOLS = ("BTC/USD", "ETH/USD", "ADA/USD")
+PRICES = {
+    "BTC/USD": Decimal("95000.1"),
+    "ETH/USD": Decimal("3001.15"),
+    "ADA/USD": Decimal("0.10035"),
+}
+REST_NAMES = {"XBTUSD": "BTC/USD", "ETHUSD": "ETH/USD", "ADAUSD": "ADA/USD"}
+BACKOFF = 0.2
+
+
+def kraken_settings(ws_url: str, rest_url: str, run_for_s: float) -> KrakenSettings:
+    return KrakenSettings(
+        ws_url=ws_url,
+        rest_trades_url=rest_url,
+        pairs=(*SYMBOLS, "DOGE/USD"),
+        connect_timeout_s=2.0,
+        heartbeat_timeout_s=0.5,
+        ack_timeout_s=1.0,
+        data_timeout_s=0.6,
+        ping_interval_s=0.3,
+        pong_timeout_s=1.0,
+        backoff_initial_s=BACKOFF,
+        backoff_max_s=5.0,
+        healthy_after_s=2.0,
+        rest_timeout_s=2.0,
+        rest_retry_s=0.1,
+        run_for_s=run_for_s,
+    )
+
+
+def ids_by_pair(trades: list[dict[str, object]]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for trade in trades:
+        out.setdefault(str(trade["pair"]), []).append(int(str(trade["trade_id"])))
+    return out
+
+
+@pytest.mark.integration
+def test_every_trade_lands_exactly_once_through_drops_gaps_and_silence(
+    stack: Settings, kafka_bootstrap: str, fresh_topics: Callable[..., OutputSettings]
+) -> None:
+    market = Market(symbols=SYMBOLS, prices=dict(PRICES), hide={"BTC/USD": (40, 59)})
+    scripts = {
+        0: ConnectionScript(drop_after_s=3.0, silence=(("ticker", "ETH/USD"),)),
+        1: ConnectionScript(mute=True),
+        2: ConnectionScript(drop_after_s=0.05),
+    }
+    stats = KrakenStats()
+    output = fresh_topics()
+    with (
+        # A 10-trade snapshot (Kraken sends 50) so every reconnect surely leaves a gap.
+        FakeKraken(market, scripts=scripts, snapshot_depth=10) as server,
+        HttpServer() as http,
+    ):
+        http.routes["/0/public/Trades"] = kraken_trades_route(market, REST_NAMES)
+        settings = kraken_settings(server.url, f"{http.base}/0/public/Trades", run_for_s=8.5)
+        producer = ProducerSettings(output=output, kraken=settings)
+        source = KrakenSource(settings, stack.coin_table(), stats=stats)
+        run_main(build_kraken_flow(stack, producer, source=source))
+        connections = list(server.connections)
+
+    trades = read_records(kafka_bootstrap, output.topics["rawtrade"])
+    tickers = read_records(kafka_bootstrap, output.topics["rawticker"])
+    decoded = [msgspec.json.decode(value or b"") for _k, value, _h in trades]
+
+    # Every trade exactly once: per pair, consecutive ids from the first snapshot on.
+    by_pair = ids_by_pair(decoded)
+    assert set(by_pair) == set(SYMBOLS)
+    for pair, ids in by_pair.items():
+        assert len(ids) == len(set(ids)), f"{pair}: duplicates {Counter(ids).most_common(3)}"
+        assert sorted(ids) == list(range(min(ids), max(ids) + 1)), f"{pair}: holes"
+        assert len(ids) > 200
+    assert set(range(1040, 1060)) <= set(by_pair["BTC/USD"]), "hidden trades were filled"
+
+    # The live gap (hidden trades) and the reconnect gap were detected and filled over REST.
+    hidden_gap = [g for g in stats.gaps if (g.pair, g.first, g.last) == ("BTC/USD", 1040, 1059)]
+    assert hidden_gap, stats.gaps
+    assert len(stats.gaps) > 1, "pairs also lost trades while disconnected"
+    assert stats.filled == sum(g.last - g.first + 1 for g in stats.gaps) >= 20
+    assert stats.unrecoverable == 0
+    assert {r["pair"] for r in market.rest_requests} == {"XBTUSD", "ETHUSD", "ADAUSD"}
+
+    # The silent subscription was found, renewed, and streamed again.
+    assert stats.silent == [("ticker", "ETH/USD")]
+    assert ("ticker", "ETH/USD") in stats.recovered
+    unsubscribes = [r for r in server.requests if r.get("method") == "unsubscribe"]
+    assert unsubscribes
+    assert unsubscribes[0]["params"] == {
+        "channel": "ticker",
+        "symbol": ["ETH/USD"],
+    }
+
+    # Rejected symbol logged with Kraken's text; requests are batched with explicit snapshot.
+    assert ("ticker", "DOGE/USD", "Currency pair not supported DOGE/USD") in stats.rejected
+    subscribes = [r for r in server.requests if r.get("method") == "subscribe"]
+    first = subscribes[0]
+    assert first["params"] == {
+        "channel": "ticker", "symbol": [*SYMBOLS, "DOGE/USD"], "snapshot": True
+    }  # fmt: skip
+    assert isinstance(first["req_id"], int)
+    assert stats.pongs >= 1
+    assert stats.statuses
+    assert set(stats.statuses) == {"online"}
+
+    # Drop, dead link, immediate drop: three reconnects whose waits grow.
+    assert len(connections) >= 4
+    reasons = stats.disconnects[:3]
+    assert reasons[0].startswith(("closed", "error")), reasons
+    assert reasons[1].startswith("heartbeat"), reasons
+    delays = stats.delays[:3]
+    assert BACKOFF / 2 <= delays[0] <= BACKOFF
+    assert BACKOFF <= delays[1] <= 2 * BACKOFF
+    assert 2 * BACKOFF <= delays[2] <= 4 * BACKOFF
+    gaps = [b - a for a, b in itertools.pairwise(connections)]
+    assert gaps[2] >= 2 * BACKOFF * 0.9, f"connects too fast: {gaps}"
+
+    # Contract and precision: what lands is keyed, traced, and keeps 0.10035 exact.
+    assert all(
+        key == f"{d['pair']}".encode() for (key, _v, _h), d in zip(trades, decoded, strict=True)
+    )
+    assert all(TRACEPARENT.match(h["traceparent"]) for _k, _v, h in trades + tickers)
+    ada = [v for k, v, _h in tickers if k == b"ADA/USD"]
+    assert ada
+    assert all(b'"last":0.10035,' in (v or b"") for v in ada)
+    eth = [v for k, v, _h in tickers if k == b"ETH/USD"]
+    assert len(eth) > 10
+
+
+def test_restart_neither_resends_nor_skips_trades(
+    offline_settings: Settings, coins: CoinTable, tmp_path: Path
+) -> None:
+    """Recovery state = per-pair trade sequence: the snapshot replayed on the next start is
+    deduplicated, and trades missed while the worker was down are fetched over REST."""
+    market = Market(symbols=("BTC/USD",), prices={"BTC/USD": Decimal("95000.1")})
+    recovery = tmp_path / "recovery"
+    recovery.mkdir()
+    init_db_dir(recovery, 1)
+    out: list[Keyed] = []
+    runs: list[KrakenStats] = []
+    with FakeKraken(market) as server, HttpServer() as http:
+        http.routes["/0/public/Trades"] = kraken_trades_route(market, REST_NAMES)
+        settings = kraken_settings(server.url, f"{http.base}/0/public/Trades", 1.2)
+        producer = ProducerSettings(kraken=msgspec.structs.replace(settings, pairs=("BTC/USD",)))
+        for pause in (0.0, 0.0, 1.5):
+            # 0: first start; 1: restart at once (its 50-trade snapshot overlaps what was
+            # sent); 2: restart after 1.5 s down (75 trades, more than a snapshot holds).
+            time.sleep(pause)
+            stats = KrakenStats()
+            source = KrakenSource(producer.kraken, coins, stats=stats)
+            flow = build_kraken_flow(
+                offline_settings, producer, source=source, sink=TestingSink(out)
+            )
+            run_main(
+                flow,
+                epoch_interval=timedelta(milliseconds=100),
+                recovery_config=RecoveryConfig(str(recovery)),
+            )
+            runs.append(stats)
+    ids = [
+        int(msgspec.json.decode(record.value)["trade_id"])
+        for _key, record in out
+        if record.topic == "rawtrade"
+    ]
+    assert len(ids) == len(set(ids)), "a restart re-sent trades"
+    assert sorted(ids) == list(range(min(ids), max(ids) + 1)), "the downtime was not filled"
+    assert runs[1].duplicates > 0
+    assert not runs[1].gaps
+    assert runs[2].gaps
+    assert runs[2].filled == sum(g.last - g.first + 1 for g in runs[2].gaps)
+    assert len(server.connections) == 3
+
+
+def test_after_maintenance_reconnects_wait_at_least_the_minimum_interval(
+    offline_settings: Settings, coins: CoinTable
+) -> None:
+    market = Market(symbols=("BTC/USD",), prices={"BTC/USD": Decimal("95000.1")})
+    scripts = {0: ConnectionScript(status="maintenance", drop_after_s=0.3)}
+    stats = KrakenStats()
+    with FakeKraken(market, scripts=scripts) as server:
+        settings = msgspec.structs.replace(
+            kraken_settings(server.url, "http://127.0.0.1:9/unused", 1.8),
+            pairs=("BTC/USD",),
+            backoff_initial_s=0.05,
+            after_maintenance_s=0.8,
+        )
+        source = KrakenSource(settings, coins, stats=stats)
+        out: list[Keyed] = []
+        flow = build_kraken_flow(
+            offline_settings,
+            ProducerSettings(kraken=settings),
+            source=source,
+            sink=TestingSink(out),
+        )
+        run_main(flow)
+        connections = list(server.connections)
+    assert stats.statuses[:2] == ["maintenance", "online"]
+    assert stats.delays[0] >= 0.8
+    assert connections[1] - connections[0] >= 0.3 + 0.8
+    assert out, "data flows again once the exchange is back online"

@@ -1,0 +1,92 @@
+"""The synthetic market: rate, pairs, valid messages, and prices that trend and jump."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+from bytewax.testing import TestingSink, run_main
+
+from flows.producers.alerts import AlertDetector, AlertState
+from flows.producers.kafka_edge import Keyed
+from flows.producers.settings import AlertSettings, ProducerSettings, SyntheticSettings
+from flows.producers.synthetic import synthetic_pairs
+from flows.producers.workers import build_synthetic_flow
+from handlers import CoinTable, HandlerContext, TickerRecord, handler_for
+from infra.settings import Settings
+
+
+def generate(settings: Settings, synthetic: SyntheticSettings) -> list[Keyed]:
+    out: list[Keyed] = []
+    flow = build_synthetic_flow(
+        settings, ProducerSettings(synthetic=synthetic), sink=TestingSink(out)
+    )
+    run_main(flow, epoch_interval=timedelta(milliseconds=200))
+    return out
+
+
+def test_many_pairs_valid_messages_and_consecutive_trade_ids(
+    offline_settings: Settings, coins: CoinTable
+) -> None:
+    out = generate(
+        offline_settings, SyntheticSettings(pairs=20, rate=50_000, seed=1, max_messages=4000)
+    )
+    assert len(out) == 4000
+    ctx = HandlerContext(coins=coins, now=datetime.now(UTC))
+    ids: dict[str, list[int]] = defaultdict(list)
+    topics: dict[str, int] = defaultdict(int)
+    for key, record in out:
+        assert key == "kafka"
+        parsed = handler_for(record.topic)(record.value, ctx)
+        assert not hasattr(parsed, "reason"), parsed
+        topics[record.topic] += 1
+        if record.topic == "rawtrade":
+            body = msgspec.json.decode(record.value)
+            ids[body["pair"]].append(body["trade_id"])
+    assert set(topics) == {"rawticker", "rawtrade"}
+    assert 0.6 < topics["rawtrade"] / len(out) < 0.8
+    assert set(ids) == set(synthetic_pairs(coins, 20))
+    assert all(v == list(range(v[0], v[0] + len(v))) for v in ids.values())
+    assert synthetic_pairs(coins, 20)[:6] == list(coins.tracked)
+
+
+def test_rate_is_kept(offline_settings: Settings) -> None:
+    started = time.monotonic()
+    out = generate(offline_settings, SyntheticSettings(rate=400, seed=2, run_for_s=1.5))
+    elapsed = time.monotonic() - started
+    assert 400 * 1.5 * 0.8 <= len(out) <= 400 * elapsed * 1.05
+
+
+def test_prices_trend_and_jump_enough_to_raise_alerts(
+    offline_settings: Settings, coins: CoinTable
+) -> None:
+    out = generate(
+        offline_settings,
+        # 50 000 msgs/s over 4 pairs: 80 µs of simulated time per step, so jumps must be
+        # frequent per simulated second to show up in 6 000 messages.
+        SyntheticSettings(pairs=4, rate=50_000, seed=3, max_messages=6000, jump_per_s=300.0,
+                          trade_share=0.5),
+    )  # fmt: skip
+    ctx = HandlerContext(coins=coins, now=datetime.now(UTC))
+    detector = AlertDetector(AlertSettings(cooldown_s=0))
+    states: dict[str, AlertState | None] = defaultdict(lambda: None)
+    alerts: list[Any] = []
+    step = 0.0
+    for _key, record in out:
+        if record.topic != "rawticker":
+            continue
+        ticker = handler_for("rawticker")(record.value, ctx)
+        assert isinstance(ticker, TickerRecord)
+        # Strictly increasing tick times (the generator stamps them with the wall clock).
+        step += 0.001
+        ticker = msgspec.structs.replace(ticker, time=datetime.fromtimestamp(1.7e9 + step, UTC))
+        states[ticker.pair], alert = detector(states[ticker.pair], ticker)
+        if alert is not None:
+            alerts.append(alert)
+    assert alerts, "jumps of 1-3 % must cross the 0.5 % threshold"
+    assert {a.alert_type for a in alerts} <= {"up", "down"}
+    assert all(abs(a.change) >= Decimal("0.5") for a in alerts)

@@ -1,0 +1,166 @@
+"""Settings, registration, `make up` wiring, and a producer worker as a real process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from flows.producers.settings import (
+    DEFAULT_FEEDS,
+    SAMPLES,
+    FeedSpec,
+    load_producer_settings,
+    parse_feeds,
+)
+from flows.producers.workers import (
+    LIVE_WORKERS,
+    REPLAY_WORKERS,
+    live_network_problem,
+    producer_workers,
+)
+from flows.registry import INGEST_WORKERS, WORKERS
+from infra._procs import free_port
+from infra.settings import RAW_TOPICS, Settings, SettingsError
+from tests.flows.producers.conftest import read_records
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_defaults_and_environment_overrides() -> None:
+    defaults = load_producer_settings({})
+    assert defaults.kraken.ws_url == "wss://ws.kraken.com/v2"
+    assert defaults.kraken.pairs == ()
+    assert defaults.kraken.snapshot
+    assert defaults.rss.feeds == DEFAULT_FEEDS
+    assert defaults.rss.poll_interval_s == 300
+    assert {f.name for f in DEFAULT_FEEDS} == {
+        "coindesk", "cointelegraph", "decrypt", "cryptoslate", "bitcoinmagazine"
+    }  # fmt: skip
+    assert defaults.alerts.threshold_for("BTC/USD") == Decimal("0.5")
+    assert defaults.alerts.window_s == 60
+    assert not defaults.alerts.from_beginning
+    assert defaults.topic("rawtrade") == "rawtrade"
+    assert not defaults.replay.exit_at_end
+    assert defaults.replay.files
+    env = {
+        "CRYPTOVIZ_TOPIC_RAWTRADE": "trades-x",
+        "CRYPTOVIZ_KRAKEN_WS_URL": "ws://127.0.0.1:1/v2",
+        "CRYPTOVIZ_KRAKEN_REST_URL": "http://127.0.0.1:1/0/public/Trades",
+        "CRYPTOVIZ_KRAKEN_PAIRS": "BTC/USD, ETH/USD",
+        "CRYPTOVIZ_RSS_FEEDS": "a=http://127.0.0.1:1/a.xml; b=https://example.com/b",
+        "CRYPTOVIZ_RSS_POLL_S": "0.5",
+        "CRYPTOVIZ_ALERT_THRESHOLD_PCT": "0.8",
+        "CRYPTOVIZ_ALERT_THRESHOLDS": "SOL/USD=1.5",
+        "CRYPTOVIZ_ALERT_FROM": "beginning",
+        "CRYPTOVIZ_REPLAY_FILES": str(SAMPLES / "kraken_v1_session.txt"),
+        "CRYPTOVIZ_REPLAY_SPEED": "0",
+        "CRYPTOVIZ_REPLAY_EXIT": "1",
+        "CRYPTOVIZ_SYNTHETIC_RATE": "1000",
+        "CRYPTOVIZ_SYNTHETIC_SEED": "7",
+    }
+    s = load_producer_settings(env)
+    assert s.topic("rawtrade") == "trades-x"
+    assert s.topic("rawticker") == "rawticker"
+    assert s.kraken.pairs == ("BTC/USD", "ETH/USD")
+    assert s.rss.feeds == (
+        FeedSpec(name="a", url="http://127.0.0.1:1/a.xml"),
+        FeedSpec(name="b", url="https://example.com/b"),
+    )
+    assert s.alerts.threshold_for("SOL/USD") == Decimal("1.5")
+    assert s.alerts.threshold_for("BTC/USD") == Decimal("0.8")
+    assert s.alerts.from_beginning
+    assert s.replay.speed == 0
+    assert s.replay.exit_at_end
+    assert len(s.replay.files) == 1
+    assert s.synthetic.rate == 1000
+    assert s.synthetic.seed == 7
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CRYPTOVIZ_RSS_FEEDS": "nourl"}, "name=http"),
+        ({"CRYPTOVIZ_RSS_FEEDS": "a=http://x a=http://y"}, "twice"),
+        ({"CRYPTOVIZ_ALERT_THRESHOLD_PCT": "-1"}, "positive"),
+        ({"CRYPTOVIZ_ALERT_THRESHOLDS": "BTC/USD"}, "PAIR=percent"),
+        ({"CRYPTOVIZ_ALERT_FROM": "middle"}, "'end' or 'beginning'"),
+        ({"CRYPTOVIZ_RSS_POLL_S": "soon"}, "not a number"),
+        ({"CRYPTOVIZ_TRACE_SAMPLE_RATIO": "2"}, "between 0 and 1"),
+        ({"CRYPTOVIZ_REPLAY_FILES": "/nonexistent/file.jsonl"}, "not a file"),
+    ],
+)
+def test_bad_settings_say_what_to_fix(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load_producer_settings(env)
+    with pytest.raises(SettingsError):
+        parse_feeds(";")
+
+
+def test_workers_are_registered_and_make_up_picks_live_or_replay() -> None:
+    assert set(LIVE_WORKERS) | set(REPLAY_WORKERS) <= set(WORKERS)
+    assert set(INGEST_WORKERS) == {f"ingest-{t}" for t in RAW_TOPICS}
+    assert producer_workers(False) == ("producer-kraken", "producer-rss", "producer-alerts")
+    assert producer_workers(True) == ("producer-replay", "producer-synthetic", "producer-alerts")
+    problem = live_network_problem(f"wss://127.0.0.1:{free_port()}/v2", timeout=1)
+    assert problem is not None
+    assert "127.0.0.1" in problem
+
+
+def _env(stack: Settings, tmp_path: Path, topics: dict[str, str], **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        KAFKA_BOOTSTRAP_SERVERS=stack.kafka.bootstrap_servers or "",
+        CRYPTOVIZ_STATE_DIR=str(tmp_path / "state"),
+        CRYPTOVIZ_CACHE_DIR=str(stack.cache_dir),
+        PYTHONPATH=str(REPO),
+        **{f"CRYPTOVIZ_TOPIC_{raw.upper()}": name for raw, name in topics.items()},
+        **extra,
+    )
+    return env
+
+
+def test_producer_topic_flag_is_refused(tmp_path: Path) -> None:
+    done = subprocess.run(  # noqa: PLW1510 (return code asserted)
+        [sys.executable, "-m", "flows.run", "producer-kraken", "--topic", "x"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "CRYPTOVIZ_STATE_DIR": str(tmp_path)},
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "CRYPTOVIZ_TOPIC_RAW" in done.stderr
+
+
+@pytest.mark.integration
+def test_replay_worker_process_writes_every_raw_topic(
+    stack: Settings, kafka_bootstrap: str, new_topic: object, tmp_path: Path
+) -> None:
+    assert callable(new_topic)
+    topics = {t: new_topic(t) for t in ("rawticker", "rawtrade", "rawarticle")}
+    files = os.pathsep.join(str(SAMPLES / n) for n in ("kraken_v1_session.txt", "news_feed.xml"))
+    env = _env(stack, tmp_path, topics, CRYPTOVIZ_REPLAY_FILES=files,
+               CRYPTOVIZ_REPLAY_SPEED="0", CRYPTOVIZ_REPLAY_EXIT="1")  # fmt: skip
+    done = subprocess.run(  # noqa: PLW1510 (return code asserted)
+        [sys.executable, "-m", "flows.run", "producer-replay", "--snapshot-s", "0.5"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = {"rawticker": 22, "rawtrade": 28, "rawarticle": 4}
+    counts = {
+        raw: len(read_records(kafka_bootstrap, name, at_least=expected[raw]))
+        for raw, name in topics.items()
+    }
+    assert counts == expected, done.stderr[-4000:]
+    assert (tmp_path / "state" / "recovery" / "producer-replay").is_dir()
+    # Started again on the same state: it resumes at the end and sends nothing more.
+    again = subprocess.run(  # noqa: PLW1510 (return code asserted)
+        [sys.executable, "-m", "flows.run", "producer-replay"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    recount = Counter({raw: len(read_records(kafka_bootstrap, n)) for raw, n in topics.items()})
+    assert recount == Counter(counts)
