@@ -20,8 +20,8 @@ from tests.flows.conftest import produce, read_all
 pytestmark = pytest.mark.integration
 
 
-def test_postgres_restart_keeps_data_and_runs_unprivileged(tmp_path: Path) -> None:
-    server = EmbeddedPostgres(tmp_path / "pg")
+def test_postgres_restart_keeps_data_and_runs_unprivileged(server_dir: Path) -> None:
+    server = EmbeddedPostgres(server_dir / "pg")
     url = server.start()
     try:
         with psycopg.connect(url, autocommit=True) as conn:
@@ -31,7 +31,7 @@ def test_postgres_restart_keeps_data_and_runs_unprivileged(tmp_path: Path) -> No
         assert owner is not None
         if os.geteuid() == 0:
             # PostgreSQL refuses root: the cluster belongs to the service user.
-            assert (tmp_path / "pg" / "pgdata").stat().st_uid == pwd.getpwnam(SERVICE_USER).pw_uid
+            assert (server_dir / "pg" / "pgdata").stat().st_uid == pwd.getpwnam(SERVICE_USER).pw_uid
         server.stop()
         assert not server.is_running()
         assert server.start() == url  # same port again: clients keep working
