@@ -37,6 +37,7 @@ import psycopg
 from confluent_kafka import Producer
 from psycopg import sql
 
+from flows._pg_writer import KAFKA_TIME
 from flows._tables import TICKER, rows_for
 from handlers import HandlerContext, Rejection, parse_ticker
 from infra._procs import free_port
@@ -100,9 +101,10 @@ def copy_ceiling(url: str, n: int, batch: int, settings: Settings) -> float:
         rec = parse_ticker(ticker_payload(i, BASE_TS + i / 1000), ctx)
         assert not isinstance(rec, Rejection), rec
         records.append(rec)
-    rows = rows_for(TICKER, records)
+    appended = datetime.now(UTC)
+    rows = [(*row, appended) for row in rows_for(TICKER, records)]
     copy = sql.SQL("COPY ticker_data ({}) FROM STDIN").format(
-        sql.SQL(", ").join(map(sql.Identifier, TICKER.columns))
+        sql.SQL(", ").join(map(sql.Identifier, (*TICKER.columns, KAFKA_TIME)))
     )
     with psycopg.connect(url) as conn:
         started = time.perf_counter()

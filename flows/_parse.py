@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from bytewax.connectors.kafka import KafkaError, KafkaSinkMessage, KafkaSourceMessage
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 
 from flows import _metrics as m
 from flows._dead_letter import dead_letter
@@ -25,6 +26,14 @@ class ParsedBatch:
     origins: list[SourceMsg] = field(default_factory=list)
     """The consumed message of each record (same index), for dead-lettering later."""
     dead_letters: list[SinkMsg] = field(default_factory=list)
+
+
+def kafka_time(msg: SourceMsg) -> datetime | None:
+    """The message's Kafka timestamp (append time on the raw topics), if it has one."""
+    stamp = msg.timestamp
+    if stamp is None or stamp[0] == TIMESTAMP_NOT_AVAILABLE:
+        return None
+    return datetime.fromtimestamp(stamp[1] / 1000, tz=UTC)
 
 
 def _utcnow() -> datetime:

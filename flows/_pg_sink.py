@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from flows import _metrics as m
 from flows._dead_letter import DeadLetterPublisher, dead_letter
-from flows._parse import ParsedBatch
+from flows._parse import ParsedBatch, kafka_time
 from flows._pg_writer import BatchWriter, DatabaseUnavailable, WriteResult
 from flows._tables import TableSpec
 from infra.settings import IngestSettings
@@ -44,7 +45,7 @@ class _PostgresPartition(StatelessSinkPartition[ParsedBatch]):
             return
         origins = [o for batch in items for o in batch.origins]
         started = time.perf_counter()
-        result = self._write_until_done(records)
+        result = self._write_until_done(records, [kafka_time(o) for o in origins])
         m.COMMIT_SECONDS.labels(self._topic).observe(time.perf_counter() - started)
         m.BATCH_SIZE.labels(self._topic).observe(len(records))
         m.ROWS.labels(self._topic).inc(result.inserted)
@@ -61,7 +62,9 @@ class _PostgresPartition(StatelessSinkPartition[ParsedBatch]):
             m.DEAD_LETTERS.labels(self._topic, "database").inc(len(letters))
             log.warning("%s: database refused %d rows (dead-lettered)", self._topic, len(letters))
 
-    def _write_until_done(self, records: list[Any]) -> WriteResult:
+    def _write_until_done(
+        self, records: list[Any], kafka_times: list[datetime | None]
+    ) -> WriteResult:
         """Retry with capped exponential backoff while the database is unavailable.
 
         Blocking here is deliberate: the messages stay in Kafka, the source stops
@@ -71,7 +74,7 @@ class _PostgresPartition(StatelessSinkPartition[ParsedBatch]):
         outage_started: float | None = None
         while True:
             try:
-                result = self._writer.write(records)
+                result = self._writer.write(records, kafka_times)
             except DatabaseUnavailable as exc:
                 if outage_started is None:
                     outage_started = time.monotonic()

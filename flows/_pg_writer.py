@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -56,6 +57,8 @@ class WriteResult:
 
 
 _CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
+KAFKA_TIME = "kafka_time"
+"""Column every raw table has for the message's Kafka timestamp (migration 0005)."""
 
 
 class BatchWriter:
@@ -68,13 +71,14 @@ class BatchWriter:
         self._conn: psycopg.Connection[Any] | None = None
         table = sql.Identifier(spec.table)
         stage = sql.Identifier(f"_stage_{spec.table}")
-        cols = sql.SQL(", ").join(map(sql.Identifier, spec.columns))
+        columns = (*spec.columns, KAFKA_TIME)
+        cols = sql.SQL(", ").join(map(sql.Identifier, columns))
         self._copy = sql.SQL("COPY {} ({}) FROM STDIN").format(table, cols)
         self._create_stage = sql.SQL(
             "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         ).format(stage, table)
         self._copy_stage = sql.SQL("COPY {} ({}) FROM STDIN").format(stage, cols)
-        placeholders = sql.SQL(", ").join(sql.Placeholder() * len(spec.columns))
+        placeholders = sql.SQL(", ").join(sql.Placeholder() * len(columns))
         if spec.dedup_on is None:
             self._merge = sql.SQL(
                 "INSERT INTO {t} ({c}) SELECT {c} FROM {s} ON CONFLICT DO NOTHING"
@@ -122,11 +126,17 @@ class BatchWriter:
                 self._conn = None
 
     # -- writes -----------------------------------------------------------------------
-    def write(self, records: Sequence[Record]) -> WriteResult:
-        """Write ``records``; raise :class:`DatabaseUnavailable` if nothing could be committed."""
+    def write(
+        self, records: Sequence[Record], kafka_times: Sequence[datetime | None] | None = None
+    ) -> WriteResult:
+        """Write ``records`` (with each one's Kafka append time, when known).
+
+        Raises :class:`DatabaseUnavailable` if nothing could be committed.
+        """
         if not records:
             return WriteResult(0, 0)
-        rows = rows_for(self._spec, records)
+        times = kafka_times if kafka_times is not None else [None] * len(records)
+        rows = [(*row, t) for row, t in zip(rows_for(self._spec, records), times, strict=True)]
         conn = self._connection()
         try:
             if self._spec.optimistic_copy:

@@ -12,7 +12,11 @@ from infra._console import StackError
 def ensure_topics(
     bootstrap: str, names: tuple[str, ...], partitions: int, replication_factor: int = 1
 ) -> list[str]:
-    """Create every topic in ``names`` that does not exist yet; return the ones created."""
+    """Create every topic in ``names`` that does not exist yet; return the ones created.
+
+    Topics are created with broker append time as message timestamps, so the
+    ingestion flows can store when each message reached Kafka (one latency hop).
+    """
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = set(admin.list_topics(timeout=10).topics)
     missing = [name for name in names if name not in existing]
@@ -20,7 +24,12 @@ def ensure_topics(
         return []
     futures = admin.create_topics(
         [
-            NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)
+            NewTopic(
+                name,
+                num_partitions=partitions,
+                replication_factor=replication_factor,
+                config={"message.timestamp.type": "LogAppendTime"},
+            )
             for name in missing
         ],
         operation_timeout=30,

@@ -52,6 +52,14 @@ def test_valid_rows_land_invalid_ones_are_dead_lettered_and_replays_add_nothing(
     assert {value for value, _h in letters} == set(INVALID)
     assert all(h["dlq.reason"] and h["dlq.source.topic"] == source for _v, h in letters)
 
+    # Every row records when Kafka appended its message (broker append time).
+    with psycopg.connect(fresh_db) as conn:
+        row = conn.execute(
+            f"SELECT count(*), bool_and(kafka_time <= ingest_time + interval '1 s') "
+            f"FROM {table} WHERE kafka_time IS NOT NULL"
+        ).fetchone()
+    assert row == (N_VALID, True)
+
     # The same messages again: no new rows, every one counted as a duplicate or dead letter.
     produce(kafka_bootstrap, source, messages)
     total = 2 * len(messages)

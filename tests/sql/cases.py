@@ -34,6 +34,7 @@ TABLE_COLUMNS: dict[str, list[tuple[str, str, bool]]] = {
         ("receive_time", "timestamp with time zone", True),
         ("ingest_time", "timestamp with time zone", False),
         ("source", "text", False),
+        ("kafka_time", "timestamp with time zone", True),
     ],
     "trade_data": [
         ("timestamp", "timestamp with time zone", False),
@@ -47,6 +48,7 @@ TABLE_COLUMNS: dict[str, list[tuple[str, str, bool]]] = {
         ("receive_time", "timestamp with time zone", True),
         ("ingest_time", "timestamp with time zone", False),
         ("source", "text", False),
+        ("kafka_time", "timestamp with time zone", True),
     ],
     "article_data": [
         ("timestamp", "timestamp with time zone", False),
@@ -62,6 +64,7 @@ TABLE_COLUMNS: dict[str, list[tuple[str, str, bool]]] = {
         ("receive_time", "timestamp with time zone", True),
         ("ingest_time", "timestamp with time zone", False),
         ("source", "text", False),
+        ("kafka_time", "timestamp with time zone", True),
     ],
     "alert_data": [
         ("timestamp", "timestamp with time zone", False),
@@ -75,6 +78,7 @@ TABLE_COLUMNS: dict[str, list[tuple[str, str, bool]]] = {
         ("receive_time", "timestamp with time zone", True),
         ("ingest_time", "timestamp with time zone", False),
         ("source", "text", False),
+        ("kafka_time", "timestamp with time zone", True),
     ],
     "sentiment_data": [
         ("timestamp", "timestamp with time zone", False),

@@ -43,7 +43,13 @@ def migrations_copy(tmp_path: Path) -> Path:
 
 def test_layout_is_valid() -> None:
     migrations = load_migrations()
-    assert [m.label for m in migrations] == ["0001_core", "0002_metadata", "0003_timeseries"]
+    assert [m.label for m in migrations] == [
+        "0001_core",
+        "0002_metadata",
+        "0003_timeseries",
+        "0004_analytics",
+        "0005_hop_times",
+    ]
     timeseries = migrations[2]
     assert timeseries.shared is None
     assert set(timeseries.flavoured) == {"plain", "timescale"}
@@ -56,9 +62,9 @@ def test_applies_plain_flavour_in_order(empty_db: str) -> None:
     progress: list[AppliedMigration] = []
     report = migrate(empty_db, on_applied=progress.append)
     assert report.flavour == "plain"
-    assert report.applied_versions == ALL_VERSIONS == (1, 2, 3)
+    assert report.applied_versions == ALL_VERSIONS == (1, 2, 3, 4, 5)
     assert report.already_applied == ()
-    assert report.current_version == 3
+    assert report.current_version == 5
     assert progress == list(report.applied)
     with psycopg.connect(empty_db) as conn:
         rows = conn.execute(
@@ -69,6 +75,8 @@ def test_applies_plain_flavour_in_order(empty_db: str) -> None:
         (1, "core", "plain", 64, True),
         (2, "metadata", "plain", 64, True),
         (3, "timeseries", "plain", 64, True),
+        (4, "analytics", "plain", 64, True),
+        (5, "hop_times", "plain", 64, True),
     ]
 
 
@@ -76,7 +84,7 @@ def test_rerun_applies_nothing(migrated_db: str) -> None:
     report = migrate(migrated_db)
     assert report == MigrationReport("plain", (), ALL_VERSIONS)
     with psycopg.connect(migrated_db) as conn:
-        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (3,)
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (5,)
         assert conn.execute("SELECT count(*) FROM crypto_configuration").fetchone() == (6,)
 
 
@@ -202,62 +210,62 @@ def test_crlf_checkout_is_not_a_change(empty_db: str, migrations_copy: Path) -> 
 
 def test_new_migration_is_applied_after_the_others(empty_db: str, migrations_copy: Path) -> None:
     migrate(empty_db, migrations_dir=migrations_copy)
-    (migrations_copy / "0004_extra.sql").write_text("CREATE TABLE extra (id int);\n")
+    (migrations_copy / "0006_extra.sql").write_text("CREATE TABLE extra (id int);\n")
     report = migrate(empty_db, migrations_dir=migrations_copy)
-    assert report.applied_versions == (4,)
-    assert report.already_applied == (1, 2, 3)
+    assert report.applied_versions == (6,)
+    assert report.already_applied == ALL_VERSIONS
 
 
 def test_failed_migration_leaves_nothing(empty_db: str, migrations_copy: Path) -> None:
-    bad = migrations_copy / "0004_bad.sql"
+    bad = migrations_copy / "0006_bad.sql"
     bad.write_text("CREATE TABLE half_done (id int);\nSELECT * FROM no_such_table;\n")
     with pytest.raises(MigrationError) as info:
         migrate(empty_db, migrations_dir=migrations_copy)
     message = str(info.value)
-    assert "0004_bad (plain) failed at line 2 of 0004_bad.sql" in message
+    assert "0006_bad (plain) failed at line 2 of 0006_bad.sql" in message
     assert "no_such_table" in message
     assert "nothing of it was applied" in message
     with psycopg.connect(empty_db) as conn:
-        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (3,)
+        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (5,)
         assert conn.execute("SELECT to_regclass('half_done')").fetchone() == (None,)
     bad.write_text("CREATE TABLE half_done (id int);\n")
-    assert migrate(empty_db, migrations_dir=migrations_copy).applied_versions == (4,)
+    assert migrate(empty_db, migrations_dir=migrations_copy).applied_versions == (6,)
 
 
 def test_error_line_points_into_the_flavour_part(empty_db: str, migrations_copy: Path) -> None:
-    (migrations_copy / "0004_mixed.sql").write_text("-- shared\nCREATE TABLE m (id int);\n")
-    (migrations_copy / "0004_mixed.timescale.sql").write_text("-- nothing\n")
-    (migrations_copy / "0004_mixed.plain.sql").write_text(
+    (migrations_copy / "0006_mixed.sql").write_text("-- shared\nCREATE TABLE m (id int);\n")
+    (migrations_copy / "0006_mixed.timescale.sql").write_text("-- nothing\n")
+    (migrations_copy / "0006_mixed.plain.sql").write_text(
         "-- one\n-- two\nSELECT * FROM nowhere;\n"
     )
-    with pytest.raises(MigrationError, match=r"failed at line \d+ of 0004_mixed.plain.sql line 3"):
+    with pytest.raises(MigrationError, match=r"failed at line \d+ of 0006_mixed.plain.sql line 3"):
         migrate(empty_db, migrations_dir=migrations_copy)
 
 
 def test_missing_applied_file_and_out_of_order_are_errors(
     empty_db: str, migrations_copy: Path
 ) -> None:
-    (migrations_copy / "0005_later.sql").write_text("SELECT 1;\n")
+    (migrations_copy / "0007_later.sql").write_text("SELECT 1;\n")
     migrate(empty_db, migrations_dir=migrations_copy)
-    (migrations_copy / "0004_forgotten.sql").write_text("SELECT 1;\n")
-    with pytest.raises(MigrationError, match="0004_forgotten is pending but a later version"):
+    (migrations_copy / "0006_forgotten.sql").write_text("SELECT 1;\n")
+    with pytest.raises(MigrationError, match="0006_forgotten is pending but a later version"):
         migrate(empty_db, migrations_dir=migrations_copy)
-    (migrations_copy / "0004_forgotten.sql").unlink()
-    (migrations_copy / "0005_later.sql").rename(migrations_copy / "0005_renamed.sql")
+    (migrations_copy / "0006_forgotten.sql").unlink()
+    (migrations_copy / "0007_later.sql").rename(migrations_copy / "0007_renamed.sql")
     with pytest.raises(MigrationError, match="must not be renamed"):
         migrate(empty_db, migrations_dir=migrations_copy)
-    (migrations_copy / "0005_renamed.sql").unlink()
-    with pytest.raises(MigrationError, match="0005_later applied, but there is no such file"):
+    (migrations_copy / "0007_renamed.sql").unlink()
+    with pytest.raises(MigrationError, match="0007_later applied, but there is no such file"):
         migrate(empty_db, migrations_dir=migrations_copy)
 
 
 @pytest.mark.parametrize(
     ("files", "message"),
     [
-        (["0004_x.timescale.sql"], r"no 0004_x.plain.sql"),
-        (["0004_x.sql", "0004_y.sql"], r"already named 'x'"),
+        (["0006_x.timescale.sql"], r"no 0006_x.plain.sql"),
+        (["0006_x.sql", "0006_y.sql"], r"already named 'x'"),
         (["4_x.sql"], r"not a migration file name"),
-        (["0004_x.timescaledb.sql"], r"not a migration file name"),
+        (["0006_x.timescaledb.sql"], r"not a migration file name"),
     ],
 )
 def test_bad_layout_is_rejected(migrations_copy: Path, files: list[str], message: str) -> None:
@@ -299,7 +307,7 @@ def test_concurrent_runners_apply_each_migration_once(empty_db: str) -> None:
     applied = sorted(v for r in reports for v in r.applied_versions)
     assert applied == list(ALL_VERSIONS)
     with psycopg.connect(empty_db) as conn:
-        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (3,)
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (5,)
 
 
 def test_unreachable_database_is_a_clear_error() -> None:
@@ -327,12 +335,14 @@ def test_cli(empty_db: str) -> None:
         "migrations: applied 0001_core (plain)",
         "migrations: applied 0002_metadata (plain)",
         "migrations: applied 0003_timeseries (plain)",
-        "migrations: up to date at version 0003 (plain, 3 applied)",
+        "migrations: applied 0004_analytics (plain)",
+        "migrations: applied 0005_hop_times (plain)",
+        "migrations: up to date at version 0005 (plain, 5 applied)",
     ]
     again = _cli(env={"DATABASE_URL": empty_db})
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines() == [
-        "migrations: up to date at version 0003 (plain, nothing to apply)"
+        "migrations: up to date at version 0005 (plain, nothing to apply)"
     ]
 
 
