@@ -1,0 +1,151 @@
+"""Kafka sources and the parsing of raw ticker and article messages into typed columns.
+
+Messages are the wire shapes of ``handlers/_wire.py`` and the seeds' shapes.
+Numbers and times are read as JSON text first and converted with ``try_cast``,
+so ``99950.5`` and ``"99950.5"`` both work and a malformed value gives null
+(the row is then skipped) instead of failing the query under ANSI mode.
+Ingestion (Bytewax) owns validation and dead letters; here invalid rows are
+simply not analysed.
+
+Event time, never processing time:
+
+* ticks: ``timestamp`` (the exchange time when known, else the receive time),
+  then ``receive_ts``, then the Kafka record timestamp;
+* articles: ``published_at`` (ISO-8601), then ``timestamp``, then the Kafka
+  record timestamp (the seeds' article shape has neither field).
+
+Epoch values of 1e11 or more are milliseconds, as in ``handlers._time``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from spark_batch.symbols import SymbolMaps, Symbols, article_coins_udf, pair_column
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql.types import StructType
+
+_MS_THRESHOLD = 1e11
+
+
+def ticker_schema() -> StructType:
+    from pyspark.sql import types as T
+
+    text = T.StringType()
+    return T.StructType(
+        [
+            T.StructField("pair", text),
+            T.StructField("last", text),
+            T.StructField("timestamp", text),
+            T.StructField("receive_ts", text),
+        ]
+    )
+
+
+def article_schema() -> StructType:
+    from pyspark.sql import types as T
+
+    text = T.StringType()
+    return T.StructType(
+        [
+            T.StructField("id", text),
+            T.StructField("article_id", text),
+            T.StructField("title", text),
+            T.StructField("summary", text),
+            T.StructField("content", T.StructType([T.StructField("summary", text)])),
+            T.StructField("published_at", text),
+            T.StructField("timestamp", text),
+            T.StructField("cryptocurrencies_mentioned", T.ArrayType(text)),
+            T.StructField("sentiment", T.StructType([T.StructField("score", text)])),
+        ]
+    )
+
+
+def kafka_stream(
+    spark: SparkSession, bootstrap: str, topic: str, max_offsets: int | None = None
+) -> DataFrame:
+    """A streaming read of ``topic``: from the earliest offset on first start, then the checkpoint.
+
+    ``failOnDataLoss`` stays on: offsets deleted by retention before we read them
+    stop the query loudly instead of silently skipping data.
+    """
+    reader = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", bootstrap)
+        .option("subscribe", topic)
+        .option("startingOffsets", "earliest")
+        .option("failOnDataLoss", "true")
+    )
+    if max_offsets is not None:
+        reader = reader.option("maxOffsetsPerTrigger", str(max_offsets))
+    return reader.load()
+
+
+def event_time(text: Column) -> Column:
+    """Epoch seconds, epoch milliseconds or ISO-8601 text -> timestamp (null if none)."""
+    from pyspark.sql import functions as F
+
+    number = text.try_cast("double")
+    seconds = F.when(F.abs(number) >= _MS_THRESHOLD, number / 1000.0).otherwise(number)
+    return F.when(number.isNotNull(), F.timestamp_seconds(seconds)).otherwise(
+        text.try_cast("timestamp")
+    )
+
+
+def parse_ticks(raw: DataFrame, maps: SymbolMaps, quote: str) -> DataFrame:
+    """``(crypto_symbol, event_time, price)`` for every valid ``<coin>/<quote>`` tick."""
+    from pyspark.sql import functions as F
+
+    msg = F.from_json(F.col("value").cast("string"), ticker_schema())
+    parsed = raw.select(msg.alias("m"), F.col("timestamp").alias("kafka_time")).select(
+        pair_column(F.col("m.pair"), maps).alias("pair"),
+        F.col("m.last").try_cast("double").alias("price"),
+        F.coalesce(
+            event_time(F.col("m.timestamp")),
+            event_time(F.col("m.receive_ts")),
+            F.col("kafka_time"),
+        ).alias("event_time"),
+    )
+    suffix = "/" + quote
+    return parsed.where(
+        F.col("pair").endswith(suffix)
+        & F.col("event_time").isNotNull()
+        & F.col("price").isNotNull()
+        & (F.col("price") > 0)
+        & ~F.isnan("price")
+        & (F.col("price") < float("inf"))
+    ).select(
+        F.substring_index("pair", "/", 1).alias("crypto_symbol"),
+        "event_time",
+        "price",
+    )
+
+
+def parse_articles(raw: DataFrame, symbols: Symbols) -> DataFrame:
+    """``(article_id, event_time, score, coins)`` for every article with a score in [0, 1]."""
+    from pyspark.sql import functions as F
+
+    msg = F.from_json(F.col("value").cast("string"), article_schema())
+    coins = article_coins_udf(symbols)
+    parsed = raw.select(msg.alias("m"), F.col("timestamp").alias("kafka_time")).select(
+        F.coalesce(F.col("m.id"), F.col("m.article_id")).alias("article_id"),
+        F.coalesce(
+            event_time(F.col("m.published_at")),
+            event_time(F.col("m.timestamp")),
+            F.col("kafka_time"),
+        ).alias("event_time"),
+        F.col("m.sentiment.score").try_cast("double").alias("score"),
+        coins(
+            F.col("m.cryptocurrencies_mentioned"),
+            F.col("m.title"),
+            # The handler prefers a non-empty content.summary, then the top-level one.
+            F.coalesce(F.nullif(F.col("m.content.summary"), F.lit("")), F.col("m.summary")),
+        ).alias("coins"),
+    )
+    return parsed.where(
+        F.col("article_id").isNotNull()
+        & F.col("event_time").isNotNull()
+        & F.col("score").between(0.0, 1.0)
+    )
