@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import cached_property
 
 import msgspec
 
 from handlers._errors import HandlerConfigError
 from handlers._symbols import CoinTable
+from handlers._time import TimeWindow
 
 
-class HandlerContext(msgspec.Struct, frozen=True, kw_only=True):
+class HandlerContext(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     """What a handler may know besides the payload: no clock, no environment.
 
     ``now`` is the receive time (aware); times more than ``max_future`` after it
-    are rejected.
+    are rejected. (``dict=True`` only gives :attr:`time_window` somewhere to be
+    cached; it is not a field.)
     """
 
     coins: CoinTable
@@ -32,3 +35,8 @@ class HandlerContext(msgspec.Struct, frozen=True, kw_only=True):
             _ = self.now + self.max_future
         except OverflowError:
             raise HandlerConfigError("HandlerContext.now + max_future is out of range") from None
+
+    @cached_property
+    def time_window(self) -> TimeWindow:
+        """The accepted time range, computed on first use (a context serves a whole batch)."""
+        return TimeWindow(self.now, self.max_future)

@@ -21,6 +21,10 @@ _COMPACT = re.compile(r"[A-Za-z0-9]{2,24}")
 _TOKEN = re.compile(r"(?<!\w)(\$)?([A-Za-z0-9]{1,12})(?!\w)")
 _SPACES = re.compile(r"\s+")
 _MAX_PAIR_TEXT = 40
+_PAIR_MEMO_SIZE = 4096
+"""Distinct pair texts remembered by :meth:`CoinTable.pair` before the memo starts over."""
+_PAIR_MEMO_KEY = 64
+"""Longer pair texts are not remembered (they are malformed anyway)."""
 _MAX_WORD = 64
 
 DEFAULT_TRACKED: tuple[str, ...] = (
@@ -132,6 +136,7 @@ class CoinTable:
         "_asset_alias",
         "_coin_alias",
         "_coins",
+        "_pair_memo",
         "_quote_alias",
         "_quotes",
         "_tickers",
@@ -143,6 +148,7 @@ class CoinTable:
     _asset_alias: Mapping[str, str]
     _coin_alias: Mapping[str, str]
     _coins: tuple[Coin, ...]
+    _pair_memo: dict[str, str]
     _quote_alias: Mapping[str, str]
     _quotes: tuple[str, ...]
     _tickers: Mapping[str, tuple[str, bool]]
@@ -207,6 +213,7 @@ class CoinTable:
         setter(self, "_tickers", MappingProxyType(tickers))
         setter(self, "_word_group", MappingProxyType(word_groups))
         setter(self, "_words_re", words_re)
+        setter(self, "_pair_memo", {})
         canonical: list[str] = []
         for item in tracked:
             pair = self.pair(item)
@@ -288,6 +295,20 @@ class CoinTable:
         """
         if not isinstance(text, str):
             return None
+        if type(text) is not str or len(text) > _PAIR_MEMO_KEY:
+            return self._pair(text)
+        # A stream repeats a handful of pair texts: remember the answers ("" for None),
+        # a bounded number of short ones. The table is immutable, so they never go
+        # stale; a race between threads at worst computes one twice.
+        memo = self._pair_memo
+        known = memo.get(text)
+        if known is None:
+            if len(memo) >= _PAIR_MEMO_SIZE:
+                memo.clear()
+            known = memo[text] = self._pair(text) or ""
+        return known or None
+
+    def _pair(self, text: str) -> str | None:
         raw = text.strip()
         if len(raw) > _MAX_PAIR_TEXT:
             return None

@@ -112,8 +112,28 @@ class Stack:
         return env
 
 
-def supervisor_config(settings: Settings, env: dict[str, str], workers: list[str]) -> Path:
-    """Write supervisord's config for ``workers`` and return its path."""
+def worker_programs(workers: list[str]) -> dict[str, list[str]]:
+    """Registered Bytewax workers as supervisor programs, each with a metrics port."""
+    return {
+        name: [sys.executable, "-m", "flows.run", name, "--metrics-port", str(9200 + index)]
+        for index, name in enumerate(workers)
+    }
+
+
+def service_programs(*, analytics: bool = True, api: bool = True) -> dict[str, list[str]]:
+    """The Spark analytics job and the API (with the dashboard), as supervisor programs."""
+    programs: dict[str, list[str]] = {}
+    if analytics:
+        programs["spark-analytics"] = [sys.executable, "-m", "spark_batch.run"]
+    if api:
+        programs["api"] = [sys.executable, "-m", "api"]
+    return programs
+
+
+def supervisor_config(
+    settings: Settings, env: dict[str, str], programs: dict[str, list[str]]
+) -> Path:
+    """Write supervisord's config for ``programs`` (name -> argv) and return its path."""
     state = settings.state_dir
     logs = state / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -138,9 +158,7 @@ def supervisor_config(settings: Settings, env: dict[str, str], workers: list[str
         "[supervisorctl]",
         f"serverurl=unix://{state / 'supervisor.sock'}",
     ]
-    for index, name in enumerate(workers):
-        metrics_port = 9200 + index
-        command = [sys.executable, "-m", "flows.run", name, "--metrics-port", str(metrics_port)]
+    for name, command in programs.items():
         lines += [
             "",
             f"[program:{name}]",
@@ -162,8 +180,10 @@ def supervisor_config(settings: Settings, env: dict[str, str], workers: list[str
 
 
 def _up(settings: Settings, replay: bool) -> int:
+    from api.settings import load_api_settings
     from flows.producers.workers import live_network_problem, producer_workers
     from flows.registry import INGEST_WORKERS
+    from infra.jars import ensure_jars
 
     stack = Stack(settings)
     supervisor: subprocess.Popen[bytes] | None = None
@@ -179,15 +199,20 @@ def _up(settings: Settings, replay: bool) -> int:
         if problem is not None:
             step(f"network unreachable ({problem}): live producers keep retrying; "
                  "`make up REPLAY=1` replays recorded data offline")  # fmt: skip
+        ensure_jars("spark", settings.cache_dir)
         workers = [*INGEST_WORKERS, *producer_workers(replay)]
-        conf = supervisor_config(settings, stack.env(), workers)
-        step(f"starting {len(workers)} workers under supervisord: {', '.join(workers)}")
+        programs = {**worker_programs(workers), **service_programs()}
+        conf = supervisor_config(settings, stack.env(), programs)
+        step(f"starting under supervisord: {', '.join(programs)}")
         supervisor = subprocess.Popen(
             [sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)],
             env=stack.env(),
             start_new_session=True,
         )
-        step(f"running; worker logs in {settings.state_dir / 'logs'}")
+        api = load_api_settings(raw_topics=settings.kafka.raw_topics)
+        base = f"http://{api.host}:{api.port}"
+        step(f"dashboard {base}/  ·  API docs {base}/schema  ·  metrics {base}/metrics")
+        step(f"running; logs in {settings.state_dir / 'logs'}")
         step("press Ctrl-C to stop everything")
         supervisor.wait()
         return 1  # supervisord only exits on its own when something is badly wrong

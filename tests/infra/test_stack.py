@@ -7,20 +7,24 @@ from pathlib import Path
 
 from flows.registry import INGEST_WORKERS
 from infra.settings import load_settings
-from infra.stack import supervisor_config
+from infra.stack import service_programs, supervisor_config, worker_programs
 
 
 def test_every_worker_is_supervised_with_restart_and_server_addresses(tmp_path: Path) -> None:
     settings = load_settings({"CRYPTOVIZ_STATE_DIR": str(tmp_path)})
     env = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "DATABASE_URL": "postgresql://x@h/db"}
     conf = configparser.RawConfigParser()
-    conf.read(supervisor_config(settings, env, list(INGEST_WORKERS)))
+    wanted = {**worker_programs(list(INGEST_WORKERS)), **service_programs()}
+    conf.read(supervisor_config(settings, env, wanted))
     programs = [s.removeprefix("program:") for s in conf.sections() if s.startswith("program:")]
-    assert programs == list(INGEST_WORKERS)
+    assert programs == [*INGEST_WORKERS, "spark-analytics", "api"]
+    assert "-m spark_batch.run" in conf["program:spark-analytics"]["command"]
+    assert conf["program:api"]["command"].endswith("-m api")
     for name in programs:
         section = conf[f"program:{name}"]
         assert section["autorestart"] == "true"
-        assert f"-m flows.run {name}" in section["command"]
+        if name.startswith("ingest-"):
+            assert f"-m flows.run {name} --metrics-port" in section["command"]
         assert 'KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1"' in section["environment"]
         assert 'DATABASE_URL="postgresql://x@h/db"' in section["environment"]
         assert section["stdout_logfile"].startswith(str(tmp_path))
