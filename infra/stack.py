@@ -211,7 +211,7 @@ def _up(settings: Settings, replay: bool) -> int:
         )
         api = load_api_settings(raw_topics=settings.kafka.raw_topics)
         base = f"http://{api.host}:{api.port}"
-        step(f"dashboard {base}/  ·  API docs {base}/schema  ·  metrics {base}/metrics")
+        step(f"dashboard {base}/  ·  API docs {base}/docs  ·  metrics {base}/metrics")
         step(f"running; logs in {settings.state_dir / 'logs'}")
         step("press Ctrl-C to stop everything")
         supervisor.wait()

@@ -1,0 +1,60 @@
+"""``python -m api``: serve the API with uvicorn.
+
+Reads ``DATABASE_URL`` / ``KAFKA_BOOTSTRAP_SERVERS`` (see :mod:`infra.settings`) and
+the ``CRYPTOVIZ_API_*`` variables (see :mod:`api.settings`). With several workers
+each process builds its own app through :func:`app_factory`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import uvicorn
+from litestar import Litestar
+from opentelemetry import trace
+
+from api.app import create_app
+from api.settings import load_api_settings
+from api.telemetry import build_tracer_provider
+from infra.settings import SettingsError, load_settings
+
+
+def app_factory() -> Litestar:
+    """The app of one worker process, configured from the environment."""
+    settings = load_settings()
+    api_settings = load_api_settings(raw_topics=settings.kafka.raw_topics)
+    provider = build_tracer_provider(api_settings)
+    # Global too, so libraries instrumented by OpenTelemetry join the same traces.
+    trace.set_tracer_provider(provider)
+    return create_app(settings, api_settings, tracer_provider=provider)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m api", description=__doc__)
+    parser.add_argument("--host", help="bind address (default CRYPTOVIZ_API_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default CRYPTOVIZ_API_PORT or 8000)")
+    parser.add_argument("--workers", type=int, help="worker processes (CRYPTOVIZ_API_WORKERS)")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        api_settings = load_api_settings(raw_topics=settings.kafka.raw_topics)
+        if settings.database.url is None:
+            raise SettingsError("the API needs a database: set DATABASE_URL")
+    except SettingsError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return 1
+    uvicorn.run(
+        "api.__main__:app_factory",
+        factory=True,
+        host=args.host or api_settings.host,
+        port=args.port or api_settings.port,
+        workers=args.workers or api_settings.workers,
+        ws="auto",
+        log_level="info",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

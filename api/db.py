@@ -1,0 +1,193 @@
+"""The database pool: opened in the app's lifespan, traced, failing fast when down.
+
+Every statement is a :class:`Query` constant (fixed SQL text, values only as
+parameters). Outages become :class:`~api.errors.Unavailable` (503) within the
+pool timeout: the pool is opened without waiting, so the app starts (and
+``health/`` reports) while the database is down, and it reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Final, Literal
+
+import msgspec
+import psycopg
+from opentelemetry.trace import SpanKind
+from psycopg import AsyncConnection
+from psycopg.types.numeric import FloatLoader
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from api.errors import Unavailable
+from api.settings import ApiSettings
+from api.telemetry import Telemetry
+
+log = logging.getLogger("api.db")
+
+Flavour = Literal["plain", "timescale"]
+Row = tuple[Any, ...]
+
+# While the database is known to be down, requests wait only this long for a
+# connection (one may just have been re-established) instead of the full timeout.
+FAST_FAIL_TIMEOUT_S: Final = 0.25
+
+
+class Query(msgspec.Struct, frozen=True):
+    """One parameterised statement; ``name`` labels its span and latency metric."""
+
+    name: str
+    operation: str
+    table: str
+    sql: str
+
+
+class Database:
+    """Async connection pool plus the one way the API runs statements."""
+
+    def __init__(self, url: str, settings: ApiSettings, telemetry: Telemetry) -> None:
+        self._settings = settings
+        self._telemetry = telemetry
+        # Outcome of the latest connection attempt or query: optimistic until one fails.
+        self._healthy = True
+        self.flavour: Flavour | None = None
+        self.name = psycopg.conninfo.conninfo_to_dict(url).get("dbname") or "postgres"
+        self.pool: AsyncConnectionPool[AsyncConnection[Row]] = AsyncConnectionPool(
+            url,
+            min_size=settings.pool_min,
+            max_size=settings.pool_max,
+            timeout=settings.pool_timeout_s,
+            # Give up reconnecting quickly: the next request then triggers a fresh
+            # attempt, so recovery after a long outage is not stuck in a long backoff.
+            reconnect_timeout=settings.pool_reconnect_timeout_s,
+            reconnect_failed=self._reconnect_failed,
+            open=False,
+            configure=self._configure,
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": max(2, int(settings.pool_timeout_s)),
+                "application_name": settings.service_name,
+                # UTC sessions: every timestamptz comes back as an aware UTC datetime.
+                "options": f"-c statement_timeout={settings.statement_timeout_ms} -c TimeZone=UTC",
+            },
+            name="cryptoviz-api",
+            connection_class=self._tracked_connection_class(),
+        )
+        telemetry.watch_pool(self.pool.get_stats)
+
+    async def open(self) -> None:
+        # wait=False: a database that is down at startup must not stop the API.
+        await self.pool.open(wait=False)
+
+    async def close(self) -> None:
+        await self.pool.close(timeout=5.0)
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
+
+    async def _configure(self, conn: AsyncConnection[Any]) -> None:
+        # Prices are numeric; JSON clients want numbers, and float keeps every digit
+        # a market price has (far below float's 15 significant digits).
+        conn.adapters.register_loader("numeric", FloatLoader)
+        if self.flavour is None:
+            cur = await conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
+            self.flavour = "timescale" if await cur.fetchone() else "plain"
+        self._healthy = True
+
+    async def _reconnect_failed(self, _: AsyncConnectionPool[Any]) -> None:
+        self._healthy = False
+
+    def _tracked_connection_class(self) -> type[AsyncConnection[Row]]:
+        """A connection class recording failed connection attempts: the pool retries them
+        in the background, and meanwhile requests should fail fast, not wait in line."""
+        database = self
+
+        class TrackedConnection(AsyncConnection[Row]):
+            @classmethod
+            async def connect(cls, conninfo: str = "", **kwargs: Any) -> TrackedConnection:
+                try:
+                    return await super().connect(conninfo, **kwargs)
+                except psycopg.OperationalError:
+                    database._healthy = False
+                    raise
+
+        return TrackedConnection
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection[Row]]:
+        """A pooled connection; an outage raises :class:`Unavailable` quickly."""
+        timeout = self._settings.pool_timeout_s if self._healthy else FAST_FAIL_TIMEOUT_S
+        try:
+            async with self.pool.connection(timeout=timeout) as conn:
+                self._healthy = True
+                yield conn
+        except PoolTimeout:
+            self._telemetry.db_errors.labels("unavailable").inc()
+            raise Unavailable(
+                "the database is unavailable; retry shortly", headers={"Retry-After": "1"}
+            ) from None
+        except psycopg.errors.QueryCanceled:
+            self._telemetry.db_errors.labels("timeout").inc()
+            raise Unavailable(
+                "the database did not answer in time; retry shortly or narrow the request",
+                headers={"Retry-After": "1"},
+            ) from None
+        except psycopg.OperationalError:
+            self._healthy = False
+            self._telemetry.db_errors.labels("unavailable").inc()
+            raise Unavailable(
+                "the database connection failed; retry shortly", headers={"Retry-After": "1"}
+            ) from None
+
+    async def fetch(
+        self,
+        query: Query,
+        params: Mapping[str, Any] | Sequence[Any] | None = None,
+        conn: AsyncConnection[Row] | None = None,
+    ) -> list[Row]:
+        """All rows of ``query``; on ``conn`` when given (e.g. inside a transaction)."""
+        if conn is not None:
+            return await self._run(conn, query, params)
+        async with self.connection() as pooled:
+            return await self._run(pooled, query, params)
+
+    async def fetch_one(
+        self,
+        query: Query,
+        params: Mapping[str, Any] | Sequence[Any] | None = None,
+        conn: AsyncConnection[Row] | None = None,
+    ) -> Row | None:
+        rows = await self.fetch(query, params, conn)
+        return rows[0] if rows else None
+
+    async def _run(
+        self,
+        conn: AsyncConnection[Row],
+        query: Query,
+        params: Mapping[str, Any] | Sequence[Any] | None,
+    ) -> list[Row]:
+        t = self._telemetry
+        with t.tracer.start_as_current_span(
+            f"{query.operation} {query.table}",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "db.system.name": "postgresql",
+                "db.namespace": self.name,
+                "db.operation.name": query.operation,
+                "db.collection.name": query.table,
+                "db.query.summary": query.name,
+                # The parameterised text only: values never reach a span.
+                "db.query.text": query.sql,
+            },
+        ) as span:
+            started = time.perf_counter()
+            try:
+                cur = await conn.execute(query.sql, params)
+                rows = await cur.fetchall() if cur.description is not None else []
+            finally:
+                t.db_queries.labels(query.name).observe(time.perf_counter() - started)
+            span.set_attribute("db.response.returned_rows", len(rows))
+            return rows

@@ -1,0 +1,418 @@
+"""msgspec Structs of every request and response body (the OpenAPI schema comes from these).
+
+History responses keep the seeds' envelope (``crypto_symbol`` or ``pair``,
+``count``, ``data``) and add the paging fields: ``next`` is an opaque cursor
+(``null`` on the last page) and ``next_url`` the same request for the next page.
+Rows are newest first. Prices are JSON numbers; times are RFC 3339 UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+Side = Literal["b", "s"]
+ChartType = Literal["line", "candlestick", "area", "bar", "ohlc"]
+
+
+# -- history rows --------------------------------------------------------------------
+
+
+class TickerPoint(msgspec.Struct, frozen=True, kw_only=True):
+    timestamp: datetime
+    last: float
+    bid: float | None
+    ask: float | None
+    volume_24h: float | None
+    bid_qty: float | None
+    ask_qty: float | None
+    vwap: float | None
+    low: float | None
+    high: float | None
+    change_pct: float | None
+
+
+class TradePoint(msgspec.Struct, frozen=True, kw_only=True):
+    timestamp: datetime
+    price: float
+    volume: float
+    side: Side
+    trade_id: int | None
+    ord_type: str | None
+    trade_key: str
+
+
+class SentimentPoint(msgspec.Struct, frozen=True, kw_only=True):
+    timestamp: datetime
+    window_start: datetime
+    sentiment_score: float
+    sentiment_label: str
+    source: str
+    confidence: float
+    article_count: int
+
+
+class PredictionPoint(msgspec.Struct, frozen=True, kw_only=True):
+    timestamp: datetime
+    window_start: datetime | None
+    model_name: str
+    predicted_price: float
+    actual_price: float | None
+    confidence_interval_low: float | None
+    confidence_interval_high: float | None
+    interval_level: float | None
+    horizon_s: int
+    target_time: datetime
+    last_price: float | None
+
+
+class ArticlePoint(msgspec.Struct, frozen=True, kw_only=True):
+    timestamp: datetime
+    article_id: str
+    title: str
+    url: str | None
+    website: str | None
+    summary: str | None
+    cryptocurrencies_mentioned: list[str]
+    sentiment_score: float | None
+    sentiment_label: str | None
+    subjectivity: float | None
+
+
+class AlertPoint(msgspec.Struct, frozen=True, kw_only=True):
+    timestamp: datetime
+    pair: str
+    last_price: float
+    change_percent: float
+    threshold: float | None
+    alert_type: Literal["up", "down"]
+    reference_price: float | None
+    window_s: int | None
+
+
+class PricePoint(msgspec.Struct, frozen=True, kw_only=True):
+    timestamp: datetime
+    price: float
+    bid: float | None
+    ask: float | None
+    volume_24h: float | None
+
+
+class Candle(msgspec.Struct, frozen=True, kw_only=True):
+    timestamp: datetime
+    """Start of the bucket (buckets are aligned on UTC, e.g. whole hours, midnight)."""
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    """Traded volume in the bucket (sum of trade_data.volume; 0 when no trade was stored)."""
+    trade_count: int
+    tick_count: int
+
+
+# -- envelopes -----------------------------------------------------------------------
+
+
+class TickerHistory(msgspec.Struct, frozen=True, kw_only=True):
+    pair: str
+    count: int
+    data: list[TickerPoint]
+    limit: int
+    next: str | None
+    """Cursor of the next page (``null``: this is the last page)."""
+    next_url: str | None
+    """This request for the next page."""
+    date_debut: datetime | None
+    """Start of the range served (``null``: open)."""
+    date_fin: datetime | None
+    """End of the range served (``null``: open)."""
+
+
+class TradeHistory(msgspec.Struct, frozen=True, kw_only=True):
+    pair: str
+    count: int
+    data: list[TradePoint]
+    limit: int
+    next: str | None
+    """Cursor of the next page (``null``: this is the last page)."""
+    next_url: str | None
+    """This request for the next page."""
+    date_debut: datetime | None
+    """Start of the range served (``null``: open)."""
+    date_fin: datetime | None
+    """End of the range served (``null``: open)."""
+
+
+class SentimentHistory(msgspec.Struct, frozen=True, kw_only=True):
+    crypto_symbol: str
+    count: int
+    data: list[SentimentPoint]
+    limit: int
+    next: str | None
+    """Cursor of the next page (``null``: this is the last page)."""
+    next_url: str | None
+    """This request for the next page."""
+    date_debut: datetime | None
+    """Start of the range served (``null``: open)."""
+    date_fin: datetime | None
+    """End of the range served (``null``: open)."""
+
+
+class PredictionHistory(msgspec.Struct, frozen=True, kw_only=True):
+    crypto_symbol: str
+    count: int
+    data: list[PredictionPoint]
+    limit: int
+    next: str | None
+    """Cursor of the next page (``null``: this is the last page)."""
+    next_url: str | None
+    """This request for the next page."""
+    date_debut: datetime | None
+    """Start of the range served (``null``: open)."""
+    date_fin: datetime | None
+    """End of the range served (``null``: open)."""
+
+
+class ArticleHistory(msgspec.Struct, frozen=True, kw_only=True):
+    crypto_symbol: str | None
+    count: int
+    data: list[ArticlePoint]
+    limit: int
+    next: str | None
+    """Cursor of the next page (``null``: this is the last page)."""
+    next_url: str | None
+    """This request for the next page."""
+    date_debut: datetime | None
+    """Start of the range served (``null``: open)."""
+    date_fin: datetime | None
+    """End of the range served (``null``: open)."""
+
+
+class AlertHistory(msgspec.Struct, frozen=True, kw_only=True):
+    pair: str | None
+    count: int
+    data: list[AlertPoint]
+    limit: int
+    next: str | None
+    """Cursor of the next page (``null``: this is the last page)."""
+    next_url: str | None
+    """This request for the next page."""
+    date_debut: datetime | None
+    """Start of the range served (``null``: open)."""
+    date_fin: datetime | None
+    """End of the range served (``null``: open)."""
+
+
+class PriceHistory(msgspec.Struct, frozen=True, kw_only=True):
+    crypto_symbol: str
+    pair: str
+    count: int
+    data: list[PricePoint]
+    limit: int
+    next: str | None
+    """Cursor of the next page (``null``: this is the last page)."""
+    next_url: str | None
+    """This request for the next page."""
+    date_debut: datetime | None
+    """Start of the range served (``null``: open)."""
+    date_fin: datetime | None
+    """End of the range served (``null``: open)."""
+
+
+class Candles(msgspec.Struct, frozen=True, kw_only=True):
+    pair: str
+    interval: str
+    count: int
+    data: list[Candle]
+    limit: int
+    next: str | None
+    """Cursor of the next page (``null``: this is the last page)."""
+    next_url: str | None
+    """This request for the next page."""
+    date_debut: datetime | None
+    """Start of the range served (``null``: open)."""
+    date_fin: datetime | None
+    """End of the range served (``null``: open)."""
+
+
+class LiveLinks(msgspec.Struct, frozen=True, kw_only=True):
+    """``periode=live``: where to follow this series in real time."""
+
+    periode: Literal["live"] = "live"
+    channel: str
+    """The live channel (``ticker:BTC/USD``), also usable on the multiplexed socket."""
+    websocket: str
+    """URL of the dedicated WebSocket for this series."""
+    multiplex: str
+    """URL of ``/ws/live``; send ``subscribe_message`` after connecting."""
+    subscribe_message: dict[str, object]
+
+
+class LatestPrice(msgspec.Struct, frozen=True, kw_only=True):
+    crypto_symbol: str
+    pair: str
+    price: float
+    bid: float | None
+    ask: float | None
+    spread: float | None
+    volume_24h: float | None
+    change_24h_pct: float | None
+    change_24h_source: Literal["computed", "exchange"] | None
+    """``computed`` from the stored price 24 h before the latest one; ``exchange``: the
+    exchange's own 24 h change, used when no stored price is that old."""
+    timestamp: datetime
+    age_s: float
+    """Seconds between the latest price and the moment the API answered."""
+
+
+class ModelAccuracy(msgspec.Struct, frozen=True, kw_only=True):
+    window_days: int
+    evaluated: int
+    """Predictions of the window whose actual price is known."""
+    mae: float | None
+    mape_pct: float | None
+    interval_coverage_pct: float | None
+    """Share of evaluated predictions whose actual price fell inside their interval."""
+
+
+class ModelPrediction(msgspec.Struct, frozen=True, kw_only=True):
+    model_name: str
+    timestamp: datetime
+    window_start: datetime | None
+    predicted_price: float
+    confidence_interval_low: float | None
+    confidence_interval_high: float | None
+    interval_level: float | None
+    horizon_s: int
+    target_time: datetime
+    last_price: float | None
+    accuracy: ModelAccuracy | None
+
+
+class LatestPredictions(msgspec.Struct, frozen=True, kw_only=True):
+    crypto_symbol: str
+    count: int
+    data: list[ModelPrediction]
+
+
+class CryptoStatus(msgspec.Struct, frozen=True, kw_only=True):
+    symbol: str
+    name: str
+    active: bool
+    pairs: list[str]
+    last_ticker: datetime | None
+    last_trade: datetime | None
+    last_sentiment: datetime | None
+    last_prediction: datetime | None
+    age_s: float | None
+    """Seconds since the newest ticker of any of its pairs (``null``: none yet)."""
+
+
+class CryptoList(msgspec.Struct, frozen=True, kw_only=True):
+    count: int
+    data: list[CryptoStatus]
+
+
+class DependencyHealth(msgspec.Struct, frozen=True, kw_only=True):
+    status: Literal["up", "down"]
+    latency_ms: float | None
+    error: str | None
+
+
+class LiveHealth(msgspec.Struct, frozen=True, kw_only=True):
+    status: Literal["running", "starting", "disabled", "failed"]
+    assigned_partitions: int
+    clients: int
+
+
+class Health(msgspec.Struct, frozen=True, kw_only=True):
+    status: Literal["ok", "down"]
+    database: DependencyHealth
+    kafka: DependencyHealth
+    live: LiveHealth
+
+
+# -- configuration -------------------------------------------------------------------
+
+SymbolText = Annotated[str, Meta(min_length=1, max_length=40, description="symbol or alias")]
+NameText = Annotated[str, Meta(min_length=1, max_length=100)]
+Indicator = Annotated[
+    str,
+    Meta(
+        pattern=r"^(sma|ema|wma|rsi|macd|bollinger|vwap|volume|atr|stoch)(:[1-9][0-9]{0,2})?$",
+        description="indicator, optionally with a period: sma:20, ema:50, rsi:14, macd",
+    ),
+]
+Indicators = Annotated[list[Indicator], Meta(max_length=10)]
+TimeRangeText = Annotated[
+    str, Meta(description="a periode value: 1m, 5m, 15m, 30m, 1h, 6h, 12h, 24h, 7d, 30d, live")
+]
+
+
+class CryptoConfig(msgspec.Struct, frozen=True, kw_only=True):
+    symbol: str
+    name: str
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class CryptoConfigList(msgspec.Struct, frozen=True, kw_only=True):
+    count: int
+    data: list[CryptoConfig]
+
+
+class CryptoConfigCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    symbol: SymbolText
+    name: NameText
+    active: bool = True
+
+
+class CryptoConfigUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: NameText
+    active: bool
+
+
+class CryptoConfigPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: NameText | None = None
+    active: bool | None = None
+
+
+class VisualizationConfig(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    name: str
+    symbol: str
+    time_range: str
+    chart_type: str
+    indicators: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class VisualizationConfigList(msgspec.Struct, frozen=True, kw_only=True):
+    count: int
+    data: list[VisualizationConfig]
+
+
+class VisualizationConfigCreate(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
+):
+    name: NameText
+    symbol: SymbolText
+    time_range: TimeRangeText
+    chart_type: ChartType
+    indicators: Indicators = msgspec.field(default_factory=list)
+
+
+class VisualizationConfigPatch(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
+):
+    name: NameText | None = None
+    symbol: SymbolText | None = None
+    time_range: TimeRangeText | None = None
+    chart_type: ChartType | None = None
+    indicators: Indicators | None = None

@@ -1,0 +1,89 @@
+"""``python -m api``: the entry point serves HTTP and WebSockets from the environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from websockets.sync.client import connect
+
+from infra.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_python_m_api_serves_from_the_environment(stack: Settings, fresh_db: str) -> None:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "DATABASE_URL": fresh_db,
+        "KAFKA_BOOTSTRAP_SERVERS": stack.kafka.bootstrap_servers or "",
+        "CRYPTOVIZ_API_PORT": str(port),
+        "CRYPTOVIZ_RATE_LIMIT": "2/second",
+    }
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            try:
+                health = httpx.get(f"{base}/api/v1/health/", timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "python -m api did not start"
+                time.sleep(0.2)
+        assert health.status_code == 200, health.text
+        assert health.json()["live"]["status"] in ("starting", "running")
+        # The rate limit came from the environment.
+        statuses = [httpx.get(f"{base}/api/v1/cryptos/").status_code for _ in range(4)]
+        assert 429 in statuses
+        with connect(f"ws://127.0.0.1:{port}/ws/live") as ws:
+            ws.send(json.dumps({"action": "subscribe", "channels": ["alert"]}))
+            assert json.loads(ws.recv(timeout=5)) == {"type": "subscribed", "channels": ["alert"]}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_python_m_api_without_database_explains() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["PYTHONPATH"] = str(REPO)
+    result = subprocess.run(
+        [sys.executable, "-m", "api"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "DATABASE_URL" in result.stderr
