@@ -14,6 +14,8 @@ Environment variables (all optional):
 ``CRYPTOVIZ_CACHE_DIR``        downloaded jars (outside the repo by default)
 ``CRYPTOVIZ_KAFKA_PARTITIONS`` partitions per raw topic (default 3)
 ``CRYPTOVIZ_DEAD_LETTER_TOPIC`` dead-letter topic name (default ``deadletter``)
+``CRYPTOVIZ_SENTIMENT_TOPIC``  Spark's sentiment rows for live views (default ``sentiment``)
+``CRYPTOVIZ_PREDICTION_TOPIC`` Spark's prediction rows for live views (default ``prediction``)
 ``CRYPTOVIZ_COINS_FILE``       coin/alias table (default ``infra/coins.toml``)
 ``CRYPTOVIZ_BATCH_SIZE``       max messages per ingestion batch (default 5000)
 =============================  ====================================================
@@ -49,10 +51,15 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True):
     replication_factor: int = 1
     dead_letter_topic: str = "deadletter"
     raw_topics: tuple[str, ...] = RAW_TOPICS
+    sentiment_topic: str = "sentiment"
+    """Spark's committed sentiment rows, for the API's live routes."""
+    prediction_topic: str = "prediction"
+    """Spark's committed prediction rows, for the API's live routes."""
 
     @property
     def all_topics(self) -> tuple[str, ...]:
-        return (*self.raw_topics, self.dead_letter_topic)
+        return (*self.raw_topics, self.dead_letter_topic, self.sentiment_topic,
+                self.prediction_topic)  # fmt: skip
 
 
 class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -117,6 +124,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
             partitions=_int(env, "CRYPTOVIZ_KAFKA_PARTITIONS", 3),
             dead_letter_topic=env.get("CRYPTOVIZ_DEAD_LETTER_TOPIC") or "deadletter",
+            sentiment_topic=env.get("CRYPTOVIZ_SENTIMENT_TOPIC") or "sentiment",
+            prediction_topic=env.get("CRYPTOVIZ_PREDICTION_TOPIC") or "prediction",
         ),
         database=DatabaseSettings(url=env.get("DATABASE_URL") or None),
         ingest=IngestSettings(

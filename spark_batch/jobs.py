@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from infra.settings import Settings, SettingsError
 from spark_batch import late, prediction, sentiment
+from spark_batch.publish import ResultPublisher
 from spark_batch.settings import SparkSettings
 from spark_batch.sources import kafka_stream, parse_articles, parse_ticks
 from spark_batch.symbols import Symbols, load_symbols
+from spark_batch.writer import PREDICTION, SENTIMENT
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -56,6 +58,9 @@ class Analytics:
     def _bootstrap(self) -> str:
         assert self.settings.kafka.bootstrap_servers is not None
         return self.settings.kafka.bootstrap_servers
+
+    def _publisher(self, topic: str, columns: tuple[str, ...]) -> ResultPublisher:
+        return ResultPublisher(self._bootstrap, topic, columns)
 
     @property
     def _database(self) -> str:
@@ -108,13 +113,18 @@ class Analytics:
         if unknown:
             raise ValueError(f"unknown queries {unknown}; known: {list(QUERY_NAMES)}")
         queries = []
+        kafka = self.settings.kafka
         for name in names:
             if name == sentiment.QUERY_NAME:
                 queries.append(
                     self._start(
                         name,
                         sentiment.sentiment_stats(self.articles(), self.cfg.sentiment),
-                        sentiment.SentimentSink(self._database, self.cfg.sentiment),
+                        sentiment.SentimentSink(
+                            self._database,
+                            self.cfg.sentiment,
+                            self._publisher(kafka.sentiment_topic, SENTIMENT.columns),
+                        ),
                         self.cfg.output_mode,
                         available_now,
                     )
@@ -135,7 +145,11 @@ class Analytics:
                     self._start(
                         name,
                         prediction.prediction_stats(self.ticks(), self.cfg.prediction),
-                        prediction.PredictionSink(self._database, self.cfg.prediction),
+                        prediction.PredictionSink(
+                            self._database,
+                            self.cfg.prediction,
+                            self._publisher(kafka.prediction_topic, PREDICTION.columns),
+                        ),
                         self.cfg.output_mode,
                         available_now,
                     )

@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from spark_batch.models import WindowStats, ewma_tau, forecasts
+from spark_batch.publish import ResultPublisher
 from spark_batch.settings import PredictionSettings
 from spark_batch.timeutil import from_micros
 from spark_batch.writer import PREDICTION, Database, Value, upsert
@@ -145,9 +146,12 @@ def prediction_rows(stats: Iterable[Any], cfg: PredictionSettings) -> list[tuple
 class PredictionSink:
     """``foreachBatch`` function: upsert the batch's changed windows in one transaction."""
 
-    def __init__(self, database_url: str, cfg: PredictionSettings) -> None:
+    def __init__(
+        self, database_url: str, cfg: PredictionSettings, publisher: ResultPublisher | None = None
+    ) -> None:
         self._db = Database(database_url)
         self._cfg = cfg
+        self._publisher = publisher
         self.last_rows = 0
         """Rows the last batch produced (for logs and tests)."""
 
@@ -155,7 +159,11 @@ class PredictionSink:
         rows = prediction_rows(batch.collect(), self._cfg)
         self.last_rows = len(rows)
         written = self._db.transaction(lambda conn: upsert(conn, PREDICTION, rows))
+        if self._publisher is not None and rows:
+            self._publisher.publish(rows)
         log.info("prediction batch %d: %d rows, %d written", batch_id, len(rows), written)
 
     def close(self) -> None:
         self._db.close()
+        if self._publisher is not None:
+            self._publisher.close()

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from spark_batch.publish import ResultPublisher
 from spark_batch.sentiment_math import confidence, label, std_from_var
 from spark_batch.settings import SentimentSettings
 from spark_batch.timeutil import from_micros
@@ -84,9 +85,12 @@ def sentiment_rows(stats: Iterable[Any], cfg: SentimentSettings) -> list[tuple[V
 class SentimentSink:
     """``foreachBatch`` function: upsert the batch's changed windows in one transaction."""
 
-    def __init__(self, database_url: str, cfg: SentimentSettings) -> None:
+    def __init__(
+        self, database_url: str, cfg: SentimentSettings, publisher: ResultPublisher | None = None
+    ) -> None:
         self._db = Database(database_url)
         self._cfg = cfg
+        self._publisher = publisher
         self.last_rows = 0
         """Rows the last batch produced (for logs and tests)."""
 
@@ -94,7 +98,11 @@ class SentimentSink:
         rows = sentiment_rows(batch.collect(), self._cfg)
         self.last_rows = len(rows)
         written = self._db.transaction(lambda conn: upsert(conn, SENTIMENT, rows))
+        if self._publisher is not None and rows:
+            self._publisher.publish(rows)
         log.info("sentiment batch %d: %d windows, %d rows written", batch_id, len(rows), written)
 
     def close(self) -> None:
         self._db.close()
+        if self._publisher is not None:
+            self._publisher.close()
