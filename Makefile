@@ -6,6 +6,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PGLITE := infra/pglite/node_modules/.package-lock.json
+DASHBOARD := api/dashboard/node_modules/.package-lock.json
+BROWSER_DRIVER := tests/api/browser/node_modules/.package-lock.json
 
 .DEFAULT_GOAL := help
 
@@ -28,7 +30,26 @@ $(PGLITE): infra/pglite/package.json infra/pglite/package-lock.json
 	@npm ci --silent --no-audit --no-fund --prefix infra/pglite
 	@touch $(PGLITE)
 
-up: $(STAMP) ## Run the whole system on embedded defaults until Ctrl-C (REPLAY=1: offline replay)
+$(DASHBOARD): api/dashboard/package.json api/dashboard/package-lock.json
+	@echo "==> installing the dashboard's chart library (npm ci)"
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js 20+ (apt-get install nodejs npm)"; exit 1; }
+	@npm ci --silent --no-audit --no-fund --prefix api/dashboard
+	@touch $(DASHBOARD)
+
+# playwright-core drives the system's Chromium; it never downloads a browser.
+$(BROWSER_DRIVER): tests/api/browser/package.json tests/api/browser/package-lock.json
+	@echo "==> installing the browser test driver (playwright-core, npm ci)"
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js 20+ (apt-get install nodejs npm)"; exit 1; }
+	@PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --silent --no-audit --no-fund --prefix tests/api/browser
+	@touch $(BROWSER_DRIVER)
+
+chromium: ## Install Debian's chromium for the dashboard's browser test, if /usr/bin/chromium is missing
+	@command -v /usr/bin/chromium >/dev/null || { \
+		echo "==> installing chromium (apt-get) for the dashboard's browser test"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+up: $(STAMP) $(DASHBOARD) ## Run the whole system on embedded defaults until Ctrl-C (REPLAY=1: offline replay)
 	@$(PY) -m infra.stack up $(if $(REPLAY),--replay,)
 
 migrate: $(STAMP) ## Apply the database migrations (DATABASE_URL, or the embedded server)
@@ -39,7 +60,7 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy
 
-test: $(STAMP) $(PGLITE) lint ## Lint, type-check and run the whole test suite against real Kafka, PostgreSQL and Spark
+test: $(STAMP) $(PGLITE) $(DASHBOARD) $(BROWSER_DRIVER) chromium lint ## Lint, type-check and run the whole test suite against real Kafka, PostgreSQL and Spark
 	@$(PY) -m pytest
 
 bench: $(STAMP) ## Run the benchmarks (results in bench/results/, see docs/BENCHMARKS.md)
@@ -48,4 +69,4 @@ bench: $(STAMP) ## Run the benchmarks (results in bench/results/, see docs/BENCH
 clean-state: ## Delete local state (.state/: broker log, database, recovery, checkpoints)
 	rm -rf .state
 
-.PHONY: help venv up migrate lint test bench clean-state
+.PHONY: help venv up migrate lint test bench clean-state chromium
