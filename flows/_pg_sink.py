@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -15,6 +15,7 @@ from flows._dead_letter import DeadLetterPublisher, dead_letter
 from flows._parse import ParsedBatch, kafka_time
 from flows._pg_writer import BatchWriter, DatabaseUnavailable, WriteResult
 from flows._tables import TableSpec
+from flows._tracing import CommitTracer
 from infra.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,9 @@ class _PostgresPartition(StatelessSinkPartition[ParsedBatch]):
         publisher: Callable[[], DeadLetterPublisher | None],
         dead_letter_topic: str,
         sleep: Callable[[float], None],
+        tracer: CommitTracer | None = None,
     ) -> None:
+        self._tracer = tracer
         self._writer = writer
         self._topic = topic
         self._retry = retry
@@ -45,8 +48,11 @@ class _PostgresPartition(StatelessSinkPartition[ParsedBatch]):
             return
         origins = [o for batch in items for o in batch.origins]
         started = time.perf_counter()
+        started_at = datetime.now(UTC)
         result = self._write_until_done(records, [kafka_time(o) for o in origins])
         m.COMMIT_SECONDS.labels(self._topic).observe(time.perf_counter() - started)
+        if self._tracer is not None:
+            self._tracer.record(origins, started_at, datetime.now(UTC))
         m.BATCH_SIZE.labels(self._topic).observe(len(records))
         m.ROWS.labels(self._topic).inc(result.inserted)
         m.DUPLICATES.labels(self._topic).inc(result.duplicates)
@@ -106,7 +112,9 @@ class PostgresSink(DynamicSink[ParsedBatch]):
         dead_letter_topic: str,
         bootstrap: str | None,
         sleep: Callable[[float], None] = time.sleep,
+        tracer: CommitTracer | None = None,
     ) -> None:
+        self._tracer = tracer
         self._conninfo = conninfo
         self._spec = spec
         self._topic = topic
@@ -126,4 +134,5 @@ class PostgresSink(DynamicSink[ParsedBatch]):
             publisher=self._publisher,
             dead_letter_topic=self._dlq,
             sleep=self._sleep,
+            tracer=self._tracer,
         )

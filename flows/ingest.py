@@ -26,6 +26,7 @@ from confluent_kafka import OFFSET_BEGINNING
 from flows._parse import BatchParser, ParsedBatch, SinkMsg, SourceMsg, kafka_error_letter
 from flows._pg_sink import PostgresSink
 from flows._tables import TABLES
+from flows._tracing import otlp_commit_tracer
 from handlers import handler_for
 from infra.settings import Settings
 
@@ -81,6 +82,7 @@ def build_ingest_flow(
             settings.ingest,
             dead_letter_topic=kafka.dead_letter_topic,
             bootstrap=bootstrap,
+            tracer=otlp_commit_tracer(topic, settings.otlp_endpoint),
         )
     op.output("db", parsed, db_sink)
     if dlq_sink is not None:

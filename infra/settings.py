@@ -7,18 +7,19 @@ call :func:`load_settings`.
 
 Environment variables (all optional):
 
-=============================  ====================================================
-``DATABASE_URL``               existing PostgreSQL/TimescaleDB; nothing is started
-``KAFKA_BOOTSTRAP_SERVERS``    existing Kafka brokers; nothing is started
-``CRYPTOVIZ_STATE_DIR``        local state (broker log, PG cluster, recovery, checkpoints)
-``CRYPTOVIZ_CACHE_DIR``        downloaded jars (outside the repo by default)
-``CRYPTOVIZ_KAFKA_PARTITIONS`` partitions per raw topic (default 3)
-``CRYPTOVIZ_DEAD_LETTER_TOPIC`` dead-letter topic name (default ``deadletter``)
-``CRYPTOVIZ_SENTIMENT_TOPIC``  Spark's sentiment rows for live views (default ``sentiment``)
-``CRYPTOVIZ_PREDICTION_TOPIC`` Spark's prediction rows for live views (default ``prediction``)
-``CRYPTOVIZ_COINS_FILE``       coin/alias table (default ``infra/coins.toml``)
-``CRYPTOVIZ_BATCH_SIZE``       max messages per ingestion batch (default 5000)
-=============================  ====================================================
+===============================  ====================================================
+``DATABASE_URL``                 existing PostgreSQL/TimescaleDB; nothing is started
+``KAFKA_BOOTSTRAP_SERVERS``      existing Kafka brokers; nothing is started
+``CRYPTOVIZ_STATE_DIR``          local state (broker log, PG cluster, recovery, checkpoints)
+``CRYPTOVIZ_CACHE_DIR``          downloaded jars (outside the repo by default)
+``CRYPTOVIZ_KAFKA_PARTITIONS``   partitions per raw topic (default 3)
+``CRYPTOVIZ_DEAD_LETTER_TOPIC``  dead-letter topic name (default ``deadletter``)
+``CRYPTOVIZ_SENTIMENT_TOPIC``    Spark's sentiment rows for live views (default ``sentiment``)
+``CRYPTOVIZ_PREDICTION_TOPIC``   Spark's prediction rows for live views (default ``prediction``)
+``CRYPTOVIZ_COINS_FILE``         coin/alias table (default ``infra/coins.toml``)
+``CRYPTOVIZ_BATCH_SIZE``         max messages per ingestion batch (default 5000)
+``OTEL_EXPORTER_OTLP_ENDPOINT``  export traces (OTLP/HTTP) to this collector
+===============================  ====================================================
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     kafka: KafkaSettings = KafkaSettings()
     database: DatabaseSettings = DatabaseSettings()
     ingest: IngestSettings = IngestSettings()
+    otlp_endpoint: str | None = None
+    """OpenTelemetry collector (OTLP/HTTP); spans are exported only when set."""
 
     def coin_table(self) -> CoinTable:
         """The coin/alias table named by :attr:`coins_file`."""
@@ -131,6 +134,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ingest=IngestSettings(
             batch_size=_int(env, "CRYPTOVIZ_BATCH_SIZE", 5000),
         ),
+        otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
     )
 
 
