@@ -112,6 +112,9 @@ class Stack:
         return env
 
 
+SPARK_METRICS_PORT = 9300
+
+
 def worker_programs(workers: list[str]) -> dict[str, list[str]]:
     """Registered Bytewax workers as supervisor programs, each with a metrics port."""
     return {
@@ -124,7 +127,9 @@ def service_programs(*, analytics: bool = True, api: bool = True) -> dict[str, l
     """The Spark analytics job and the API (with the dashboard), as supervisor programs."""
     programs: dict[str, list[str]] = {}
     if analytics:
-        programs["spark-analytics"] = [sys.executable, "-m", "spark_batch.run"]
+        programs["spark-analytics"] = [
+            sys.executable, "-m", "spark_batch.run", "--metrics-port", str(SPARK_METRICS_PORT)
+        ]  # fmt: skip
     if api:
         programs["api"] = [sys.executable, "-m", "api"]
     return programs

@@ -21,15 +21,18 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import TYPE_CHECKING
 
 import psycopg
+from prometheus_client import start_http_server
 
 from infra._console import StackError
 from infra.settings import Settings, SettingsError, load_settings
+from spark_batch import metrics
 from spark_batch.backfill import backfill_actual_prices
 from spark_batch.jobs import QUERY_NAMES, Analytics
 from spark_batch.settings import SparkSettings, load_spark_settings
@@ -53,6 +56,8 @@ def backfill_once(settings: Settings, cfg: SparkSettings, *, since: datetime | N
         )
 
 
+PROGRESS_INTERVAL_S = 5.0
+"""How often query health and progress metrics are checked."""
 MAX_RESTARTS = 5
 """Consecutive restarts of one failing query before the process gives up (exit 1)."""
 
@@ -75,7 +80,9 @@ def supervise(
     Returns 0 on stop, 1 when a query keeps failing.
     """
     restarts = dict.fromkeys(queries, 0)
-    while not stop.wait(cfg.backfill.interval_s):
+    next_backfill = time.monotonic() + cfg.backfill.interval_s
+    # Wake often enough for fresh metrics and quick restarts; backfill on its own cadence.
+    while not stop.wait(min(PROGRESS_INTERVAL_S, cfg.backfill.interval_s)):
         for name, query in list(queries.items()):
             if query.isActive:
                 continue
@@ -87,10 +94,16 @@ def supervise(
                 log.error("query %s failed %d times in a row: %s", name, MAX_RESTARTS, error)
                 return 1
             log.warning("query %s failed (%s); restarting from its checkpoint", name, error)
+            metrics.RESTARTS.labels(name).inc()
             (queries[name],) = analytics.start([name])
         for name, query in queries.items():
-            if query.isActive and query.lastProgress is not None:
+            progress = query.lastProgress if query.isActive else None
+            if progress is not None:
                 restarts[name] = 0
+                metrics.observe(name, progress)
+        if time.monotonic() < next_backfill:
+            continue
+        next_backfill = time.monotonic() + cfg.backfill.interval_s
         try:
             filled = backfill_once(settings, cfg, since=datetime.now(UTC) - BACKFILL_LOOKBACK)
             if filled:
@@ -106,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--query", action="append", choices=QUERY_NAMES, help="run only this query (repeatable)"
     )
+    parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics")
+    parser.add_argument("--metrics-host", default="127.0.0.1")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
@@ -119,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"spark_batch: {exc.detail}", file=sys.stderr)
         return 2
 
+    if args.metrics_port is not None:
+        start_http_server(args.metrics_port, addr=args.metrics_host)
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:

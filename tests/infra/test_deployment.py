@@ -58,7 +58,13 @@ PROMETHEUS_BUILTINS = frozenset(
     {"up", "scrape_duration_seconds", "scrape_samples_scraped", "scrape_series_added"}
 )
 # Which code serves the metrics of each scrape job (see _metric_catalog).
-JOB_GROUPS = {"ingest": "flows", "producers": "flows", "producers-offline": "flows", "api": "api"}
+JOB_GROUPS = {
+    "ingest": "flows",
+    "producers": "flows",
+    "producers-offline": "flows",
+    "api": "api",
+    "spark": "spark",
+}
 RUNTIME_BYTEWAX = (
     "bytewax_item_out_count_total",
     "bytewax_flat_map_batch_duration_seconds_bucket",

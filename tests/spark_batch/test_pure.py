@@ -326,3 +326,29 @@ def test_window_stats_round_trip() -> None:
     assert stats.std_sample is None
     assert models.slope(stats) is None
     assert models.diffusion_variance(stats) is None
+
+
+def test_progress_reports_become_gauges() -> None:
+    from prometheus_client import REGISTRY
+
+    from spark_batch.metrics import observe
+
+    observe(
+        "predictions",
+        {
+            "batchId": 7,
+            "numInputRows": 1200,
+            "inputRowsPerSecond": 600.0,
+            "processedRowsPerSecond": 2400.5,
+            "durationMs": {"triggerExecution": 500},
+            "timestamp": "2026-11-01T12:00:00.000Z",
+        },
+    )
+
+    def value(name: str) -> float | None:
+        return REGISTRY.get_sample_value(name, {"query": "predictions"})
+
+    assert value("cryptoviz_spark_batch_duration_seconds") == 0.5
+    assert value("cryptoviz_spark_batch_input_rows") == 1200
+    assert value("cryptoviz_spark_processed_rows_per_second") == 2400.5
+    assert value("cryptoviz_spark_last_batch_timestamp_seconds") == 1793534400.0
