@@ -65,14 +65,17 @@ def sentiment_rows(stats: Iterable[Any], cfg: SentimentSettings) -> list[tuple[V
     rows: list[tuple[Value, ...]] = []
     for s in stats:
         n = int(s["n"])
-        mean = float(s["mean"])
+        # Spark sums in partition order, so the same scores can give a mean one ulp
+        # either side of a threshold (0.6 vs 0.6000000000000001). Label the stored,
+        # rounded score: a replayed or restarted window then gets the same label.
+        mean = round(float(s["mean"]), _DECIMALS)
         conf = confidence(n, std_from_var(s["var_pop"]), cfg.half_confidence_articles)
         rows.append(
             (
                 from_micros(int(s["window_end_us"])),
                 from_micros(int(s["window_start_us"])),
                 str(s["crypto_symbol"]),
-                round(mean, _DECIMALS),
+                mean,
                 label(mean),
                 cfg.source,
                 round(conf, _DECIMALS),

@@ -86,6 +86,17 @@ def test_sentiment_rows_round_and_label() -> None:
     )
 
 
+def test_a_mean_one_ulp_above_the_threshold_is_labelled_like_its_stored_score() -> None:
+    # Three scores averaging 0.6, summed in another partition order: one ulp above 0.6.
+    window = {"window_start_us": to_micros(T0), "window_end_us": to_micros(T0) + 300_000_000,
+              "crypto_symbol": "BTC", "n": 3, "var_pop": 0.00667}  # fmt: skip
+    above = sentiment_rows([{**window, "mean": 0.6000000000000001}], SentimentSettings())
+    exact = sentiment_rows([{**window, "mean": 0.6}], SentimentSettings())
+    assert 0.6000000000000001 > 0.6
+    assert above == exact
+    assert above[0][3:5] == (0.6, "neutral")
+
+
 # -- models ------------------------------------------------------------------------
 
 
