@@ -73,6 +73,28 @@ def _hop_query(table: str, start: str, end: str) -> sql.Composed:
     ).format(d=delta, t=sql.Identifier(table), start=sql.SQL(start), end=sql.SQL(end))
 
 
+def grafana_panel_sql() -> str:
+    """The same figures as :func:`latency_report`, as one query for the Grafana panel.
+
+    ``infra/grafana/dashboards/latency.json`` embeds this text (a test keeps them
+    equal); Grafana substitutes ``$__timeFilter`` with the dashboard's range.
+    """
+    parts = []
+    for table in RAW_TABLES:
+        for hop, first, second in HOPS:
+            start, end = first.format(event=EVENT_TIME[table]), second
+            parts.append(
+                f"SELECT '{table}' AS data, '{hop}' AS hop, count(*) AS rows, "
+                f"percentile_cont(0.5) WITHIN GROUP (ORDER BY d) AS p50_ms, "
+                f"percentile_cont(0.95) WITHIN GROUP (ORDER BY d) AS p95_ms, "
+                f"percentile_cont(0.99) WITHIN GROUP (ORDER BY d) AS p99_ms "
+                f"FROM (SELECT extract(epoch FROM ({end}) - ({start})) * 1000 AS d FROM {table} "
+                f"WHERE $__timeFilter(ingest_time) AND ({start}) IS NOT NULL "
+                f"AND ({end}) IS NOT NULL) x"
+            )
+    return "\nUNION ALL\n".join(parts)
+
+
 def latency_report(conninfo: str, start: datetime, end: datetime) -> list[HopLatency]:
     """p50/p95/p99 of every hop for every raw table over ``[start, end)`` (by ingest time)."""
     out: list[HopLatency] = []

@@ -76,3 +76,23 @@ def test_cli_prints_a_table_and_json(fresh_db: str, capsys: pytest.CaptureFixtur
         "end to end",
     }
     assert main(["--database-url", fresh_db, "--from", window[3], "--to", window[1]]) == 2
+
+
+def test_grafana_panel_shows_the_same_figures(fresh_db: str) -> None:
+    import json
+    from pathlib import Path
+
+    from infra.latency import grafana_panel_sql
+
+    dashboard = Path(__file__).resolve().parents[2] / "infra/grafana/dashboards/latency.json"
+    text = json.loads(dashboard.read_text())
+    panels = [p for p in text["panels"] if "infra.latency" in p.get("title", "")]
+    assert [t["rawSql"] for t in panels[0]["targets"]] == [grafana_panel_sql()]
+    _seed(fresh_db)
+    window = "ingest_time >= '2026-11-01T12:00:00Z' AND ingest_time < '2026-11-01T12:01:00Z'"
+    query = grafana_panel_sql().replace("$__timeFilter(ingest_time)", window)
+    with psycopg.connect(fresh_db) as conn:
+        rows = {(r[0], r[1]): r[2:] for r in conn.execute(query).fetchall()}
+    for hop in latency_report(fresh_db, T0, T0 + timedelta(minutes=1)):
+        count, p50, p95, p99 = rows[(hop.table, hop.hop)]
+        assert (count, p50, p95, p99) == (hop.rows, hop.p50_ms, hop.p95_ms, hop.p99_ms)
