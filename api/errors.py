@@ -178,6 +178,12 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Err
     return _response(HTTP_500_INTERNAL_SERVER_ERROR, "internal error; it has been logged")
 
 
+def _too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[ErrorBody]:
+    # msgspec decodes request bodies recursively: a body nested thousands of levels
+    # deep exhausts the stack before any validation runs. It is the client's input.
+    return _response(HTTP_400_BAD_REQUEST, "request body is nested too deeply")
+
+
 def exception_handlers() -> dict[type[Exception] | int, Callable[..., Response[ErrorBody]]]:
     """The app's exception handler mapping (the only place errors become responses)."""
     return {
@@ -185,6 +191,7 @@ def exception_handlers() -> dict[type[Exception] | int, Callable[..., Response[E
         ValidationException: _validation_error,
         ClientException: _client_error,
         HTTPException: _http_error,
+        RecursionError: _too_deep,
         Exception: _unexpected,
     }
 

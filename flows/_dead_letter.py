@@ -10,6 +10,7 @@ its context in headers (the convention of Kafka Connect's DLQ):
 ``dlq.source.partition``   its partition
 ``dlq.source.offset``      its offset: (topic, partition, offset) identifies it
 ``dlq.failed_at``          ISO-8601 UTC time of the rejection
+``dlq.truncated``          only when the payload was cut to fit: its full size
 =========================  ================================================
 """
 
@@ -21,6 +22,11 @@ from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
 from confluent_kafka import Producer
 
 MAX_REASON = 1000
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+"""Largest message the dead-letter producers send; the embedded broker accepts 16 MiB."""
+MAX_PAYLOAD_BYTES = MAX_MESSAGE_BYTES - 64 * 1024
+"""Room for key and headers; a longer payload is cut and says so (``dlq.truncated``)."""
+PRODUCER_CONFIG = {"message.max.bytes": str(MAX_MESSAGE_BYTES)}
 
 
 def dead_letter(
@@ -32,6 +38,12 @@ def dead_letter(
     now: datetime | None = None,
 ) -> KafkaSinkMessage[bytes | None, bytes | None]:
     failed_at = (now or datetime.now(UTC)).isoformat()
+    value = msg.value
+    extra: list[tuple[str, bytes]] = []
+    if value is not None and len(value) > MAX_PAYLOAD_BYTES:
+        # Keeping the message whole would fail the producer and stall the flow on it.
+        extra = [("dlq.truncated", str(len(value)).encode())]
+        value = value[:MAX_PAYLOAD_BYTES]
     headers = [
         ("dlq.reason", reason[:MAX_REASON].encode()),
         ("dlq.stage", stage.encode()),
@@ -39,8 +51,9 @@ def dead_letter(
         ("dlq.source.partition", str(msg.partition).encode()),
         ("dlq.source.offset", str(msg.offset).encode()),
         ("dlq.failed_at", failed_at.encode()),
+        *extra,
     ]
-    return KafkaSinkMessage(key=msg.key, value=msg.value, topic=topic, headers=headers)
+    return KafkaSinkMessage(key=msg.key, value=value, topic=topic, headers=headers)
 
 
 def header_map(headers: list[tuple[str, bytes]] | None) -> dict[str, str]:
@@ -53,7 +66,12 @@ class DeadLetterPublisher:
 
     def __init__(self, bootstrap: str) -> None:
         self._producer = Producer(
-            {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"}
+            {
+                "bootstrap.servers": bootstrap,
+                "enable.idempotence": True,
+                "acks": "all",
+                **PRODUCER_CONFIG,
+            }
         )
 
     def publish(self, letters: list[KafkaSinkMessage[bytes | None, bytes | None]]) -> None:

@@ -23,6 +23,7 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 from confluent_kafka import OFFSET_BEGINNING
 
+from flows._dead_letter import PRODUCER_CONFIG
 from flows._parse import BatchParser, ParsedBatch, SinkMsg, SourceMsg, kafka_error_letter
 from flows._pg_sink import PostgresSink
 from flows._tables import TABLES
@@ -95,6 +96,6 @@ def build_ingest_flow(
             letters,
             brokers=[bootstrap],
             topic=kafka.dead_letter_topic,
-            add_config={"enable.idempotence": "true", "acks": "all"},
+            add_config={"enable.idempotence": "true", "acks": "all", **PRODUCER_CONFIG},
         )
     return flow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Callable
 from decimal import Decimal
 from typing import TypeVar
@@ -65,6 +66,9 @@ def decode_json(payload: object) -> object:
         value = _DECODER.decode(payload)
     except RecursionError:
         raise Invalid(f"payload nested deeper than {MAX_DEPTH} levels") from None
+    except decimal.InvalidOperation:
+        # float_hook=Decimal on a number like 1E+1000000000000000000: beyond any exponent.
+        raise Invalid("payload has a number beyond the decimal range") from None
     except (msgspec.DecodeError, ValueError) as exc:
         try:
             payload.decode("utf-8")

@@ -73,3 +73,15 @@ def test_records_are_canonical_and_exact(settings: Settings) -> None:
     assert record.pair == "BTC/USD"
     assert record.last == Decimal("0.10035")
     assert record.time.utcoffset() is not None
+
+
+def test_a_dead_letter_too_large_for_kafka_is_cut_and_says_so() -> None:
+    from flows._dead_letter import MAX_PAYLOAD_BYTES, dead_letter
+
+    huge = b"x" * (MAX_PAYLOAD_BYTES + 10)
+    letter = dead_letter(_msg(huge, 3), reason="too big", stage="parse", topic="dlq")
+    assert letter.value == huge[:MAX_PAYLOAD_BYTES]
+    assert header_map(letter.headers)["dlq.truncated"] == str(len(huge))
+    small = dead_letter(_msg(b"{}", 4), reason="bad", stage="parse", topic="dlq")
+    assert small.value == b"{}"
+    assert "dlq.truncated" not in header_map(small.headers)

@@ -26,6 +26,7 @@ CASES: list[tuple[object, str]] = [
     (b'{"a":NaN}', "payload is not valid JSON: *"),
     (b'{"a":Infinity}', "payload is not valid JSON: *"),
     (b'\xef\xbb\xbf{"a":1}', "payload is not valid JSON: *"),
+    (b'{"last":1E+1000000000000000000}', "payload has a number beyond the decimal range"),
     (b"[" * 100_000, "payload nested deeper than 32 levels"),
     (TOO_DEEP, "payload nested deeper than 32 levels"),
     (
