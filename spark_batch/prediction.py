@@ -16,7 +16,6 @@ rows are upserted into ``prediction_data`` keyed on (coin, model, window end).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from datetime import timedelta
 from decimal import Decimal
@@ -25,15 +24,15 @@ from typing import TYPE_CHECKING, Any
 from spark_batch.models import WindowStats, ewma_tau, forecasts
 from spark_batch.publish import ResultPublisher
 from spark_batch.settings import PredictionSettings
+from spark_batch.sink import UpsertSink
 from spark_batch.timeutil import from_micros
-from spark_batch.writer import PREDICTION, Database, Value, upsert
+from spark_batch.writer import PREDICTION, Value
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 QUERY_NAME = "predictions"
 _PRICE_DECIMALS = 8
-log = logging.getLogger(__name__)
 
 
 def prediction_stats(ticks: DataFrame, cfg: PredictionSettings) -> DataFrame:
@@ -143,27 +142,12 @@ def prediction_rows(stats: Iterable[Any], cfg: PredictionSettings) -> list[tuple
     return rows
 
 
-class PredictionSink:
+class PredictionSink(UpsertSink):
     """``foreachBatch`` function: upsert the batch's changed windows in one transaction."""
 
     def __init__(
         self, database_url: str, cfg: PredictionSettings, publisher: ResultPublisher | None = None
     ) -> None:
-        self._db = Database(database_url)
-        self._cfg = cfg
-        self._publisher = publisher
-        self.last_rows = 0
-        """Rows the last batch produced (for logs and tests)."""
-
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        rows = prediction_rows(batch.collect(), self._cfg)
-        self.last_rows = len(rows)
-        written = self._db.transaction(lambda conn: upsert(conn, PREDICTION, rows))
-        if self._publisher is not None and rows:
-            self._publisher.publish(rows)
-        log.info("prediction batch %d: %d rows, %d written", batch_id, len(rows), written)
-
-    def close(self) -> None:
-        self._db.close()
-        if self._publisher is not None:
-            self._publisher.close()
+        super().__init__(
+            QUERY_NAME, database_url, PREDICTION, lambda s: prediction_rows(s, cfg), publisher
+        )

@@ -15,22 +15,21 @@ of :mod:`spark_batch.sentiment_math` when the batch's changed windows arrive.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from spark_batch.publish import ResultPublisher
 from spark_batch.sentiment_math import confidence, label, std_from_var
 from spark_batch.settings import SentimentSettings
+from spark_batch.sink import UpsertSink
 from spark_batch.timeutil import from_micros
-from spark_batch.writer import SENTIMENT, Database, Value, upsert
+from spark_batch.writer import SENTIMENT, Value
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 QUERY_NAME = "sentiment"
 _DECIMALS = 9
-log = logging.getLogger(__name__)
 
 
 def sentiment_stats(articles: DataFrame, cfg: SentimentSettings) -> DataFrame:
@@ -85,27 +84,12 @@ def sentiment_rows(stats: Iterable[Any], cfg: SentimentSettings) -> list[tuple[V
     return rows
 
 
-class SentimentSink:
+class SentimentSink(UpsertSink):
     """``foreachBatch`` function: upsert the batch's changed windows in one transaction."""
 
     def __init__(
         self, database_url: str, cfg: SentimentSettings, publisher: ResultPublisher | None = None
     ) -> None:
-        self._db = Database(database_url)
-        self._cfg = cfg
-        self._publisher = publisher
-        self.last_rows = 0
-        """Rows the last batch produced (for logs and tests)."""
-
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        rows = sentiment_rows(batch.collect(), self._cfg)
-        self.last_rows = len(rows)
-        written = self._db.transaction(lambda conn: upsert(conn, SENTIMENT, rows))
-        if self._publisher is not None and rows:
-            self._publisher.publish(rows)
-        log.info("sentiment batch %d: %d windows, %d rows written", batch_id, len(rows), written)
-
-    def close(self) -> None:
-        self._db.close()
-        if self._publisher is not None:
-            self._publisher.close()
+        super().__init__(
+            QUERY_NAME, database_url, SENTIMENT, lambda s: sentiment_rows(s, cfg), publisher
+        )
