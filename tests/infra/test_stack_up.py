@@ -1,0 +1,111 @@
+"""`make up REPLAY=1` for real: the whole system, offline, data on the API within 60 s.
+
+Runs ``python -m infra.stack up --replay`` exactly as ``make up REPLAY=1`` does,
+with its own embedded Kafka and PostgreSQL in a private state directory, then
+stops it with SIGINT (Ctrl-C) and checks that nothing it started is left running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from infra._procs import free_port
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _get(url: str) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return response.status, json.loads(response.read())
+    except OSError:
+        return 0, {}
+
+
+def _survivors(state: Path) -> list[str]:
+    """Processes started for this state directory: by command line or inherited environment."""
+    marker = f"CRYPTOVIZ_STATE_DIR={state}".encode()
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            environ = (proc / "environ").read_bytes()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if str(state).encode() in cmdline or marker + b"\0" in environ + b"\0":
+            args = cmdline.replace(b"\0", b" ").decode(errors="replace")
+            found.append(f"{proc.name}: {args}")
+    return found
+
+
+def test_replay_shows_data_within_60_s_and_ctrl_c_stops_everything(server_dir: Path) -> None:
+    port = free_port()
+    state = server_dir / "state"
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")
+    }
+    env.update(
+        CRYPTOVIZ_STATE_DIR=str(state),
+        CRYPTOVIZ_API_PORT=str(port),
+        CRYPTOVIZ_SPARK_DRIVER_MEMORY="512m",
+        PYTHONPATH=str(REPO),
+    )
+    log = (server_dir / "up.log").open("wb")
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infra.stack", "up", "--replay"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        price: dict[str, object] = {}
+        while time.monotonic() - started < 60:
+            status, price = _get(f"http://127.0.0.1:{port}/api/v1/prix/BTC/temps_reel/")
+            if status == 200:
+                break
+            assert proc.poll() is None, (server_dir / "up.log").read_text()[-3000:]
+            time.sleep(1)
+        else:
+            pytest.fail(
+                "no BTC price on the API within 60 s:\n"
+                + (server_dir / "up.log").read_text()[-3000:]
+            )
+        assert isinstance(price.get("price"), float | int)
+        status, health = _get(f"http://127.0.0.1:{port}/api/v1/health/")
+        assert status == 200
+        assert health["status"] == "ok"
+        status, page = 0, None
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+            status, page = response.status, response.read()
+        assert status == 200
+        assert b"CryptoViz" in page
+    finally:
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        try:
+            code = proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+        log.close()
+    output = (server_dir / "up.log").read_text()
+    assert code == 0, output[-3000:]
+    assert "==> dashboard http://127.0.0.1:" in output
+    assert "==> stopping PostgreSQL" in output
+    deadline = time.monotonic() + 15
+    while _survivors(state) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _survivors(state) == []
