@@ -25,9 +25,9 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _get(url: str) -> tuple[int, dict[str, object]]:
+def _get(url: str, timeout: float = 3) -> tuple[int, dict[str, object]]:
     try:
-        with urllib.request.urlopen(url, timeout=3) as response:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.status, json.loads(response.read())
     except OSError:
         return 0, {}
@@ -85,11 +85,17 @@ def test_replay_shows_data_within_60_s_and_ctrl_c_stops_everything(server_dir: P
                 + (server_dir / "up.log").read_text()[-3000:]
             )
         assert isinstance(price.get("price"), float | int)
-        status, health = _get(f"http://127.0.0.1:{port}/api/v1/health/")
-        assert status == 200
+        # Health checks Kafka and the database for real; while Spark's JVM starts on
+        # the same two cores a check can be slow, so give it a few tries.
+        deadline = time.monotonic() + 30
+        status, health = _get(f"http://127.0.0.1:{port}/api/v1/health/", timeout=10)
+        while status != 200 and time.monotonic() < deadline:
+            time.sleep(1)
+            status, health = _get(f"http://127.0.0.1:{port}/api/v1/health/", timeout=10)
+        assert status == 200, health
         assert health["status"] == "ok"
         status, page = 0, None
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=15) as response:
             status, page = response.status, response.read()
         assert status == 200
         assert b"CryptoViz" in page
