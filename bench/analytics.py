@@ -55,7 +55,6 @@ import functools
 import json
 import math
 import os
-import platform
 import random
 import re
 import shutil
@@ -77,7 +76,8 @@ import msgspec
 import psycopg
 from confluent_kafka import KafkaError, Message, Producer
 
-from bench.ingest import git_commit, new_database
+from bench._results import git_commit, machine
+from bench.ingest import new_database
 from flows.producers.settings import SyntheticSettings
 from flows.producers.synthetic import SyntheticPartition, synthetic_pairs
 from infra.settings import DatabaseSettings, KafkaSettings, Settings, load_settings
@@ -845,10 +845,6 @@ def replay(settings: Settings, admin: str, state: Path, hours: float) -> dict[st
 # -- main ---------------------------------------------------------------------------------
 
 
-def _machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.analytics")
     parser.add_argument("--rate", type=int, default=2000, help="latency-phase ticks/s")
@@ -987,7 +983,7 @@ def main() -> int:
             "before": [round(x, 2) for x in load_before],
             "after": [round(x, 2) for x in os.getloadavg()],
         },
-        "machine": _machine(),
+        "machine": machine(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": git_commit(),
     }

@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ import httpx
 import psycopg
 from psycopg import sql
 
+from bench._results import machine
 from infra._procs import free_port
 from infra.migrate import migrate
 from infra.settings import Settings, load_settings
@@ -310,7 +310,7 @@ def main() -> int:
         pairs=len(PAIRS),
         concurrency=args.concurrency,
         seconds_per_run=args.seconds,
-        machine=f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        machine=machine(),
         database="PostgreSQL (plain flavour: ticker_ohlc_hourly is a view, not a continuous "
         "aggregate)",
         notes="Server, PostgreSQL and load generator share the machine's cores, so one "

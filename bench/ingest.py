@@ -21,9 +21,7 @@ Results: printed, and written to bench/results/ingest.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -37,6 +35,7 @@ import psycopg
 from confluent_kafka import Producer
 from psycopg import sql
 
+from bench._results import provenance, report
 from flows._pg_writer import KAFKA_TIME
 from flows._tables import TICKER, rows_for
 from handlers import HandlerContext, Rejection, parse_ticker
@@ -219,17 +218,6 @@ def latency(
         proc.wait(30)
 
 
-def git_commit() -> str:
-    out = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        check=False,
-    )
-    return out.stdout.strip() or "unknown"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ingest")
     parser.add_argument("--messages", type=int, default=1_000_000)
@@ -301,16 +289,9 @@ def main() -> int:
         "latency_rate_msgs_per_s": args.rate,
         "messages": args.messages,
         "batch_size": settings.ingest.batch_size,
-        "machine": (
-            f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-        ),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": git_commit(),
+        **provenance(),
     }
-    print(json.dumps(result, indent=2))
-    if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    report(result, RESULTS, write=not args.no_write)
     return 0
 
 

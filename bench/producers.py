@@ -24,11 +24,7 @@ Results: printed, and written to bench/results/producers.json.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import threading
@@ -44,6 +40,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, run_main
 from confluent_kafka import Consumer, TopicPartition
 
+from bench._results import provenance, report
 from flows.producers.kafka_edge import Keyed
 from flows.producers.settings import (
     SAMPLES,
@@ -238,17 +235,6 @@ def replay(settings: Settings, files: tuple[Path, ...], output: OutputSettings) 
     }
 
 
-def git_commit() -> str:
-    out = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        check=False,
-    )
-    return out.stdout.strip() or "unknown"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.producers")
     parser.add_argument("--messages", type=int, default=200_000)
@@ -322,16 +308,9 @@ def main() -> int:
         "replay_real_capture": as_is,
         "replay_real_capture_x200": enlarged,
         "real_captures_available": real.is_dir(),
-        "machine": (
-            f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-        ),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": git_commit(),
+        **provenance(),
     }
-    print(json.dumps(result, indent=2))
-    if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    report(result, RESULTS, write=not args.no_write)
     return 0
 
 
