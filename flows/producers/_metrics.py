@@ -70,6 +70,10 @@ ALERTS = Counter("cryptoviz_alerts_total", "Price alerts raised", ["pair", "aler
 ALERTS_SUPPRESSED = Counter(
     "cryptoviz_alerts_suppressed_total", "Threshold crossings inside the cool-down", ["pair"]
 )
+ALERTS_ALREADY_SENT = Counter(
+    "cryptoviz_alerts_already_sent_total",
+    "Alerts raised again after a restart but not re-published (already on the topic)",
+)
 TICKER_REJECTED = Counter(
     "cryptoviz_alerts_rejected_tickers_total", "Ticker messages the alert worker could not parse"
 )

@@ -11,19 +11,22 @@ previous alert in the same direction.
 Times are the tickers' own (exchange) times, not the wall clock, so a replay gives
 the same alerts as the live run, and alert keys ``(pair, timestamp, alert_type)`` are
 deterministic. The per-pair state is Bytewax recovery state: a restarted worker
-continues the same windows and excursions, so it neither re-fires an alert it
-already raised nor forgets a crossing in progress.
+continues the same windows and excursions, so it does not forget a crossing in
+progress; alerts it raised after its last snapshot come round again, and the keys
+already on the topic (``already_sent``) keep them from being published twice.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Set
 from dataclasses import dataclass, field
 from decimal import Context, Decimal
 from typing import Literal
 
 from flows.producers import _metrics as m
+from flows.producers.alert_log import AlertKey
 from flows.producers.settings import AlertSettings
 from handlers import AlertMessage, TickerRecord, epoch_seconds
 
@@ -49,8 +52,10 @@ class AlertState:
 class AlertDetector:
     """``stateful_map`` mapper: (state, ticker) -> (state, alert or None)."""
 
-    def __init__(self, settings: AlertSettings) -> None:
+    def __init__(self, settings: AlertSettings, already_sent: Set[AlertKey] = frozenset()) -> None:
         self._s = settings
+        self._sent = already_sent
+        """Alerts a previous run of this worker published (:mod:`flows.producers.alert_log`)."""
 
     def __call__(
         self, state: AlertState | None, ticker: TickerRecord
@@ -81,6 +86,12 @@ class AlertDetector:
             log.info("alert %s %s %s%% suppressed (cool-down)", ticker.pair, direction, change)
             return state, None
         state.last_fired[direction] = now
+        if (ticker.pair, now, direction) in self._sent:
+            # Re-raised after a restart from an older snapshot: it is already on the topic.
+            m.ALERTS_ALREADY_SENT.inc()
+            log.info("alert %s %s at %s already published: not sent again", ticker.pair,
+                     direction, now)  # fmt: skip
+            return state, None
         m.ALERTS.labels(ticker.pair, direction).inc()
         alert = AlertMessage(
             pair=ticker.pair,

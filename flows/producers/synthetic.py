@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import msgspec
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -162,13 +163,16 @@ class SyntheticPartition(StatefulSourcePartition[KrakenMessage, SyntheticState])
         now = datetime.now(UTC)
         ctx = HandlerContext(coins=self._coins, now=now)
         out: list[KrakenMessage] = []
-        order = self._order
         for _ in range(due):
-            path = self._paths[order[self._emitted % len(order)]]
-            self._emitted += 1
-            self._step(path)
-            out += parse_kraken_v2(self._frame(path, now), ctx).messages
+            out += parse_kraken_v2(self.next_frame(now), ctx).messages
         return out
+
+    def next_frame(self, now: datetime) -> bytes:
+        """The next pair's next v2 frame, stamped ``now``."""
+        path = self._paths[self._order[self._emitted % len(self._order)]]
+        self._emitted += 1
+        self._step(path)
+        return self._frame(path, now)
 
     def next_awake(self) -> datetime | None:
         return self._wake
@@ -191,3 +195,26 @@ class SyntheticSource(FixedPartitionedSource[KrakenMessage, SyntheticState]):
         self, step_id: str, for_part: str, resume_state: SyntheticState | None
     ) -> SyntheticPartition:
         return SyntheticPartition(self._s, self._coins, resume_state)
+
+
+def record_capture(
+    settings: SyntheticSettings, coins: CoinTable, start: datetime, count: int, out: Path
+) -> Path:
+    """Write ``count`` frames on a simulated clock as a replayable capture file.
+
+    One line per frame, prefixed with its receive time as ``producer-replay`` reads
+    it (``1764000000.000000: {...}``); frames are ``1 / rate`` simulated seconds
+    apart and stamped with that time. With a fixed ``seed`` and ``start`` the file
+    is byte-for-byte reproducible: a fixed, recorded input for runs that must be
+    compared (the chaos suite), however long it took to write.
+    """
+    if settings.seed is None:
+        raise ValueError("record_capture needs a fixed seed to be reproducible")
+    part = SyntheticPartition(settings, coins, None)
+    t0 = start.timestamp()
+    with out.open("wb") as fh:
+        for index in range(count):
+            t = t0 + index / settings.rate
+            frame = part.next_frame(datetime.fromtimestamp(t, UTC))
+            fh.write(f"{t:.6f}: ".encode() + frame + b"\n")
+    return out

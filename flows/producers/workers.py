@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import socket
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +30,7 @@ from bytewax.outputs import Sink
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 
 from flows.producers import _metrics as m
+from flows.producers.alert_log import AlertKey, published_alert_keys
 from flows.producers.alerts import AlertDetector, AlertState
 from flows.producers.kafka_edge import KafkaProducerSink, Keyed, OutRecord, to_record
 from flows.producers.kraken import KrakenSource
@@ -190,13 +191,20 @@ def build_alert_flow(
     kafka_topic: str | None = None,
     source: Source[Payload] | None = None,
     sink: Sink[Keyed] | None = None,
+    already_sent: Set[AlertKey] | None = None,
 ) -> Dataflow:
-    """rawticker -> per-pair :class:`AlertDetector` (recovery state) -> rawalert."""
+    """rawticker -> per-pair :class:`AlertDetector` (recovery state) -> rawalert.
+
+    ``already_sent``: alert keys not to publish again (default: read back from the
+    alert topic when reading the ticker topic from Kafka, else none).
+    """
     flow = Dataflow("producer_alerts")
     if source is None:
         bootstrap = settings.kafka.bootstrap_servers
         if bootstrap is None:
             raise ValueError("KAFKA_BOOTSTRAP_SERVERS is not set and no source was given")
+        if already_sent is None:
+            already_sent = published_alert_keys(bootstrap, producer.topic("rawalert"))
         consumed = kop.input(
             "rawticker_in",
             flow,
@@ -211,7 +219,7 @@ def build_alert_flow(
         payloads = op.input("rawticker_in", flow, source)
     tickers = op.filter_map("parse", payloads, TickerParser(settings.coin_table()))
     keyed = op.key_on("by_pair", tickers, lambda item: item[0].pair)
-    detector = AlertDetector(producer.alerts)
+    detector = AlertDetector(producer.alerts, already_sent or frozenset())
 
     def detect(
         state: AlertState | None, item: tuple[TickerRecord, str | None]

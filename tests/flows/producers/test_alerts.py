@@ -12,6 +12,7 @@ import pytest
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
 
+from flows.producers.alert_log import AlertKey, alert_keys
 from flows.producers.alerts import AlertDetector, AlertState
 from flows.producers.kafka_edge import Keyed
 from flows.producers.settings import AlertSettings, ProducerSettings
@@ -90,12 +91,19 @@ def alerts_of(out: list[Keyed], coins: CoinTable) -> list[tuple[Any, ...]]:
     return sorted(found, key=lambda a: (a[0], a[1]))
 
 
-def run(settings: Settings, items: list[Any], out: list[Keyed], recovery: Path | None) -> None:
+def run(
+    settings: Settings,
+    items: list[Any],
+    out: list[Keyed],
+    recovery: Path | None,
+    already_sent: set[AlertKey] | None = None,
+) -> None:
     flow = build_alert_flow(
         settings,
         ProducerSettings(alerts=SETTINGS),
         source=TestingSource(items),
         sink=TestingSink(out),
+        already_sent=already_sent,
     )
     config = None if recovery is None else RecoveryConfig(str(recovery))
     run_main(flow, epoch_interval=timedelta(0), recovery_config=config)
@@ -143,6 +151,34 @@ def test_a_crash_replays_at_most_the_same_alerts(
     run(offline_settings, source_items, out, recovery)
     assert 0 < first < len(out)
     assert sorted(set(alerts_of(out, coins))) == sorted(EXPECTED, key=lambda a: (a[0], a[1]))
+
+
+def test_a_crash_with_the_published_keys_read_back_repeats_no_alert(
+    offline_settings: Settings, coins: CoinTable, tmp_path: Path
+) -> None:
+    """What the worker does for real: the restarted run knows the keys already on the topic."""
+    recovery = tmp_path / "recovery"
+    recovery.mkdir()
+    init_db_dir(recovery, 1)
+    items = ticks()
+    source_items = [*items[:20], TestingSource.ABORT(), *items[20:]]
+    out: list[Keyed] = []
+    run(offline_settings, source_items, out, recovery)
+    first = len(out)
+    assert first >= 1  # the first BTC alert (t=60, the 13th tick) was published before the crash
+    sent = alert_keys(record.value for _, record in out)
+    run(offline_settings, source_items, out, recovery, already_sent=sent)
+    found = alerts_of(out, coins)
+    assert len(found) == len(set(found))  # nothing published twice
+    assert found == sorted(EXPECTED, key=lambda a: (a[0], a[1]))
+
+
+def test_alert_keys_reads_alert_messages_and_skips_anything_else() -> None:
+    value, _ = payload("BTC/USD", 0, "100.00")  # a ticker: no alert_type
+    alert = msgspec.json.encode(
+        {"pair": "BTC/USD", "timestamp": T0 + 60, "alert_type": "up", "last": 100.6}
+    )
+    assert alert_keys([alert, value, b"{not json", None]) == {("BTC/USD", T0 + 60, "up")}
 
 
 def test_detector_ignores_late_ticks_and_keeps_one_anchor_before_the_window() -> None:

@@ -6,16 +6,23 @@ import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 from bytewax.testing import TestingSink, run_main
 
 from flows.producers.alerts import AlertDetector, AlertState
 from flows.producers.kafka_edge import Keyed
-from flows.producers.settings import AlertSettings, ProducerSettings, SyntheticSettings
-from flows.producers.synthetic import synthetic_pairs
-from flows.producers.workers import build_synthetic_flow
+from flows.producers.settings import (
+    AlertSettings,
+    ProducerSettings,
+    ReplaySettings,
+    SyntheticSettings,
+)
+from flows.producers.synthetic import record_capture, synthetic_pairs
+from flows.producers.workers import build_replay_flow, build_synthetic_flow
 from handlers import CoinTable, HandlerContext, TickerRecord, handler_for
 from infra.settings import Settings
 
@@ -90,3 +97,30 @@ def test_prices_trend_and_jump_enough_to_raise_alerts(
     assert alerts, "jumps of 1-3 % must cross the 0.5 % threshold"
     assert {a.alert_type for a in alerts} <= {"up", "down"}
     assert all(abs(a.change) >= Decimal("0.5") for a in alerts)
+
+
+def test_a_recorded_capture_is_reproducible_and_replays_with_its_own_times(
+    offline_settings: Settings, coins: CoinTable, tmp_path: Path
+) -> None:
+    synthetic = SyntheticSettings(pairs=4, rate=20, seed=7)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    first = record_capture(synthetic, coins, start, 200, tmp_path / "a.txt")
+    second = record_capture(synthetic, coins, start, 200, tmp_path / "b.txt")
+    assert first.read_bytes() == second.read_bytes()
+    lines = first.read_bytes().splitlines()
+    assert len(lines) == 200
+    assert lines[20].startswith(f"{start.timestamp() + 1:.6f}: ".encode())  # 20 frames a second
+
+    out: list[Keyed] = []
+    replay = ReplaySettings(files=(first,), speed=0, exit_at_end=True)
+    run_main(build_replay_flow(offline_settings, ProducerSettings(replay=replay),
+                               sink=TestingSink(out)))  # fmt: skip
+    assert len(out) == 200
+    times = sorted(msgspec.json.decode(record.value)["timestamp"] for _, record in out)
+    assert times[0] == start.timestamp()
+    assert times[-1] == pytest.approx(start.timestamp() + 199 / 20)
+
+
+def test_recording_needs_a_seed(coins: CoinTable, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="seed"):
+        record_capture(SyntheticSettings(), coins, datetime.now(UTC), 1, tmp_path / "x.txt")
