@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Generic, TypedDict, TypeVar
 from urllib.parse import urlencode
 
 from litestar import Request
@@ -104,6 +104,38 @@ def split_page(
         ts: datetime = last[0]
         cursor = page.next_cursor(ts, keys(last))
     return [convert(r) for r in kept], cursor
+
+
+class Envelope(TypedDict, Generic[T]):
+    """The paging fields every history body shares, beside its subject (pair or coin)."""
+
+    count: int
+    data: list[T]
+    limit: int
+    next: str | None
+    next_url: str | None
+    date_debut: datetime | None
+    date_fin: datetime | None
+
+
+def envelope(
+    request: Request[Any, Any, Any],
+    page: Page,
+    rows: Sequence[Row],
+    convert: Callable[[Row], T],
+    keys: Callable[[Row], tuple[str, ...]],
+) -> Envelope[T]:
+    """One page of ``rows`` as history fields: ``TickerHistory(pair=..., **envelope(...))``."""
+    data, cursor = split_page(page, rows, convert, keys)
+    return Envelope(
+        count=len(data),
+        data=data,
+        limit=page.limit,
+        next=cursor,
+        next_url=next_url(request, cursor),
+        date_debut=page.range.start,
+        date_fin=page.range.end,
+    )
 
 
 def no_keys(_: Row) -> tuple[str, ...]:

@@ -45,11 +45,10 @@ from api.routes.common import (
     DateFinQuery,
     LimitQuery,
     PeriodeQuery,
+    envelope,
     live_links,
-    next_url,
     no_keys,
     paging,
-    split_page,
 )
 
 PairQuery = Annotated[
@@ -183,16 +182,9 @@ async def _ticker_history(
         cursor=cursor,
     )
     rows = await fetch_page(ctx.db, TICKER_PAGE, page, pair, 0)
-    data, nxt = split_page(page, rows, _ticker, no_keys)
     return TickerHistory(
         pair=pair,
-        count=len(data),
-        data=data,
-        limit=page.limit,
-        next=nxt,
-        next_url=next_url(request, nxt),
-        date_debut=page.range.start,
-        date_fin=page.range.end,
+        **envelope(request, page, rows, _ticker, no_keys),
     )
 
 
@@ -281,16 +273,9 @@ async def _trade_history(
         cursor=cursor,
     )
     rows = await fetch_page(ctx.db, TRADE_PAGE, page, pair, 1)
-    data, nxt = split_page(page, rows, _trade, lambda r: (r[6],))
     return TradeHistory(
         pair=pair,
-        count=len(data),
-        data=data,
-        limit=page.limit,
-        next=nxt,
-        next_url=next_url(request, nxt),
-        date_debut=page.range.start,
-        date_fin=page.range.end,
+        **envelope(request, page, rows, _trade, lambda r: (r[6],)),
     )
 
 
@@ -381,16 +366,9 @@ async def sentiment_history(
         cursor=cursor,
     )
     rows = await fetch_page(ctx.db, SENTIMENT_PAGE, page, coin, 1)
-    data, nxt = split_page(page, rows, _sentiment, lambda r: (r[4],))
     return SentimentHistory(
         crypto_symbol=coin,
-        count=len(data),
-        data=data,
-        limit=page.limit,
-        next=nxt,
-        next_url=next_url(request, nxt),
-        date_debut=page.range.start,
-        date_fin=page.range.end,
+        **envelope(request, page, rows, _sentiment, lambda r: (r[4],)),
     )
 
 
@@ -423,16 +401,9 @@ async def prediction_history(
         cursor=cursor,
     )
     rows = await fetch_page(ctx.db, PREDICTION_PAGE, page, coin, 1)
-    data, nxt = split_page(page, rows, _prediction, lambda r: (r[2],))
     return PredictionHistory(
         crypto_symbol=coin,
-        count=len(data),
-        data=data,
-        limit=page.limit,
-        next=nxt,
-        next_url=next_url(request, nxt),
-        date_debut=page.range.start,
-        date_fin=page.range.end,
+        **envelope(request, page, rows, _prediction, lambda r: (r[2],)),
     )
 
 
@@ -461,16 +432,9 @@ async def _article_history(
     )
     query = ARTICLE_BY_SYMBOL_PAGE if coin else ARTICLE_PAGE
     rows = await fetch_page(ctx.db, query, page, coin, 1)
-    data, nxt = split_page(page, rows, _article, lambda r: (r[1],))
     return ArticleHistory(
         crypto_symbol=coin,
-        count=len(data),
-        data=data,
-        limit=page.limit,
-        next=nxt,
-        next_url=next_url(request, nxt),
-        date_debut=page.range.start,
-        date_fin=page.range.end,
+        **envelope(request, page, rows, _article, lambda r: (r[1],)),
     )
 
 
@@ -556,16 +520,9 @@ async def alert_history(
     )
     query = ALERT_BY_PAIR_PAGE if canonical else ALERT_PAGE
     rows = await fetch_page(ctx.db, query, page, canonical, 2)
-    data, nxt = split_page(page, rows, _alert, lambda r: (r[1], r[5]))
     return AlertHistory(
         pair=canonical,
-        count=len(data),
-        data=data,
-        limit=page.limit,
-        next=nxt,
-        next_url=next_url(request, nxt),
-        date_debut=page.range.start,
-        date_fin=page.range.end,
+        **envelope(request, page, rows, _alert, lambda r: (r[1], r[5])),
     )
 
 
@@ -602,17 +559,10 @@ async def price_history(
         cursor=cursor,
     )
     rows = await fetch_page(ctx.db, TICKER_PAGE, page, pair, 0)
-    data, nxt = split_page(page, rows, _price, no_keys)
     return PriceHistory(
         crypto_symbol=coin,
         pair=pair,
-        count=len(data),
-        data=data,
-        limit=page.limit,
-        next=nxt,
-        next_url=next_url(request, nxt),
-        date_debut=page.range.start,
-        date_fin=page.range.end,
+        **envelope(request, page, rows, _price, no_keys),
     )
 
 
