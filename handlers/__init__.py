@@ -7,8 +7,9 @@ input and never raises.
 
 from handlers._alert import parse_alert
 from handlers._article import parse_article, sentiment_label
-from handlers._context import HandlerContext
+from handlers._context import DEFAULT_MAX_FUTURE, HandlerContext
 from handlers._errors import HandlerConfigError, HandlerError, UnknownTopicError
+from handlers._fields import MAX_PRICE
 from handlers._kraken import (
     KrakenControl,
     KrakenEvent,
@@ -37,7 +38,7 @@ from handlers._records import (
 from handlers._registry import HANDLERS, Handler, handler_for
 from handlers._symbols import Coin, CoinTable
 from handlers._ticker import parse_ticker
-from handlers._time import epoch_seconds, iso_utc
+from handlers._time import GENESIS, epoch_seconds, iso_utc
 from handlers._trade import parse_trade
 from handlers._wire import (
     AlertMessage,
@@ -53,8 +54,11 @@ from handlers._wire import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_FUTURE",
+    "GENESIS",
     "HANDLERS",
     "MAX_PAYLOAD_BYTES",
+    "MAX_PRICE",
     "AlertMessage",
     "AlertRecord",
     "AlertType",

@@ -11,6 +11,9 @@ from handlers._errors import HandlerConfigError
 from handlers._symbols import CoinTable
 from handlers._time import TimeWindow
 
+DEFAULT_MAX_FUTURE = timedelta(days=1)
+"""How far after its receive time a message's time may lie (clock skew, not fiction)."""
+
 
 class HandlerContext(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     """What a handler may know besides the payload: no clock, no environment.
@@ -22,7 +25,7 @@ class HandlerContext(msgspec.Struct, frozen=True, kw_only=True, dict=True):
 
     coins: CoinTable
     now: datetime
-    max_future: timedelta = timedelta(days=1)
+    max_future: timedelta = DEFAULT_MAX_FUTURE
 
     def __post_init__(self) -> None:
         if self.now.utcoffset() is None:

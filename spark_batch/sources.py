@@ -5,7 +5,10 @@ Numbers and times are read as JSON text first and converted with ``try_cast``,
 so ``99950.5`` and ``"99950.5"`` both work and a malformed value gives null
 (the row is then skipped) instead of failing the query under ANSI mode.
 Ingestion (Bytewax) owns validation and dead letters; here invalid rows are
-simply not analysed.
+simply not analysed. Spark must not analyse what ingestion refuses, though: the
+handlers' plausibility bounds are applied here too (:func:`plausible`), or a
+single junk tick stamped in the year 5138 would move the event-time watermark
+there and every later tick would be dropped as late (the chaos run found that).
 
 Event time, never processing time:
 
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from handlers import DEFAULT_MAX_FUTURE, GENESIS
+from handlers import MAX_PRICE as HANDLER_MAX_PRICE
 from spark_batch.symbols import SymbolMaps, Symbols, article_coins_udf, pair_column
 
 if TYPE_CHECKING:
@@ -28,6 +33,7 @@ if TYPE_CHECKING:
     from pyspark.sql.types import StructType
 
 _MS_THRESHOLD = 1e11
+MAX_PRICE = float(HANDLER_MAX_PRICE)
 
 
 def ticker_schema() -> StructType:
@@ -94,6 +100,18 @@ def event_time(text: Column) -> Column:
     )
 
 
+def plausible(event: Column, kafka_time: Column) -> Column:
+    """The handlers' time rule: from GENESIS to ``DEFAULT_MAX_FUTURE`` after the message arrived.
+
+    "Arrived" is the Kafka record time (the broker's append time on the raw topics),
+    which a replay reads back unchanged, rather than the wall clock of the batch.
+    """
+    from pyspark.sql import functions as F
+
+    latest = kafka_time + F.make_interval(secs=F.lit(DEFAULT_MAX_FUTURE.total_seconds()))
+    return (event >= F.lit(GENESIS)) & (event <= latest)
+
+
 def parse_ticks(raw: DataFrame, maps: SymbolMaps, quote: str) -> DataFrame:
     """``(crypto_symbol, event_time, price)`` for every valid ``<coin>/<quote>`` tick."""
     from pyspark.sql import functions as F
@@ -107,15 +125,17 @@ def parse_ticks(raw: DataFrame, maps: SymbolMaps, quote: str) -> DataFrame:
             event_time(F.col("m.receive_ts")),
             F.col("kafka_time"),
         ).alias("event_time"),
+        "kafka_time",
     )
     suffix = "/" + quote
     return parsed.where(
         F.col("pair").endswith(suffix)
         & F.col("event_time").isNotNull()
+        & plausible(F.col("event_time"), F.col("kafka_time"))
         & F.col("price").isNotNull()
         & (F.col("price") > 0)
         & ~F.isnan("price")
-        & (F.col("price") < float("inf"))
+        & (F.col("price") <= MAX_PRICE)
     ).select(
         F.substring_index("pair", "/", 1).alias("crypto_symbol"),
         "event_time",
@@ -143,9 +163,11 @@ def parse_articles(raw: DataFrame, symbols: Symbols) -> DataFrame:
             # The handler prefers a non-empty content.summary, then the top-level one.
             F.coalesce(F.nullif(F.col("m.content.summary"), F.lit("")), F.col("m.summary")),
         ).alias("coins"),
+        "kafka_time",
     )
     return parsed.where(
         F.col("article_id").isNotNull()
         & F.col("event_time").isNotNull()
+        & plausible(F.col("event_time"), F.col("kafka_time"))
         & F.col("score").between(0.0, 1.0)
-    )
+    ).drop("kafka_time")

@@ -370,3 +370,27 @@ def test_report_refuses_bad_ranges(capsys: pytest.CaptureFixture[str]) -> None:
     assert report_main(["--from", "2025-01-02T00:00:00Z", "--to", "2025-01-01T00:00:00Z"]) == 2
     assert report_main(["--from", "2025-01-01T00:00:00", "--to", "2025-01-02T00:00:00Z"]) == 2
     assert "timezone" in capsys.readouterr().err
+
+
+def test_junk_ingestion_refuses_cannot_move_the_watermarks(harness: Harness) -> None:
+    """A tick or article stamped in the year 5138 (or priced beyond the handlers' 1e12)
+    is not analysed: otherwise the watermark would jump there and drop everything after."""
+    h = harness
+    future = 99_999_999_999.0
+    h.produce(h.cfg.ticker_topic, [*PART1_TICKS, {"pair": "BTC/USD", "last": 100.0,
+              "timestamp": future}, tick("BTC/USD", 1.0, 1e13)])  # fmt: skip
+    h.produce(h.cfg.article_topic, [*PART1_ARTICLES, {**article("junk", 1, 0.9, ["BTC"]),
+              "published_at": None, "timestamp": future}])  # fmt: skip
+    h.run("predictions", "sentiment")
+    h.produce(h.cfg.ticker_topic, PART2_TICKS)
+    h.produce(h.cfg.article_topic, PART2_ARTICLES[:-1])
+    h.run("predictions", "sentiment")
+    last_tick = datetime.fromtimestamp(PART2_TICKS[-1]["timestamp"], UTC)
+    (newest_window,) = h.rows("SELECT max(window_start) FROM prediction_data")[0]
+    assert newest_window > last_tick - timedelta(minutes=3)  # part 2 was analysed
+    assert h.rows("SELECT max(last_price) FROM prediction_data")[0][0] < 1000
+    (eth_articles,) = h.rows(
+        "SELECT sum(article_count) FROM sentiment_data WHERE crypto_symbol = 'ETH'"
+    )[0]
+    assert eth_articles == 4 + 6  # part 1's ETH articles and every part 2 article
+    assert h.rows("SELECT count(*) FROM sentiment_data WHERE timestamp > now()")[0][0] == 0
