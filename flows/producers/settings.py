@@ -7,36 +7,39 @@ call the loader. Shared settings (Kafka address, state dir, coin table) stay in
 
 Environment variables (all optional):
 
-=================================  ===========================================================
-``CRYPTOVIZ_TOPIC_RAWTICKER``...   actual topic for each raw topic (also ``_RAWTRADE``,
-                                   ``_RAWARTICLE``, ``_RAWALERT``); default: the raw name
-``CRYPTOVIZ_PRODUCER_RETRIES``     re-sends of a message whose delivery failed (default 5)
-``CRYPTOVIZ_TRACE_SAMPLE_RATIO``   share of traces marked sampled in ``traceparent`` (1.0)
-``OTEL_EXPORTER_OTLP_ENDPOINT``    record sampled publish spans and export them over OTLP/HTTP
-                                   (default: none; every message still gets a traceparent)
-``CRYPTOVIZ_KRAKEN_WS_URL``        Kraken v2 WebSocket (``wss://ws.kraken.com/v2``)
-``CRYPTOVIZ_KRAKEN_REST_URL``      REST ``Trades`` for gap fills
-                                   (``https://api.kraken.com/0/public/Trades``)
-``CRYPTOVIZ_KRAKEN_PAIRS``         comma-separated pairs (default: ``tracked`` of the coin table)
-``CRYPTOVIZ_KRAKEN_HEARTBEAT_S``   silence (no frame at all) before reconnecting (10)
-``CRYPTOVIZ_KRAKEN_DATA_S``        per-symbol silence before resubscribing it (300)
-``CRYPTOVIZ_KRAKEN_PING_S``        application ping interval (30)
-``CRYPTOVIZ_RSS_FEEDS``            ``name=url`` entries separated by whitespace or ``;``
-``CRYPTOVIZ_RSS_POLL_S``           poll interval per feed (300)
-``CRYPTOVIZ_RSS_TIMEOUT_S``        HTTP timeout per feed request (15)
-``CRYPTOVIZ_ALERT_THRESHOLD_PCT``  default move that raises an alert, in percent (0.5)
-``CRYPTOVIZ_ALERT_THRESHOLDS``     per-pair overrides: ``BTC/USD=0.3,SOL/USD=1``
-``CRYPTOVIZ_ALERT_WINDOW_S``       rolling reference window (60)
-``CRYPTOVIZ_ALERT_COOLDOWN_S``     minimum time between two alerts of a pair and direction (300)
-``CRYPTOVIZ_ALERT_FROM``           ``end`` (default) or ``beginning`` of the ticker topic
-``CRYPTOVIZ_REPLAY_FILES``         capture files, separated by ``os.pathsep`` (default: the
-                                   bundled samples plus ``../shared/fixtures/real`` if present)
-``CRYPTOVIZ_REPLAY_SPEED``         1 = recorded speed, 10 = ten times faster, 0 = max (1)
-``CRYPTOVIZ_REPLAY_EXIT``          ``1``: the worker exits after the last file (default: idles)
-``CRYPTOVIZ_SYNTHETIC_RATE``       synthetic messages per second (200)
-``CRYPTOVIZ_SYNTHETIC_PAIRS``      number of synthetic pairs (tracked pairs first) (12)
-``CRYPTOVIZ_SYNTHETIC_SEED``       random seed (default: random)
-=================================  ===========================================================
+===================================  ===========================================================
+``CRYPTOVIZ_TOPIC_RAWTICKER``...     actual topic for each raw topic (also ``_RAWTRADE``,
+                                     ``_RAWARTICLE``, ``_RAWALERT``); default: the raw name
+``CRYPTOVIZ_PRODUCER_RETRIES``       re-sends of a message whose delivery failed (default 5)
+``CRYPTOVIZ_TRACE_SAMPLE_RATIO``     share of traces marked sampled in ``traceparent`` (1.0)
+``OTEL_EXPORTER_OTLP_ENDPOINT``      record sampled publish spans and export them over OTLP/HTTP
+                                     (default: none; every message still gets a traceparent)
+``CRYPTOVIZ_KRAKEN_WS_URL``          Kraken v2 WebSocket (``wss://ws.kraken.com/v2``)
+``CRYPTOVIZ_KRAKEN_REST_URL``        REST ``Trades`` for gap fills
+                                     (``https://api.kraken.com/0/public/Trades``)
+``CRYPTOVIZ_KRAKEN_PAIRS``           comma-separated pairs (default: ``tracked`` of the coin table)
+``CRYPTOVIZ_KRAKEN_HEARTBEAT_S``     silence (no frame at all) before reconnecting (10)
+``CRYPTOVIZ_KRAKEN_DATA_S``          per-symbol silence before resubscribing it (300)
+``CRYPTOVIZ_KRAKEN_PING_S``          application ping interval (30)
+``CRYPTOVIZ_RSS_FEEDS``              ``name=url`` entries separated by whitespace or ``;``
+``CRYPTOVIZ_RSS_POLL_S``             poll interval per feed (300)
+``CRYPTOVIZ_RSS_TIMEOUT_S``          HTTP timeout per feed request (15)
+``CRYPTOVIZ_ALERT_THRESHOLD_PCT``    default move that raises an alert, in percent (0.5)
+``CRYPTOVIZ_ALERT_THRESHOLDS``       per-pair overrides: ``BTC/USD=0.3,SOL/USD=1``
+``CRYPTOVIZ_ALERT_WINDOW_S``         rolling reference window (60)
+``CRYPTOVIZ_ALERT_COOLDOWN_S``       minimum time between two alerts of a pair and direction (300)
+``CRYPTOVIZ_ALERT_FROM``             ``end`` (default) or ``beginning`` of the ticker topic
+``CRYPTOVIZ_REPLAY_FILES``           capture files, separated by ``os.pathsep`` (default: the
+                                     bundled samples plus ``../shared/fixtures/real`` if present)
+``CRYPTOVIZ_REPLAY_SPEED``           1 = recorded speed, 10 = ten times faster, 0 = max (1)
+``CRYPTOVIZ_REPLAY_EXIT``            ``1``: the worker exits after the last file (default: idles)
+``CRYPTOVIZ_SYNTHETIC_RATE``         synthetic messages per second (200)
+``CRYPTOVIZ_SYNTHETIC_PAIRS``        number of synthetic pairs (tracked pairs first) (12)
+``CRYPTOVIZ_SYNTHETIC_PAIR_OFFSET``  skip this many pairs of that sequence (0); producers
+                                     run side by side get offsets 0, N, 2N... so their pairs
+                                     are disjoint (``bench.soak``)
+``CRYPTOVIZ_SYNTHETIC_SEED``         random seed (default: random)
+===================================  ===========================================================
 """
 
 from __future__ import annotations
@@ -161,6 +164,8 @@ class ReplaySettings(msgspec.Struct, frozen=True, kw_only=True):
 
 class SyntheticSettings(msgspec.Struct, frozen=True, kw_only=True):
     pairs: int = 12
+    pair_offset: int = 0
+    """Pairs skipped at the start of the sequence (disjoint pairs for parallel producers)."""
     rate: float = 200.0
     """Messages per second, all pairs together."""
     trade_share: float = 0.7
@@ -322,6 +327,7 @@ def load_producer_settings(env: Mapping[str, str] | None = None) -> ProducerSett
     synthetic = SyntheticSettings(
         rate=_float(env, "CRYPTOVIZ_SYNTHETIC_RATE", 200.0, 0.001),
         pairs=_int(env, "CRYPTOVIZ_SYNTHETIC_PAIRS", 12, 1),
+        pair_offset=_int(env, "CRYPTOVIZ_SYNTHETIC_PAIR_OFFSET", 0),
         seed=_int(env, "CRYPTOVIZ_SYNTHETIC_SEED", 0) if seed_raw else None,
     )
     return ProducerSettings(

@@ -31,20 +31,32 @@ BASE_PRICES: dict[str, float] = {
 }  # fmt: skip
 MAX_BATCH = 5000
 _ENCODER = msgspec.json.Encoder(decimal_format="number")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def synthetic_pairs(coins: CoinTable, count: int) -> list[str]:
-    """The tracked pairs first, then the other coins against USD, then ``SYNnn/USD``."""
+def synthetic_pairs(coins: CoinTable, count: int, offset: int = 0) -> list[str]:
+    """``count`` pairs of the sequence: the tracked pairs first, then the other coins
+    against USD, then ``SYNnn/USD``; skipping the first ``offset``.
+
+    Producers given offsets 0, N, 2N, ... with N pairs each make disjoint pairs, so
+    their ticks never share ``ticker_data``'s key (pair, timestamp).
+    """
     pairs = list(coins.tracked)
     for coin in coins.coins:
         pair = f"{coin.symbol}/USD"
         if pair not in pairs and coin.symbol not in ("USDT", "USDC"):
             pairs.append(pair)
     index = 1
-    while len(pairs) < count:
+    while len(pairs) < offset + count:
         pairs.append(f"SYN{index:02d}/USD")
         index += 1
-    return pairs[:count]
+    return pairs[offset : offset + count]
+
+
+def _epoch_us(moment: datetime) -> int:
+    """Exact microseconds since the epoch (no float rounding)."""
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _decimals(price: float) -> int:
@@ -83,7 +95,7 @@ class SyntheticPartition(StatefulSourcePartition[KrakenMessage, SyntheticState])
         state = resume or SyntheticState()
         if state.rng is not None:
             self._rng.setstate(state.rng)
-        names = synthetic_pairs(coins, settings.pairs)
+        names = synthetic_pairs(coins, settings.pairs, settings.pair_offset)
         self._paths = {name: state.paths.get(name) or self._new_path(name) for name in names}
         self._order = names
         self._emitted = state.emitted
@@ -93,6 +105,8 @@ class SyntheticPartition(StatefulSourcePartition[KrakenMessage, SyntheticState])
         self._dt = len(names) / settings.rate
         """Simulated seconds between two messages of one pair."""
         self._wake: datetime | None = None
+        self._last_us = _epoch_us(datetime.now(UTC))
+        """Time of the last frame sent, in µs since the epoch (stamps strictly increase)."""
 
     def _new_path(self, pair: str) -> PairPath:
         base = pair.split("/", maxsplit=1)[0]
@@ -163,9 +177,27 @@ class SyntheticPartition(StatefulSourcePartition[KrakenMessage, SyntheticState])
         now = datetime.now(UTC)
         ctx = HandlerContext(coins=self._coins, now=now)
         out: list[KrakenMessage] = []
-        for _ in range(due):
-            out += parse_kraken_v2(self.next_frame(now), ctx).messages
+        for stamp in self._stamps(now, due):
+            out += parse_kraken_v2(self.next_frame(stamp), ctx).messages
         return out
+
+    def _stamps(self, now: datetime, count: int) -> list[datetime]:
+        """``count`` strictly increasing times spread over (last frame's time, ``now``].
+
+        One time for a whole batch would give a pair several ticks at the same
+        instant, and ``ticker_data`` keeps one row per (pair, timestamp): at high
+        rates (big batches) ticks would silently merge. At least 1 µs apart, so a
+        stamp may pass ``now`` by ``count`` µs when a batch is due faster than that.
+        """
+        end = _epoch_us(now)
+        span = max(end - self._last_us, 0)
+        stamps: list[datetime] = []
+        last = self._last_us
+        for index in range(1, count + 1):
+            last = max(self._last_us + span * index // count, last + 1)
+            stamps.append(_EPOCH + timedelta(microseconds=last))
+        self._last_us = last
+        return stamps
 
     def next_frame(self, now: datetime) -> bytes:
         """The next pair's next v2 frame, stamped ``now``."""

@@ -20,11 +20,12 @@ from flows.producers.settings import (
     ProducerSettings,
     ReplaySettings,
     SyntheticSettings,
+    load_producer_settings,
 )
 from flows.producers.synthetic import record_capture, synthetic_pairs
 from flows.producers.workers import build_replay_flow, build_synthetic_flow
 from handlers import CoinTable, HandlerContext, TickerRecord, handler_for
-from infra.settings import Settings
+from infra.settings import Settings, SettingsError
 
 
 def generate(settings: Settings, synthetic: SyntheticSettings) -> list[Keyed]:
@@ -124,3 +125,59 @@ def test_a_recorded_capture_is_reproducible_and_replays_with_its_own_times(
 def test_recording_needs_a_seed(coins: CoinTable, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="seed"):
         record_capture(SyntheticSettings(), coins, datetime.now(UTC), 1, tmp_path / "x.txt")
+
+
+def test_pair_offsets_split_the_pair_sequence_into_disjoint_slices(coins: CoinTable) -> None:
+    slices = [synthetic_pairs(coins, 12, offset) for offset in (0, 12, 24)]
+    assert [p for s in slices for p in s] == synthetic_pairs(coins, 36)
+    assert len({p for s in slices for p in s}) == 36
+    assert slices[0][:6] == list(coins.tracked)
+    assert all(p.startswith("SYN") for p in slices[2])
+
+
+def test_producers_with_different_offsets_make_disjoint_pairs(
+    offline_settings: Settings, coins: CoinTable
+) -> None:
+    seen = []
+    for offset in (0, 5):
+        out = generate(
+            offline_settings,
+            SyntheticSettings(pairs=5, pair_offset=offset, rate=50_000, seed=4, max_messages=500),
+        )
+        seen.append({msgspec.json.decode(record.value)["pair"] for _, record in out})
+    assert seen[0] == set(synthetic_pairs(coins, 5))
+    assert seen[1] == set(synthetic_pairs(coins, 5, 5))
+    assert not seen[0] & seen[1]
+
+
+def test_ticks_of_a_pair_never_share_a_time_even_in_big_batches(
+    offline_settings: Settings,
+) -> None:
+    # 200 000 msgs/s over 3 pairs: every poll has hundreds of messages due (capped at 5 000),
+    # far more than one per pair. ticker_data keeps one row per (pair, exchange time).
+    before = datetime.now(UTC)
+    out = generate(
+        offline_settings, SyntheticSettings(pairs=3, rate=200_000, seed=5, max_messages=30_000)
+    )
+    after = datetime.now(UTC)
+    times: dict[str, list[datetime]] = defaultdict(list)
+    for _, record in out:
+        if record.topic == "rawticker":
+            body = msgspec.json.decode(record.value)
+            times[body["pair"]].append(datetime.fromisoformat(body["exchange_ts"]))
+    assert sum(len(v) for v in times.values()) > 8000
+    for stamps in times.values():
+        assert stamps == sorted(stamps)
+        assert len(set(stamps)) == len(stamps)
+        # Within the run: spread over the time since the previous batch, not ahead of it
+        # (by at most 1 µs per message of a batch).
+        assert before <= stamps[0]
+        assert stamps[-1] <= after + timedelta(milliseconds=5)
+
+
+def test_pair_offset_is_read_from_the_environment() -> None:
+    assert load_producer_settings({}).synthetic.pair_offset == 0
+    env = {"CRYPTOVIZ_SYNTHETIC_PAIR_OFFSET": "24", "CRYPTOVIZ_SYNTHETIC_PAIRS": "12"}
+    assert load_producer_settings(env).synthetic.pair_offset == 24
+    with pytest.raises(SettingsError, match="CRYPTOVIZ_SYNTHETIC_PAIR_OFFSET"):
+        load_producer_settings({"CRYPTOVIZ_SYNTHETIC_PAIR_OFFSET": "-1"})
