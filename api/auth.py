@@ -1,6 +1,7 @@
 """API-key guard for writes on ``config/*`` (reads stay public).
 
-Keys come from ``CRYPTOVIZ_API_KEYS``; clients send one as ``X-API-Key: <key>`` or
+Keys come from ``CRYPTOVIZ_API_KEYS``, each optionally with an expiry time after
+which it is refused; clients send one as ``X-API-Key: <key>`` or
 ``Authorization: Bearer <key>``. Only SHA-256 digests are kept and compared, so
 a key's length or prefix does not show in timing, and no key sits in the settings.
 """
@@ -8,6 +9,7 @@ a key's length or prefix does not show in timing, and no key sits in the setting
 from __future__ import annotations
 
 import hmac
+from datetime import UTC, datetime
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -53,3 +55,9 @@ def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRoute
         matched |= hmac.compare_digest(digest, known)
     if not matched:
         raise Unauthorized("the API key is not valid", headers=_CHALLENGE)
+    expires = settings.api_key_expiry.get(digest)
+    if expires is not None and datetime.now(UTC) >= expires:
+        raise Unauthorized(
+            f"the API key expired at {expires.isoformat()}: ask for a new one",
+            headers=_CHALLENGE,
+        )

@@ -10,7 +10,8 @@ Environment variables (all optional):
 ``CRYPTOVIZ_API_PORT``             port (default 8000)
 ``CRYPTOVIZ_API_WORKERS``          uvicorn worker processes (default 1)
 ``CRYPTOVIZ_API_KEYS``             comma-separated API keys allowed to write ``config/*``;
-                                   none means every write is refused
+                                   none means every write is refused; ``key@2027-01-01T00:00Z``
+                                   stops accepting that key at that (aware) time
 ``CRYPTOVIZ_CORS_ORIGINS``         comma-separated allowed origins (``*`` for any); none
                                    means no CORS headers
 ``CRYPTOVIZ_RATE_LIMIT``           ``N/second|minute|hour|day`` per client address
@@ -41,6 +42,7 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Literal, cast
 
 import msgspec
@@ -89,6 +91,8 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     api_key_digests: frozenset[str] = frozenset()
     """SHA-256 hex digests of the accepted API keys: the keys themselves are not kept,
     so the settings can be logged or repr'd without leaking them."""
+    api_key_expiry: dict[str, datetime] = msgspec.field(default_factory=dict)
+    """Digest -> the time from which that key is refused (keys absent never expire)."""
     cors_origins: tuple[str, ...] = ()
     rate_limit: RateLimit | None = RateLimit(requests=1200, per="minute")
     max_range_days: int = 90
@@ -115,6 +119,32 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     def accepts_key(self, key: str) -> bool:
         """Whether ``key`` is one of the configured API keys."""
         return hash_api_key(key) in self.api_key_digests
+
+
+def parse_api_keys(raw: tuple[str, ...]) -> tuple[frozenset[str], dict[str, datetime]]:
+    """``("k1", "k2@2027-01-01T00:00Z")`` -> (digests, digest -> expiry)."""
+    digests: set[str] = set()
+    expiry: dict[str, datetime] = {}
+    for item in raw:
+        key, at, until = item.rpartition("@")
+        if not at or not _EXPIRY.match(until):
+            key, until = item, ""  # an '@' inside the key itself
+        digest = hash_api_key(key)
+        digests.add(digest)
+        if until:
+            try:
+                moment = datetime.fromisoformat(until)
+            except ValueError:
+                raise SettingsError(f"CRYPTOVIZ_API_KEYS: bad expiry time {until!r}") from None
+            if moment.tzinfo is None:
+                raise SettingsError(
+                    f"CRYPTOVIZ_API_KEYS: expiry {until!r} needs a time zone (Z or +hh:mm)"
+                )
+            expiry[digest] = moment
+    return frozenset(digests), expiry
+
+
+_EXPIRY = re.compile(r"^\d{4}-\d\d-\d\d")
 
 
 def hash_api_key(key: str) -> str:
@@ -199,12 +229,13 @@ def load_api_settings(
         raise SettingsError(
             f"CRYPTOVIZ_DB_POOL_MAX={pool_max} must be >= CRYPTOVIZ_DB_POOL_MIN={pool_min}"
         )
-    keys = _list(env, "CRYPTOVIZ_API_KEYS")
+    digests, expiry = parse_api_keys(_list(env, "CRYPTOVIZ_API_KEYS"))
     return ApiSettings(
         host=env.get("CRYPTOVIZ_API_HOST", "").strip() or "127.0.0.1",
         port=_int(env, "CRYPTOVIZ_API_PORT", 8000),
         workers=_int(env, "CRYPTOVIZ_API_WORKERS", 1),
-        api_key_digests=frozenset(hash_api_key(key) for key in keys),
+        api_key_digests=digests,
+        api_key_expiry=expiry,
         cors_origins=_list(env, "CRYPTOVIZ_CORS_ORIGINS"),
         rate_limit=parse_rate_limit(env.get("CRYPTOVIZ_RATE_LIMIT", "") or "1200/minute"),
         max_range_days=_int(env, "CRYPTOVIZ_API_MAX_RANGE_DAYS", 90),

@@ -30,16 +30,19 @@ from infra.settings import Settings
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 # Generated per run: the suite holds no fixed credential.
 API_KEY = secrets.token_urlsafe(24)
+EXPIRED_KEY = secrets.token_urlsafe(24)
+"""Configured, but it expired at the start of 2026."""
 
 AppFactory = Callable[..., Litestar]
 
 
 def test_api_settings(**overrides: object) -> ApiSettings:
-    """Settings for tests: no rate limit, no live relay, one known API key."""
+    """Settings for tests: no rate limit, no live relay, one valid and one expired API key."""
     base = ApiSettings(
         rate_limit=None,
         live_enabled=False,
-        api_key_digests=frozenset({hash_api_key(API_KEY)}),
+        api_key_digests=frozenset({hash_api_key(API_KEY), hash_api_key(EXPIRED_KEY)}),
+        api_key_expiry={hash_api_key(EXPIRED_KEY): datetime(2026, 1, 1, tzinfo=UTC)},
         pool_timeout_s=2.0,
     )
     return msgspec.structs.replace(base, **overrides)

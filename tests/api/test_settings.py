@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from api.settings import (
@@ -10,6 +12,7 @@ from api.settings import (
     RateLimit,
     hash_api_key,
     load_api_settings,
+    parse_api_keys,
     parse_rate_limit,
 )
 from infra.settings import SettingsError
@@ -93,3 +96,20 @@ def test_rate_limit_can_be_turned_off() -> None:
     assert parse_rate_limit("off") is None
     assert load_api_settings({"CRYPTOVIZ_RATE_LIMIT": "off"}).rate_limit is None
     assert parse_rate_limit(" 5 / hour ") == RateLimit(requests=5, per="hour")
+
+
+def test_api_keys_may_carry_an_expiry_time() -> None:
+    digests, expiry = parse_api_keys(
+        ("plain", "rotating@2027-01-01T00:00:00Z", "with@sign", "x@2027-01-01T00:00+02:00")
+    )
+    assert digests == {hash_api_key(k) for k in ("plain", "rotating", "with@sign", "x")}
+    assert expiry == {
+        hash_api_key("rotating"): datetime(2027, 1, 1, tzinfo=UTC),
+        hash_api_key("x"): datetime(2026, 12, 31, 22, 0, tzinfo=UTC),
+    }
+
+
+@pytest.mark.parametrize("raw", ["k@2027-01-01", "k@2027-01-01T00:00", "k@2027-13-01T00:00Z"])
+def test_an_expiry_must_be_a_valid_aware_time(raw: str) -> None:
+    with pytest.raises(SettingsError, match="CRYPTOVIZ_API_KEYS"):
+        parse_api_keys((raw,))

@@ -27,7 +27,7 @@ from psycopg import sql
 from api.settings import hash_api_key
 from infra.settings import Settings
 from tests.api import seed
-from tests.api.conftest import API_KEY, NOW, AppFactory, serve
+from tests.api.conftest import API_KEY, EXPIRED_KEY, NOW, AppFactory, serve
 
 pytestmark = pytest.mark.integration
 
@@ -350,6 +350,8 @@ BAD_CREDENTIALS: dict[str, dict[str, str]] = {
     "basic scheme": {"Authorization": f"Basic {API_KEY}"},
     "key as cookie": {"Cookie": f"X-API-Key={API_KEY}"},
     "sql in key": {"X-API-Key": "' OR '1'='1"},
+    "expired key": {"X-API-Key": EXPIRED_KEY},
+    "expired key as bearer": {"Authorization": f"Bearer {EXPIRED_KEY}"},
 }
 
 
@@ -375,6 +377,8 @@ def test_every_write_endpoint_refuses_bad_credentials(client: Client, seeded: st
             r = client.request(method, url, json=body or None, headers=headers)
             assert r.status_code == 401, (method, url, name, r.status_code)
             assert r.headers["WWW-Authenticate"].startswith("Bearer")
+            if name.startswith("expired"):
+                assert "expired at 2026-01-01T00:00:00+00:00" in r.json()["detail"]
     assert _checksums(seeded) == before
     # The control: the same requests with the key do get through.
     ok = client.request(
