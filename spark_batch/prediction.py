@@ -12,13 +12,17 @@ rows are upserted into ``prediction_data`` keyed on (coin, model, window end).
   (Spark carries the watermark over to that window column).
 * Ticks are deduplicated per (coin, event time) within the watermark, as the
   ``ticker_data`` primary key does.
+* The statistics are exact decimal sums (prices, ``x`` in microseconds, weights),
+  turned into means and co-moments on the driver: the same ticks give the same
+  predictions to the last digit however they were cut into micro-batches, so a
+  restart or a crash cannot change them (the chaos run compares them byte for byte).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import timedelta
-from decimal import Decimal
+from decimal import Context, Decimal, localcontext
 from typing import TYPE_CHECKING, Any
 
 from spark_batch.models import WindowStats, ewma_tau, forecasts
@@ -33,6 +37,13 @@ if TYPE_CHECKING:
 
 QUERY_NAME = "predictions"
 _PRICE_DECIMALS = 8
+_PRICE = "decimal(24,10)"
+"""Tick prices as exact decimals (the handlers allow up to 1e12 and Kraken uses <= 10 places)."""
+_X_US = "decimal(20,0)"
+_WEIGHT = "decimal(20,18)"
+_SUMS = ("s_p", "s_pp", "s_x", "s_xx", "s_xp", "s_w", "s_wp")
+_US = Decimal(1_000_000)
+_EXACT = Context(prec=80)
 
 
 def prediction_stats(ticks: DataFrame, cfg: PredictionSettings) -> DataFrame:
@@ -48,26 +59,35 @@ def prediction_stats(ticks: DataFrame, cfg: PredictionSettings) -> DataFrame:
         "price",
         F.window("event_time", f"{cfg.window_s} seconds", f"{cfg.slide_s} seconds").alias("w"),
     )
-    x = (F.unix_micros("event_time") - F.unix_micros("w.end")) / F.lit(1e6)
+    x_us = F.unix_micros("event_time") - F.unix_micros("w.end")
+    x = x_us / F.lit(1e6)
     prepared = windowed.select(
         "w",
         "crypto_symbol",
         "event_time",
         "price",
         x.alias("x"),
-        F.exp(x / F.lit(ewma_tau(cfg.ewma_halflife_s))).alias("weight"),
+        x_us.cast(_X_US).alias("x_us"),
+        F.col("price").cast(_PRICE).alias("p"),
+        F.exp(x / F.lit(ewma_tau(cfg.ewma_halflife_s))).cast(_WEIGHT).alias("w8"),
     )
+    # Exact decimal sums, not Spark's floating averages and co-moments: a float sum
+    # depends on the order it is taken in, i.e. on how the ticks were cut into
+    # micro-batches, so a restart or a late batch could change a prediction's last
+    # digit. Decimal sums are the same in any order; try_sum gives null on overflow
+    # (that window is then skipped) instead of failing the query under ANSI mode.
+    p, xu, w8 = F.col("p"), F.col("x_us"), F.col("w8")
     return (
         prepared.groupBy("w", "crypto_symbol")
         .agg(
             F.count(F.lit(1)).alias("n"),
-            F.avg("price").alias("mean"),
-            F.var_pop("price").alias("var_pop"),
-            F.avg("x").alias("x_mean"),
-            F.var_pop("x").alias("x_var"),
-            F.covar_pop("x", "price").alias("xp_cov"),
-            F.sum("weight").alias("sum_w"),
-            F.sum(F.col("weight") * F.col("price")).alias("sum_wp"),
+            F.try_sum(p).alias("s_p"),
+            F.try_sum(p * p).alias("s_pp"),
+            F.try_sum(xu).alias("s_x"),
+            F.try_sum(xu * xu).alias("s_xx"),
+            F.try_sum(xu * p).alias("s_xp"),
+            F.try_sum(w8).alias("s_w"),
+            F.try_sum(w8 * p).alias("s_wp"),
             # Latest tick; equal times resolve to the higher price, deterministically.
             F.max(F.struct("event_time", "price")).getField("price").alias("last_price"),
             F.min("x").alias("first_x"),
@@ -78,12 +98,7 @@ def prediction_stats(ticks: DataFrame, cfg: PredictionSettings) -> DataFrame:
             F.unix_micros("w.end").alias("window_end_us"),
             "crypto_symbol",
             "n",
-            "mean",
-            "var_pop",
-            "x_mean",
-            "x_var",
-            "xp_cov",
-            (F.col("sum_wp") / F.col("sum_w")).alias("ewma"),
+            *_SUMS,
             "last_price",
             "first_x",
             "last_x",
@@ -96,19 +111,28 @@ def _price(value: float | None) -> Decimal | None:
     return None if value is None else Decimal(repr(round(value, _PRICE_DECIMALS)))
 
 
-def window_stats(row: Any) -> WindowStats:
-    return WindowStats(
-        n=int(row["n"]),
-        mean=float(row["mean"]),
-        var_pop=float(row["var_pop"]),
-        x_mean=float(row["x_mean"]),
-        x_var=float(row["x_var"]),
-        xp_cov=float(row["xp_cov"]),
-        ewma=float(row["ewma"]),
-        last_price=float(row["last_price"]),
-        first_x=float(row["first_x"]),
-        last_x=float(row["last_x"]),
-    )
+def window_stats(row: Any) -> WindowStats | None:
+    """The window's statistics from its exact sums (``None`` if a sum overflowed)."""
+    sums = [row[name] for name in _SUMS]
+    if any(v is None for v in sums):
+        return None
+    s_p, s_pp, s_x, s_xx, s_xp, s_w, s_wp = (Decimal(v) for v in sums)
+    with localcontext(_EXACT):
+        n = Decimal(int(row["n"]))
+        mean = s_p / n
+        x_mean_us = s_x / n
+        return WindowStats(
+            n=int(row["n"]),
+            mean=float(mean),
+            var_pop=float(s_pp / n - mean * mean),
+            x_mean=float(x_mean_us / _US),
+            x_var=float((s_xx / n - x_mean_us * x_mean_us) / (_US * _US)),
+            xp_cov=float((s_xp / n - x_mean_us * mean) / _US),
+            ewma=float(s_wp / s_w),
+            last_price=float(row["last_price"]),
+            first_x=float(row["first_x"]),
+            last_x=float(row["last_x"]),
+        )
 
 
 def prediction_rows(stats: Iterable[Any], cfg: PredictionSettings) -> list[tuple[Value, ...]]:
@@ -116,6 +140,8 @@ def prediction_rows(stats: Iterable[Any], cfg: PredictionSettings) -> list[tuple
     rows: list[tuple[Value, ...]] = []
     for s in stats:
         window = window_stats(s)
+        if window is None:
+            continue
         end = from_micros(int(s["window_end_us"]))
         start = from_micros(int(s["window_start_us"]))
         for f in forecasts(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 import random
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -16,7 +18,7 @@ from spark_batch import models
 from spark_batch.accuracy import NAIVE, Scored, accuracy, summarise
 from spark_batch.late import late_rows, tumbling_window, watermark_before
 from spark_batch.models import WindowStats, forecasts, stats_from_ticks
-from spark_batch.prediction import prediction_rows
+from spark_batch.prediction import prediction_rows, window_stats
 from spark_batch.sentiment import sentiment_rows
 from spark_batch.sentiment_math import confidence, label
 from spark_batch.settings import (
@@ -177,16 +179,43 @@ def test_t_value(level: float, dof: float, expected: float) -> None:
     assert models.t_value(level, dof) == pytest.approx(expected, abs=2e-3)
 
 
-def test_prediction_rows_fix_decimals_and_target() -> None:
-    stats = stats_from_ticks([(0.0, 1.0), (60.0, 2.0), (120.0, 4.0)], window_end=180.0,
-                             halflife_s=30.0)  # fmt: skip
-    raw = {
-        "window_start_us": 0, "window_end_us": 180_000_000, "crypto_symbol": "ETH",
-        "n": stats.n, "mean": stats.mean, "var_pop": stats.var_pop, "x_mean": stats.x_mean,
-        "x_var": stats.x_var, "xp_cov": stats.xp_cov, "ewma": stats.ewma,
-        "last_price": stats.last_price, "first_x": stats.first_x, "last_x": stats.last_x,
+def sums_row(ticks: list[tuple[float, float]], window_end: float, halflife_s: float
+             ) -> dict[str, Any]:  # fmt: skip
+    """What the Spark aggregate hands the driver: exact sums, as ``prediction_stats`` takes them."""
+    tau = models.ewma_tau(halflife_s)
+    xs = [round((t - window_end) * 1_000_000) for t, _ in ticks]
+    ps = [Decimal(repr(price)) for _, price in ticks]
+    ws = [Decimal(math.exp(x / 1e6 / tau)).quantize(Decimal("1e-18")) for x in xs]
+    return {
+        "window_start_us": round((window_end - 180) * 1e6),
+        "window_end_us": round(window_end * 1e6),
+        "crypto_symbol": "ETH", "n": len(ticks),
+        "s_p": sum(ps), "s_pp": sum(p * p for p in ps), "s_x": sum(xs),
+        "s_xx": sum(x * x for x in xs), "s_xp": sum(x * p for x, p in zip(xs, ps, strict=True)),
+        "s_w": sum(ws), "s_wp": sum(w * p for w, p in zip(ws, ps, strict=True)),
+        "last_price": ticks[-1][1], "first_x": xs[0] / 1e6, "last_x": xs[-1] / 1e6,
     }  # fmt: skip
-    rows = prediction_rows([raw], PredictionSettings())
+
+
+TICKS_3 = [(0.0, 1.0), (60.0, 2.0), (120.0, 4.0)]
+
+
+def test_window_stats_from_exact_sums_match_the_direct_statistics() -> None:
+    direct = stats_from_ticks(TICKS_3, window_end=180.0, halflife_s=30.0)
+    from_sums = window_stats(sums_row(TICKS_3, 180.0, 30.0))
+    assert from_sums is not None
+    for name in direct.__struct_fields__:
+        assert getattr(from_sums, name) == pytest.approx(getattr(direct, name), rel=1e-12), name
+
+
+def test_a_window_whose_sum_overflowed_is_skipped() -> None:
+    row = {**sums_row(TICKS_3, 180.0, 30.0), "s_pp": None}  # try_sum's overflow
+    assert window_stats(row) is None
+    assert prediction_rows([row], PredictionSettings()) == []
+
+
+def test_prediction_rows_fix_decimals_and_target() -> None:
+    rows = prediction_rows([sums_row(TICKS_3, 180.0, 30.0)], PredictionSettings())
     assert [r[3] for r in rows] == ["moving_average", "ewma", "linear_trend"]
     for row in rows:
         assert row[0] == from_micros(180_000_000)
