@@ -66,7 +66,16 @@ test: $(STAMP) $(PGLITE) $(DASHBOARD) $(BROWSER_DRIVER) chromium lint ## Lint, t
 bench: $(STAMP) ## Run the benchmarks (results in bench/results/, see docs/BENCHMARKS.md)
 	@$(PY) -m bench.ingest
 
+chaos: $(STAMP) ## Full-size chaos run: the pipeline twice, once under faults; tables compared (docs/RELIABILITY.md)
+	@$(PY) -m bench.chaos
+
+soak: $(STAMP) ## Load and soak: 20,000 msgs/s for 10 minutes through the pipeline, API under load (docs/RELIABILITY.md)
+	@$(PY) -m bench.soak
+
+reliability: chaos soak ## Every reliability run at full size (plus the 1M-frame fuzzer)
+	@$(PY) -m bench.fuzz --frames 1000000
+
 clean-state: ## Delete local state (.state/: broker log, database, recovery, checkpoints)
 	rm -rf .state
 
-.PHONY: help venv up migrate lint test bench clean-state chromium
+.PHONY: help venv up migrate lint test bench chaos soak reliability clean-state chromium

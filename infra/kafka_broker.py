@@ -183,6 +183,16 @@ class EmbeddedKafka:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
+    def kill(self) -> None:
+        """SIGKILL the broker, as a crash would; :meth:`start` brings it back on its ports."""
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        self._proc = None
+        self._pid_file.unlink(missing_ok=True)
+
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the broker gracefully (SIGTERM), killing it after ``timeout`` seconds."""
         if self._proc is None:

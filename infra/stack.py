@@ -20,9 +20,14 @@ import subprocess
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from infra._console import StackError, step
 from infra.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from infra.kafka_broker import EmbeddedKafka
+    from infra.postgres_server import EmbeddedPostgres
 
 
 class Stack:
@@ -90,6 +95,20 @@ class Stack:
             f"{len(created)} created, {s.kafka.partitions} partitions each)"
         )
 
+    @property
+    def kafka(self) -> EmbeddedKafka | None:
+        """The broker this stack started (``None`` when it uses KAFKA_BOOTSTRAP_SERVERS)."""
+        from infra.kafka_broker import EmbeddedKafka
+
+        return self._kafka if isinstance(self._kafka, EmbeddedKafka) else None
+
+    @property
+    def postgres(self) -> EmbeddedPostgres | None:
+        """The server this stack started (``None`` when it uses DATABASE_URL)."""
+        from infra.postgres_server import EmbeddedPostgres
+
+        return self._postgres if isinstance(self._postgres, EmbeddedPostgres) else None
+
     def stop(self) -> None:
         from infra.kafka_broker import EmbeddedKafka
         from infra.postgres_server import EmbeddedPostgres
@@ -115,20 +134,22 @@ class Stack:
 SPARK_METRICS_PORT = 9300
 
 
-def worker_programs(workers: list[str]) -> dict[str, list[str]]:
+def worker_programs(workers: list[str], first_port: int = 9200) -> dict[str, list[str]]:
     """Registered Bytewax workers as supervisor programs, each with a metrics port."""
     return {
-        name: [sys.executable, "-m", "flows.run", name, "--metrics-port", str(9200 + index)]
+        name: [sys.executable, "-m", "flows.run", name, "--metrics-port", str(first_port + index)]
         for index, name in enumerate(workers)
     }
 
 
-def service_programs(*, analytics: bool = True, api: bool = True) -> dict[str, list[str]]:
+def service_programs(
+    *, analytics: bool = True, api: bool = True, spark_metrics_port: int = SPARK_METRICS_PORT
+) -> dict[str, list[str]]:
     """The Spark analytics job and the API (with the dashboard), as supervisor programs."""
     programs: dict[str, list[str]] = {}
     if analytics:
         programs["spark-analytics"] = [
-            sys.executable, "-m", "spark_batch.run", "--metrics-port", str(SPARK_METRICS_PORT)
+            sys.executable, "-m", "spark_batch.run", "--metrics-port", str(spark_metrics_port)
         ]  # fmt: skip
     if api:
         programs["api"] = [sys.executable, "-m", "api"]

@@ -80,7 +80,7 @@ def published_alert_keys(
             consumer.assign(wanted)
             deadline = time.monotonic() + timeout_s
             while ends and time.monotonic() < deadline:
-                for msg in consumer.consume(1000, timeout=1.0):
+                for msg in consumer.consume(1000, timeout=0.2):
                     if msg.error() is not None:
                         continue
                     values.append(msg.value())

@@ -1,0 +1,198 @@
+"""One run of the whole pipeline for the chaos suite, and the faults injected into it.
+
+:class:`Pipeline` starts its own embedded Kafka and PostgreSQL (the faults stop
+and restart them, so existing servers cannot be used), applies migrations, then
+runs every worker under supervisord exactly as ``make up`` does: the four
+ingestion flows, ``producer-replay`` and ``producer-alerts``, the Spark job and
+the API. Supervisord restarts a killed worker; the servers are restarted here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+import msgspec
+
+from flows.registry import INGEST_WORKERS
+from infra._procs import free_port, port_is_free
+from infra.settings import Settings, load_settings
+from infra.stack import Stack, service_programs, supervisor_config, worker_programs
+
+PRODUCERS: tuple[str, ...] = ("producer-replay", "producer-alerts")
+SERVICES: tuple[str, ...] = ("spark-analytics", "api")
+PROGRAMS: tuple[str, ...] = (*PRODUCERS, *INGEST_WORKERS, *SERVICES)
+
+FaultKind = Literal["kill", "kafka-restart", "postgres-stop"]
+
+
+class Fault(msgspec.Struct, frozen=True):
+    at_s: float
+    """Seconds after the workers started."""
+    kind: FaultKind
+    target: str
+    """Program killed, or the server."""
+
+
+class FaultOutcome(msgspec.Struct):
+    fault: Fault
+    injected_at_s: float
+    recovered_after_s: float
+    """Until the program runs again under a new pid, or the server answers again."""
+
+
+def _consecutive_free_ports(count: int) -> int:
+    while True:
+        first = free_port()
+        if all(port_is_free(first + i) for i in range(count)):
+            return first
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid``'s children, grandchildren... (from /proc), deepest last."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+class Pipeline:
+    def __init__(self, state_dir: Path, env: Mapping[str, str]) -> None:
+        self.state_dir = state_dir
+        self.api_port = free_port()
+        base = {k: v for k, v in os.environ.items()
+                if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}  # fmt: skip
+        base.update(env)
+        base.update(CRYPTOVIZ_STATE_DIR=str(state_dir), CRYPTOVIZ_API_PORT=str(self.api_port))
+        self._base_env = base
+        self.stack = Stack(load_settings(base))
+        self.settings: Settings = self.stack.settings
+        self._supervisor: subprocess.Popen[bytes] | None = None
+        self._conf: Path | None = None
+        self.t0 = 0.0
+
+    def __enter__(self) -> Pipeline:
+        self.settings = self.stack.start()
+        self.stack.prepare()
+        env = {**self.stack.env(), **{k: v for k, v in self._base_env.items()
+                                      if k.startswith("CRYPTOVIZ_")}}  # fmt: skip
+        env.update(KAFKA_BOOTSTRAP_SERVERS=self.bootstrap, DATABASE_URL=self.database_url)
+        first = _consecutive_free_ports(len(PRODUCERS) + len(INGEST_WORKERS))
+        programs = {
+            **worker_programs([*INGEST_WORKERS, *PRODUCERS], first_port=first),
+            **service_programs(spark_metrics_port=free_port()),
+        }
+        self._conf = supervisor_config(self.settings, env, programs)
+        self._supervisor = subprocess.Popen(
+            [sys.executable, "-m", "supervisor.supervisord", "-c", str(self._conf)],
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+        )
+        self.t0 = time.monotonic()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._supervisor is not None and self._supervisor.poll() is None:
+            self._supervisor.send_signal(signal.SIGTERM)
+            try:
+                self._supervisor.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                self._supervisor.kill()
+        self.stack.stop()
+
+    @property
+    def bootstrap(self) -> str:
+        assert self.settings.kafka.bootstrap_servers is not None
+        return self.settings.kafka.bootstrap_servers
+
+    @property
+    def database_url(self) -> str:
+        assert self.settings.database.url is not None
+        return self.settings.database.url
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def pid(self, program: str) -> int:
+        """The program's pid now (0 when it is not running)."""
+        assert self._conf is not None
+        out = subprocess.run(
+            [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(self._conf), "pid",
+             program],
+            capture_output=True, text=True, check=False, timeout=30,
+        )  # fmt: skip
+        text = out.stdout.strip()
+        return int(text) if text.isdigit() else 0
+
+    def wait_running(self, program: str, timeout: float = 120.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid = self.pid(program)
+            if pid:
+                return pid
+            time.sleep(0.5)
+        raise TimeoutError(f"{program} not running after {timeout:.0f} s")
+
+    def inject(self, fault: Fault, postgres_down_s: float) -> FaultOutcome:
+        started = time.monotonic()
+        at = self.elapsed()
+        if fault.kind == "kill":
+            old = self.wait_running(fault.target)
+            # The whole process tree: the Spark job's JVM dies with its driver.
+            for pid in [old, *descendants(old)]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 180
+            while (pid := self.pid(fault.target)) in (0, old):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{fault.target} was not restarted")
+                time.sleep(0.3)
+        elif fault.kind == "kafka-restart":
+            broker = self.stack.kafka
+            assert broker is not None
+            broker.kill()
+            broker.start()
+        else:
+            postgres = self.stack.postgres
+            assert postgres is not None
+            postgres.stop(mode="immediate")
+            time.sleep(postgres_down_s)
+            started = time.monotonic()  # recovery counts from the restart
+            postgres.start()
+        return FaultOutcome(fault, round(at, 1), round(time.monotonic() - started, 1))
+
+    def logs(self) -> Path:
+        return self.state_dir / "logs"
+
+
+def fault_schedule(duration_s: float) -> list[Fault]:
+    """Every fault once, spread over the replay: one kill per worker, then the servers."""
+    kills = ("producer-replay", "ingest-rawticker", "producer-alerts", "ingest-rawtrade", "api",
+             "ingest-rawarticle", "spark-analytics", "ingest-rawalert")  # fmt: skip
+    start, end = 0.3 * duration_s, 0.6 * duration_s
+    step = (end - start) / (len(kills) - 1)
+    faults = [Fault(start + i * step, "kill", name) for i, name in enumerate(kills)]
+    faults.append(Fault(0.65 * duration_s, "kafka-restart", "kafka"))
+    faults.append(Fault(0.75 * duration_s, "postgres-stop", "postgres"))
+    return faults

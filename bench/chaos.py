@@ -1,0 +1,274 @@
+"""The chaos run: the whole pipeline twice on the same recorded input, once under faults.
+
+    .venv/bin/python -m bench.chaos                 # full size (documented in RELIABILITY.md)
+    .venv/bin/python -m bench.chaos --size ci       # what CI runs (tests/chaos)
+
+1. **Reference run**: fresh embedded Kafka and PostgreSQL; ``producer-replay``
+   replays a recorded market capture (:mod:`bench._chaos_input`) and the saved
+   news feeds at the recorded pace, while junk is written straight into the raw
+   topics; ingestion, alerts, Spark and the API run under supervisord. When every
+   market message is in the database, every junk message is a dead letter, every
+   Spark query has committed a batch reaching the end of its topic and no table
+   has changed for ``settle_s``, the run's results are recorded: a digest
+   per table (:mod:`bench._chaos_checks`), the dead letters, the alerts on the
+   alert topic.
+2. **Faulted run**: the same, from scratch, while :func:`fault_schedule` SIGKILLs
+   every worker once (supervisord restarts it), kills and restarts the Kafka broker
+   and stops PostgreSQL for ``postgres_down_s``. A WebSocket client follows a live
+   ticker channel throughout and reconnects when the API dies.
+
+Pass: every table digest and the dead-letter counts are identical, no alert is
+on the topic twice, every fault was recovered from, and the live client saw the
+stream again after reconnecting. Exit status 0 on pass, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from confluent_kafka import Producer
+
+from bench._chaos_checks import (
+    DeadLetters,
+    Digest,
+    alert_repeats,
+    dead_letters,
+    end_offsets,
+    spark_lagging,
+    table_counts,
+    table_digests,
+)
+from bench._chaos_input import ChaosInput, build_input
+from bench._chaos_pipeline import FaultOutcome, Pipeline, fault_schedule
+from bench._chaos_ws import LiveWatcher
+from bench._results import REPO, provenance, report
+from infra.settings import RAW_TOPICS, load_settings
+
+
+class Size(msgspec.Struct, frozen=True):
+    frames: int
+    rate: float
+    """Market frames per recorded second (the replay's pace)."""
+    junk_rounds: int
+    postgres_down_s: float = 30.0
+    settle_s: float = 20.0
+
+
+SIZES = {
+    "ci": Size(frames=9_000, rate=90.0, junk_rounds=1),
+    "full": Size(frames=180_000, rate=600.0, junk_rounds=5),
+}
+
+
+class RunResult(msgspec.Struct):
+    label: str
+    digests: dict[str, Digest]
+    dead_letters: DeadLetters
+    alerts: int
+    alert_repeats: int
+    seconds: float
+    faults: list[FaultOutcome] = msgspec.field(default_factory=list)
+    live_connections: list[int] = msgspec.field(default_factory=list)
+    live_failed_attempts: int = 0
+
+
+def _expected_market_rows(capture: Path) -> dict[str, int]:
+    text = capture.read_bytes()
+    return {"ticker_data": text.count(b'"channel":"ticker"'),
+            "trade_data": text.count(b'"channel":"trade"')}  # fmt: skip
+
+
+def _write_junk(bootstrap: str, junk: tuple[tuple[str, bytes], ...], parts: int,
+                every_s: float, stop: threading.Event) -> None:  # fmt: skip
+    """Junk in ``parts`` bursts ``every_s`` apart, so some of it meets the faults."""
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
+                         "enable.idempotence": True, "log_level": 3})  # fmt: skip
+    chunk = -(-len(junk) // parts)
+    for start in range(0, len(junk), chunk):
+        for topic, value in junk[start : start + chunk]:
+            producer.produce(topic, value)
+        producer.flush(300)
+        if stop.wait(every_s):
+            break
+    if producer.flush(300):
+        raise RuntimeError("junk writer: messages not delivered")
+
+
+def _wait_settled(run: Pipeline, data: ChaosInput, expected: dict[str, int], size: Size,
+                  deadline_s: float) -> None:  # fmt: skip
+    deadline = time.monotonic() + deadline_s
+    market_done = False
+    last: dict[str, Digest] | None = None
+    stable_since = 0.0
+    while time.monotonic() < deadline:
+        time.sleep(3)
+        try:
+            if not market_done:
+                counts = table_counts(run.database_url, tuple(expected))
+                market_done = counts == expected
+                continue
+            letters = dead_letters(run.bootstrap, run.settings.kafka.dead_letter_topic)
+            if letters.distinct < len(data.junk):
+                continue
+            ends = end_offsets(run.bootstrap, ("rawticker", "rawarticle"))
+            if spark_lagging(run.state_dir / "spark" / "checkpoints", ends):
+                continue
+            digests = table_digests(run.database_url)
+        except Exception as exc:  # a server is down for a fault: try again
+            print(f"  (waiting: {type(exc).__name__}: {str(exc)[:100]})", flush=True)
+            continue
+        if digests != last:
+            last, stable_since = digests, time.monotonic()
+        elif time.monotonic() - stable_since >= size.settle_s:
+            return
+    raise TimeoutError(
+        f"not settled within {deadline_s:.0f} s (market rows complete: {market_done}); "
+        f"logs in {run.logs()}"
+    )
+
+
+def run_pipeline(label: str, workdir: Path, data: ChaosInput, size: Size, *,
+                 faults: bool) -> RunResult:  # fmt: skip
+    env = {
+        "CRYPTOVIZ_REPLAY_FILES": ":".join(str(p) for p in data.files),
+        "CRYPTOVIZ_REPLAY_SPEED": "1",
+        "CRYPTOVIZ_ALERT_FROM": "beginning",
+        "CRYPTOVIZ_BACKFILL_INTERVAL_S": "5",
+        "CRYPTOVIZ_API_LIVE": "1",
+    }
+    expected = _expected_market_rows(data.files[0])
+    started = time.monotonic()
+    print(f"[{label}] starting Kafka, PostgreSQL and the workers", flush=True)
+    with Pipeline(workdir / label, env) as run:
+        stop = threading.Event()
+        junk = threading.Thread(
+            target=_write_junk,
+            args=(run.bootstrap, data.junk, 3, data.duration_s / 3, stop),
+            daemon=True,
+        )
+        junk.start()
+        watcher = LiveWatcher(f"ws://127.0.0.1:{run.api_port}/ws/ticker/BTC/USD/").start()
+        outcomes: list[FaultOutcome] = []
+        try:
+            if faults:
+                for fault in fault_schedule(data.duration_s):
+                    time.sleep(max(0.0, fault.at_s - run.elapsed()))
+                    outcome = run.inject(fault, size.postgres_down_s)
+                    outcomes.append(outcome)
+                    print(f"[{label}] t={outcome.injected_at_s:6.1f}s {fault.kind:<13} "
+                          f"{fault.target:<18} back after {outcome.recovered_after_s:5.1f}s",
+                          flush=True)  # fmt: skip
+            _wait_settled(run, data, expected, size, deadline_s=data.duration_s + 600)
+        finally:
+            stop.set()
+            watcher.stop()
+        junk.join(timeout=60)
+        digests = table_digests(run.database_url)
+        letters = dead_letters(run.bootstrap, run.settings.kafka.dead_letter_topic)
+        alerts, repeats = alert_repeats(run.bootstrap, "rawalert")
+        print(f"[{label}] settled after {time.monotonic() - started:.0f} s", flush=True)
+    return RunResult(
+        label=label,
+        digests=digests,
+        dead_letters=letters,
+        alerts=alerts,
+        alert_repeats=repeats,
+        seconds=round(time.monotonic() - started, 1),
+        faults=outcomes,
+        live_connections=watcher.connections,
+        live_failed_attempts=watcher.failed_attempts,
+    )
+
+
+def compare(reference: RunResult, faulted: RunResult, faults_expected: int) -> list[str]:
+    """Every way the faulted run differs from the reference run (empty: pass)."""
+    problems: list[str] = []
+    for table in sorted(set(reference.digests) | set(faulted.digests)):
+        ref, got = reference.digests.get(table), faulted.digests.get(table)
+        if ref != got:
+            problems.append(f"table {table}: reference {ref}, faulted {got}")
+    if reference.dead_letters.by_reason != faulted.dead_letters.by_reason:
+        problems.append(f"dead letters differ: reference {reference.dead_letters.by_reason}, "
+                        f"faulted {faulted.dead_letters.by_reason}")  # fmt: skip
+    for run in (reference, faulted):
+        if run.alert_repeats:
+            problems.append(f"{run.label}: {run.alert_repeats} alerts on the topic twice")
+    if len(faulted.faults) != faults_expected:
+        problems.append(f"{len(faulted.faults)} of {faults_expected} faults injected")
+    if len(faulted.live_connections) < 2 or not faulted.live_connections[-1]:
+        problems.append(
+            f"live client: connections {faulted.live_connections} (wanted a reconnect "
+            "after the API was killed, then messages again)"
+        )
+    return problems
+
+
+def summary(data: ChaosInput, reference: RunResult, faulted: RunResult, problems: list[str]) -> str:
+    lines = [
+        f"input: {data.market_frames:,} market frames over {data.duration_s:.0f} s, "
+        f"{len(data.files) - 1} news feeds, {len(data.junk)} junk messages",
+        f"{'table':<24}{'rows (ref)':>12}{'rows (faulted)':>16}  same",
+    ]
+    for table in sorted(reference.digests):
+        ref, got = reference.digests[table], faulted.digests.get(table)
+        same = "yes" if ref == got else "NO"
+        lines.append(f"{table:<24}{ref.rows:>12,}{(got.rows if got else 0):>16,}  {same}")
+    lines += [
+        f"dead letters: {reference.dead_letters.distinct} / {faulted.dead_letters.distinct} "
+        f"distinct ({reference.dead_letters.records} / {faulted.dead_letters.records} records)",
+        f"alerts on the topic: {reference.alerts} / {faulted.alerts}, repeated "
+        f"{reference.alert_repeats} / {faulted.alert_repeats}",
+        f"faults injected: {len(faulted.faults)}; live client connections "
+        f"{faulted.live_connections}",
+        "PASS" if not problems else "FAIL:\n  " + "\n  ".join(problems),
+    ]
+    return "\n".join(lines)
+
+
+def chaos(size_name: str, workdir: Path) -> dict[str, Any]:
+    size = SIZES[size_name]
+    settings = load_settings()
+    data = build_input(workdir / "input", settings.coin_table(), frames=size.frames,
+                       rate=size.rate, topics=RAW_TOPICS, junk_rounds=size.junk_rounds)  # fmt: skip
+    reference = run_pipeline("reference", workdir, data, size, faults=False)
+    faulted = run_pipeline("faulted", workdir, data, size, faults=True)
+    problems = compare(reference, faulted, len(fault_schedule(data.duration_s)))
+    print(summary(data, reference, faulted, problems), flush=True)
+    return {
+        "size": size_name,
+        **provenance(),
+        "input": {
+            "market_frames": data.market_frames,
+            "replay_s": data.duration_s,
+            "feeds": [p.name for p in data.files[1:]],
+            "junk": len(data.junk),
+        },
+        "reference": msgspec.to_builtins(reference),
+        "faulted": msgspec.to_builtins(faulted),
+        "problems": problems,
+        "passed": not problems,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.chaos")
+    parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument("--workdir", type=Path, default=None, help="default: a temp dir")
+    parser.add_argument("--no-write", action="store_true", help="don't update bench/results")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="cryptoviz-chaos-") as tmp:
+        result = chaos(args.size, args.workdir or Path(tmp))
+    report(result, REPO / "bench" / "results" / f"chaos-{args.size}.json",
+           write=not args.no_write)  # fmt: skip
+    return 0 if result["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
