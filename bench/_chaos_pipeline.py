@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -184,6 +186,12 @@ class Pipeline:
 
     def logs(self) -> Path:
         return self.state_dir / "logs"
+
+    def restarts(self) -> dict[str, int]:
+        """Times supervisord started each program again, whatever the reason."""
+        text = (self.logs() / "supervisord.log").read_text(errors="replace")
+        spawns = Counter(re.findall(r"spawned: '([^']+)'", text))
+        return {name: spawns[name] - 1 for name in PROGRAMS if spawns[name] > 1}
 
 
 def fault_schedule(duration_s: float) -> list[Fault]:

@@ -77,6 +77,8 @@ class RunResult(msgspec.Struct):
     faults: list[FaultOutcome] = msgspec.field(default_factory=list)
     live_connections: list[int] = msgspec.field(default_factory=list)
     live_failed_attempts: int = 0
+    restarts: dict[str, int] = msgspec.field(default_factory=dict)
+    """Restarts by supervisord per program: the kills, and crashes the faults caused."""
 
 
 def _expected_market_rows(capture: Path) -> dict[str, int]:
@@ -88,8 +90,9 @@ def _expected_market_rows(capture: Path) -> dict[str, int]:
 def _write_junk(bootstrap: str, junk: tuple[tuple[str, bytes], ...], parts: int,
                 every_s: float, stop: threading.Event) -> None:  # fmt: skip
     """Junk in ``parts`` bursts ``every_s`` apart, so some of it meets the faults."""
+    # log_level 2: librdkafka's "connection refused" while the broker is down is expected.
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
-                         "enable.idempotence": True, "log_level": 3})  # fmt: skip
+                         "enable.idempotence": True, "log_level": 2})  # fmt: skip
     chunk = -(-len(junk) // parts)
     for start in range(0, len(junk), chunk):
         for topic, value in junk[start : start + chunk]:
@@ -173,6 +176,7 @@ def run_pipeline(label: str, workdir: Path, data: ChaosInput, size: Size, *,
         digests = table_digests(run.database_url)
         letters = dead_letters(run.bootstrap, run.settings.kafka.dead_letter_topic)
         alerts, repeats = alert_repeats(run.bootstrap, "rawalert")
+        restarts = run.restarts()
         print(f"[{label}] settled after {time.monotonic() - started:.0f} s", flush=True)
     return RunResult(
         label=label,
@@ -184,6 +188,7 @@ def run_pipeline(label: str, workdir: Path, data: ChaosInput, size: Size, *,
         faults=outcomes,
         live_connections=watcher.connections,
         live_failed_attempts=watcher.failed_attempts,
+        restarts=restarts,
     )
 
 
@@ -200,6 +205,8 @@ def compare(reference: RunResult, faulted: RunResult, faults_expected: int) -> l
     for run in (reference, faulted):
         if run.alert_repeats:
             problems.append(f"{run.label}: {run.alert_repeats} alerts on the topic twice")
+    if reference.restarts:
+        problems.append(f"reference run: workers restarted without a fault: {reference.restarts}")
     if len(faulted.faults) != faults_expected:
         problems.append(f"{len(faulted.faults)} of {faults_expected} faults injected")
     if len(faulted.live_connections) < 2 or not faulted.live_connections[-1]:
@@ -227,6 +234,7 @@ def summary(data: ChaosInput, reference: RunResult, faulted: RunResult, problems
         f"{reference.alert_repeats} / {faulted.alert_repeats}",
         f"faults injected: {len(faulted.faults)}; live client connections "
         f"{faulted.live_connections}",
+        f"worker restarts: reference {reference.restarts or 'none'}, faulted {faulted.restarts}",
         "PASS" if not problems else "FAIL:\n  " + "\n  ".join(problems),
     ]
     return "\n".join(lines)

@@ -66,6 +66,12 @@ def test_every_difference_is_reported(changes: dict[str, object], expected: str)
     assert expected in problems[0]
 
 
+def test_a_crash_in_the_reference_run_fails_it() -> None:
+    reference = _run("reference", faults=[], restarts={"ingest-rawtrade": 1})
+    problems = compare(reference, _run("faulted", restarts={"api": 1}), 1)
+    assert problems == ["reference run: workers restarted without a fault: {'ingest-rawtrade': 1}"]
+
+
 @pytest.mark.integration
 @pytest.mark.spark
 def test_chaos_run_ci_size(server_dir: Path) -> None:
@@ -82,3 +88,4 @@ def test_chaos_run_ci_size(server_dir: Path) -> None:
         assert reference["digests"][table]["rows"] > 0, table
     assert reference["dead_letters"]["distinct"] == result["input"]["junk"]
     assert len(faulted["live_connections"]) >= 2
+    assert set(faulted["restarts"]) >= set(PROGRAMS)  # supervisord brought each one back
