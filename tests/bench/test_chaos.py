@@ -74,7 +74,8 @@ def test_a_crash_in_the_reference_run_fails_it() -> None:
 
 @pytest.mark.integration
 @pytest.mark.spark
-def test_chaos_run_ci_size(server_dir: Path) -> None:
+def test_chaos_run_ci_size(server_dir: Path, shared_fixtures: Path) -> None:
+    # shared_fixtures: the input's news feeds are the real saved ones (skips without them).
     result = chaos("ci", server_dir)
     assert result["problems"] == []
     assert result["passed"]
