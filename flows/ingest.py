@@ -23,6 +23,7 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 from confluent_kafka import OFFSET_BEGINNING
 
+from flows._consumer import CONSUMER_CONFIG
 from flows._dead_letter import PRODUCER_CONFIG
 from flows._parse import BatchParser, ParsedBatch, SinkMsg, SourceMsg, kafka_error_letter
 from flows._pg_sink import PostgresSink
@@ -58,6 +59,7 @@ def build_ingest_flow(
             tail=True,
             starting_offset=OFFSET_BEGINNING,
             batch_size=settings.ingest.batch_size,
+            add_config=dict(CONSUMER_CONFIG),
         )
         messages: Stream[SourceMsg] = consumed.oks
         errors = op.map(
