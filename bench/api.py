@@ -109,7 +109,8 @@ class Connection:
         self.writer.close()
 
 
-def _request(path: str) -> bytes:
+def request_bytes(path: str) -> bytes:
+    """The bytes of a GET of ``path``, for :meth:`Connection.get` (keep-alive: HTTP/1.1)."""
     return f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
 
 
@@ -125,7 +126,7 @@ def _summary(latencies: list[float], errors: int, elapsed: float) -> dict[str, f
 
 async def fixed_rate(port: int, path: str, rate: int, seconds: float) -> dict[str, float]:
     """Open loop: request i is due at start + i/rate; its latency counts from then."""
-    request = _request(path)
+    request = request_bytes(path)
     pool: asyncio.Queue[Connection] = asyncio.Queue()
     for _ in range(64):
         pool.put_nowait(await Connection.open(port))
@@ -170,7 +171,7 @@ async def fixed_rate(port: int, path: str, rate: int, seconds: float) -> dict[st
 
 async def saturate(port: int, path: str, concurrency: int, seconds: float) -> dict[str, float]:
     """Closed loop: ``concurrency`` connections, each sending as soon as it has an answer."""
-    request = _request(path)
+    request = request_bytes(path)
     latencies: list[float] = []
     errors = 0
     stop = time.perf_counter() + seconds
