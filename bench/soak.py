@@ -1,6 +1,6 @@
 """Load/soak harness (issue 6 §3): a synthetic market at 10x a busy real rate, for minutes.
 
-    .venv/bin/python -m bench.soak [--rate 20000] [--minutes 10] [--api-rate 100] [--no-write]
+    .venv/bin/python -m bench.soak [--rate 20000] [--minutes 10] [--api-rate 25] [--no-write]
 
 1. Starts its own stack in a fresh temporary state dir (embedded Kafka and PostgreSQL,
    or the servers named by ``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL``), then the
@@ -243,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rate", type=float, default=20_000.0, help="ticks + trades per second")
     parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--api-rate", type=float, default=100.0, help="API requests per second")
+    parser.add_argument(
+        "--api-rate", type=float, default=25.0, help="API requests per second (see RELIABILITY.md)"
+    )
     parser.add_argument(
         "--producers",
         type=int,
