@@ -59,6 +59,8 @@ class Layout:
     programs: dict[str, list[str]] = field(default_factory=dict)
     producers: list[str] = field(default_factory=list)
     ingest: list[IngestWorker] = field(default_factory=list)
+    consumers: list[tuple[str, str, Path]] = field(default_factory=list)
+    """(program, topic, recovery dir) of every Bytewax worker reading Kafka: their lag."""
     api_port: int = 0
     env: dict[str, str] = field(default_factory=dict)
 
@@ -101,6 +103,7 @@ def plan(settings: Settings, opts: Options) -> Layout:
         raw = name.removeprefix("ingest-")
         w = IngestWorker(name, topic[raw], state / "recovery" / name, free_port())
         layout.ingest.append(w)
+        layout.consumers.append((name, w.kafka_topic, w.recovery))
         layout.programs[name] = _flow(
             name, w.recovery, "--topic", w.kafka_topic, "--metrics-port", str(w.metrics_port)
         )
@@ -108,6 +111,7 @@ def plan(settings: Settings, opts: Options) -> Layout:
     layout.programs[alerts] = _flow(
         alerts, state / "recovery" / alerts, "--topic", topic["rawticker"]
     )
+    layout.consumers.append((alerts, topic["rawticker"], state / "recovery" / alerts))
     env_cmd = shutil.which("env") or "/usr/bin/env"
     for index in range(opts.producers):
         name = f"producer-synthetic-{index + 1}"

@@ -132,7 +132,7 @@ def _pid_file(path: Path) -> int | None:
 
 
 class Probe:
-    """One sample: produced, ingested, lag of each ingestion worker, memory of each process."""
+    """One sample: produced, ingested, lag of each Kafka-reading worker, memory of each process."""
 
     def __init__(self, settings: Settings, layout: Layout, sup: Supervisor) -> None:
         assert settings.kafka.bootstrap_servers is not None
@@ -159,14 +159,14 @@ class Probe:
 
     def lag(self, high: dict[str, dict[int, int]]) -> dict[str, int]:
         out: dict[str, int] = {}
-        for w in self.layout.ingest:
+        for name, topic, recovery in self.layout.consumers:
             try:
-                done = committed_offsets(w.recovery)
+                done = committed_offsets(recovery)
             except (sqlite3.Error, pickle.UnpicklingError):
                 continue  # a store being written; the next sample reads it
-            out[w.name] = sum(
-                max(h - max(done.get(p, -1), self.base[w.kafka_topic][p]), 0)
-                for p, h in high[w.kafka_topic].items()
+            out[name] = sum(
+                max(h - max(done.get(p, -1), self.base[topic][p]), 0)
+                for p, h in high[topic].items()
             )
         return out
 

@@ -158,7 +158,8 @@ class Soak:
         self.sup.stop(layout.producers)
 
     def catch_up(self) -> None:
-        """Sample every second until every ingestion worker's lag is 0 (or the timeout)."""
+        """Sample every second until every Kafka-reading worker's lag is 0 (or the timeout):
+        the ingestion workers and the alert worker."""
         assert self.probe is not None
         step("producers stopped; waiting for ingestion to catch up")
         deadline = self.t0 + self.stopped_at + self.opts.catchup_timeout_s
@@ -167,7 +168,7 @@ class Soak:
             every_10th = len(self.samples) % 10 == 0
             s = self.probe.sample(time.monotonic() - self.t0, "catch-up", memory=every_10th)
             self.samples.append(s)
-            if len(s["lag"]) == len(self.layout.ingest) and not any(s["lag"].values()):
+            if len(s["lag"]) == len(self.layout.consumers) and not any(s["lag"].values()):
                 self.caught_up_at = s["t"]
 
     def result(self) -> dict[str, Any]:
