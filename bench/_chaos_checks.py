@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
 import psycopg
-from confluent_kafka import Consumer, TopicPartition
 from psycopg import sql
+
+from bench._kafka import Kafka
+from flows._consumer import read_to_end
+from flows.producers.alert_log import alert_key
 
 WALL_CLOCK_COLUMNS = frozenset({"ingest_time", "kafka_time", "updated_at", "detected_at",
                                 "created_at"})  # fmt: skip
@@ -86,47 +87,6 @@ def table_counts(conninfo: str, tables: tuple[str, ...]) -> dict[str, int]:
         }  # fmt: skip
 
 
-def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> Iterator[
-    tuple[int, int, bytes | None, list[tuple[str, bytes]]]
-]:  # fmt: skip
-    """Every message of ``topic`` now: (partition, offset, value, headers)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "cryptoviz-chaos-check",
-                         "enable.auto.commit": False, "log_level": 3})  # fmt: skip
-    try:
-        meta = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
-        ends: dict[int, int] = {}
-        assign: list[TopicPartition] = []
-        for partition in meta.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout_s)
-            if high > low:
-                ends[partition] = high
-                assign.append(TopicPartition(topic, partition, low))
-        if not assign:
-            return
-        consumer.assign(assign)
-        deadline = time.monotonic() + timeout_s
-        while ends:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic}: partitions {sorted(ends)} stalled")
-            # A short wait: consume() blocks until it has all 1000 or the timeout passes.
-            for msg in consumer.consume(1000, timeout=0.2):
-                if msg.error() is not None:
-                    continue
-                partition, offset = msg.partition(), msg.offset()
-                assert partition is not None
-                assert offset is not None
-                headers: list[tuple[str, bytes]] = []
-                for header in msg.headers() or []:
-                    name, raw = header[0], header[1]
-                    value = raw.encode() if isinstance(raw, str) else bytes(raw or b"")
-                    headers.append((str(name), value))
-                yield partition, offset, msg.value(), headers
-                if offset + 1 >= ends.get(partition, 0):
-                    ends.pop(partition, None)
-    finally:
-        consumer.close()
-
-
 class DeadLetters(msgspec.Struct, frozen=True):
     records: int
     """Dead-letter records on the topic (a crash may repeat one: at-least-once)."""
@@ -136,12 +96,16 @@ class DeadLetters(msgspec.Struct, frozen=True):
     """Distinct source messages per ``source topic: reason``."""
 
 
+def _text(value: str | bytes | None) -> str:
+    return value if isinstance(value, str) else (value or b"").decode(errors="replace")
+
+
 def dead_letters(bootstrap: str, topic: str) -> DeadLetters:
     seen: dict[tuple[str, str, str], str] = {}
     records = 0
-    for _, _, _, headers in read_topic(bootstrap, topic):
+    for msg in read_to_end(bootstrap, topic, group="cryptoviz-chaos-check", timeout_s=60):
         records += 1
-        h = {k: v.decode(errors="replace") for k, v in headers}
+        h = {str(header[0]): _text(header[1]) for header in msg.headers() or []}
         coords = (h.get("dlq.source.topic", "?"), h.get("dlq.source.partition", "?"),
                   h.get("dlq.source.offset", "?"))  # fmt: skip
         # "more than 1 day after now (<the wall clock>)": the same reason on any run.
@@ -150,43 +114,22 @@ def dead_letters(bootstrap: str, topic: str) -> DeadLetters:
     return DeadLetters(records=records, distinct=len(seen), by_reason=dict(Counter(seen.values())))
 
 
-class _AlertKey(msgspec.Struct):
-    pair: str
-    timestamp: float
-    alert_type: str
-
-
 def alert_repeats(bootstrap: str, topic: str) -> tuple[int, int]:
     """(alert messages on the topic, how many of them repeat an earlier key)."""
-    decoder = msgspec.json.Decoder(_AlertKey)
-    keys: Counter[tuple[str, float, str]] = Counter()
-    for _, _, value, _ in read_topic(bootstrap, topic):
-        if value is None:
-            continue
-        try:
-            key = decoder.decode(value)
-        except msgspec.DecodeError:
-            continue  # junk written by the chaos run itself
-        keys[(key.pair, key.timestamp, key.alert_type)] += 1
+    tail = read_to_end(bootstrap, topic, group="cryptoviz-chaos-check", timeout_s=60)
+    # Junk the chaos run itself wrote is no alert: alert_key gives None and it is left out.
+    keys = Counter(key for key in (alert_key(m.value()) for m in tail) if key is not None)
     total = sum(keys.values())
     return total, total - len(keys)
 
 
 def end_offsets(bootstrap: str, topics: tuple[str, ...]) -> dict[str, dict[str, int]]:
     """High watermark of every partition: ``{topic: {"0": 123, ...}}`` (Spark's notation)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "cryptoviz-chaos-check",
-                         "log_level": 3})  # fmt: skip
+    kafka = Kafka(bootstrap, list(topics))
     try:
-        out: dict[str, dict[str, int]] = {}
-        for topic in topics:
-            meta = consumer.list_topics(topic, timeout=30).topics[topic]
-            out[topic] = {
-                str(p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
-                for p in meta.partitions
-            }
-        return out
+        return {t: {str(p): end for p, end in ends.items()} for t, ends in kafka.high().items()}
     finally:
-        consumer.close()
+        kafka.close()
 
 
 def spark_lagging(checkpoints: Path, ends: dict[str, dict[str, int]]) -> list[str]:

@@ -25,7 +25,7 @@ from typing import Literal
 import msgspec
 
 from flows.registry import INGEST_WORKERS
-from infra._procs import free_port, port_is_free
+from infra._procs import descendants, free_port, port_is_free
 from infra.settings import Settings, load_settings
 from infra.stack import Stack, service_programs, supervisor_config, worker_programs
 
@@ -56,24 +56,6 @@ def _consecutive_free_ports(count: int) -> int:
         first = free_port()
         if all(port_is_free(first + i) for i in range(count)):
             return first
-
-
-def descendants(pid: int) -> list[int]:
-    """``pid``'s children, grandchildren... (from /proc), deepest last."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out: list[int] = []
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
 
 
 class Pipeline:

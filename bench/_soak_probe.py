@@ -6,22 +6,21 @@ See the definitions in :mod:`bench.soak`.
 from __future__ import annotations
 
 import contextlib
-import os
 import pickle
 import re
 import sqlite3
 import time
 import urllib.error
 import urllib.request
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from confluent_kafka import Consumer, TopicPartition
 
+from bench._kafka import Kafka
 from bench._soak_plan import Layout
 from bench._soak_supervisor import Supervisor
+from infra._procs import descendants, process_table
 from infra.settings import Settings
 
 ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL|FATAL)\b")
@@ -29,27 +28,6 @@ KNOWN_ERROR = re.compile(r"ERROR CodeGenerator: Failed to compile the generated 
 """Spark 4.1.1 logs this and falls back to interpreted execution (docs/BENCHMARKS.md);
 counted apart, as ``known_error_lines``."""
 ROWS_METRIC = re.compile(r'^cryptoviz_ingest_rows_total\{topic="([^"]+)"\} (\S+)$', re.M)
-
-
-class Kafka:
-    """High watermarks of the topics, through one idle consumer (no group, no commits)."""
-
-    def __init__(self, bootstrap: str, topics: list[str]) -> None:
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "soak-probe"})
-        meta = self._consumer.list_topics(timeout=10)
-        self.partitions = {t: sorted(meta.topics[t].partitions) for t in topics}
-
-    def high(self) -> dict[str, dict[int, int]]:
-        return {
-            topic: {
-                p: int(self._consumer.get_watermark_offsets(TopicPartition(topic, p), 10, False)[1])
-                for p in parts
-            }
-            for topic, parts in self.partitions.items()
-        }
-
-    def close(self) -> None:
-        self._consumer.close()
 
 
 _FRONTIER = (
@@ -94,16 +72,6 @@ def rows_committed(port: int) -> dict[str, float]:
     return {topic: float(value) for topic, value in ROWS_METRIC.findall(text)}
 
 
-def _children() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = defaultdict(list)
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                stat = Path(f"/proc/{entry.name}/stat").read_text()
-                kids[int(stat.rsplit(")", 1)[1].split()[1])].append(int(entry.name))
-    return kids
-
-
 def _kb(path: str, key: str) -> int:
     with contextlib.suppress(OSError):
         for line in Path(path).read_text().splitlines():
@@ -112,12 +80,10 @@ def _kb(path: str, key: str) -> int:
     return 0
 
 
-def tree_mb(pid: int, kids: dict[int, list[int]], *, pss: bool = False) -> float:
+def tree_mb(pid: int, table: dict[int, tuple[int, str]], *, pss: bool = False) -> float:
     """Memory of ``pid`` and all its descendants, in MB (RSS, or PSS)."""
-    todo, total = [pid], 0
-    while todo:
-        current = todo.pop()
-        todo += kids.get(current, [])
+    total = 0
+    for current in [pid, *descendants(pid, table)]:
         if pss:
             total += _kb(f"/proc/{current}/smaps_rollup", "Pss:")
         else:
@@ -171,7 +137,7 @@ class Probe:
         return out
 
     def memory(self) -> dict[str, float]:
-        kids = _children()
+        kids = process_table()
         out: dict[str, float] = {}
         for name, info in self.sup.info().items():
             if info["pid"]:

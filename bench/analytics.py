@@ -80,6 +80,7 @@ from bench._results import git_commit, machine
 from bench.ingest import new_database
 from flows.producers.settings import SyntheticSettings
 from flows.producers.synthetic import SyntheticPartition, synthetic_pairs
+from infra._procs import descendants, process_table
 from infra.settings import DatabaseSettings, KafkaSettings, Settings, load_settings
 from infra.stack import Stack
 from infra.topics import ensure_topics
@@ -161,30 +162,6 @@ def _status_kb(pid: int, key: str) -> int | None:
     return None
 
 
-def descendants(root: int) -> list[tuple[int, str]]:
-    """``(pid, comm)`` of every process below ``root``."""
-    parent: dict[int, tuple[int, str]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        parent[int(entry.name)] = (ppid, comm)
-    out: list[tuple[int, str]] = []
-    frontier = [root]
-    while frontier:
-        pid = frontier.pop()
-        for child, (ppid, comm) in parent.items():
-            if ppid == pid:
-                out.append((child, comm))
-                frontier.append(child)
-    return out
-
-
 @dataclass
 class Memory:
     """RSS of the job's Python driver, its JVM and any Python workers of the JVM."""
@@ -197,11 +174,14 @@ class Memory:
     samples: int = 0
 
     def sample(self) -> None:
+        table = process_table()
         if self.jvm_pid is None or _status_kb(self.jvm_pid, "VmRSS") is None:
-            javas = [pid for pid, comm in descendants(self.driver_pid) if comm == "java"]
+            javas = [p for p in descendants(self.driver_pid, table) if table[p][1] == "java"]
             self.jvm_pid = max(javas, key=lambda p: _status_kb(p, "VmRSS") or 0, default=None)
         if self.jvm_pid is not None:
-            workers = [pid for pid, comm in descendants(self.jvm_pid) if comm.startswith("python")]
+            workers = [
+                p for p in descendants(self.jvm_pid, table) if table[p][1].startswith("python")
+            ]
             total = sum(_status_kb(pid, "VmRSS") or 0 for pid in workers)
             self.workers_peak_kb = max(self.workers_peak_kb, total)
             self.jvm_peak_kb = max(self.jvm_peak_kb, _status_kb(self.jvm_pid, "VmHWM") or 0)

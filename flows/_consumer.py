@@ -1,6 +1,11 @@
-"""Kafka consumer settings shared by every Bytewax Kafka input."""
+"""Kafka consumer settings shared by every Bytewax Kafka input, and reading a topic to its end."""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from confluent_kafka import Consumer, Message, TopicPartition
 
 CONSUMER_CONFIG: dict[str, str] = {
     # Bytewax opens one consumer per partition, and librdkafka prefetches up to 64 MB
@@ -8,3 +13,57 @@ CONSUMER_CONFIG: dict[str, str] = {
     # showed memory rising with lag). 16 MB still holds thousands of batches.
     "queued.max.messages.kbytes": "16384",
 }
+
+
+def read_to_end(
+    bootstrap: str,
+    topic: str,
+    *,
+    per_partition: int | None = None,
+    group: str = "cryptoviz-reader",
+    timeout_s: float = 30.0,
+) -> Iterator[Message]:
+    """Every message of ``topic`` up to its end now (the newest ``per_partition`` of each
+    partition when given), partition by partition in offset order; none if no topic.
+
+    Assigned partitions, no group membership and no commits: a read-only look.
+    Raises :class:`TimeoutError` when a partition does not reach its end in time.
+    """
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                         "enable.auto.commit": False, "isolation.level": "read_committed",
+                         "log_level": 3})  # fmt: skip
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return
+        ends: dict[int, int] = {}
+        assign: list[TopicPartition] = []
+        for partition in meta.partitions:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=timeout_s
+            )
+            if high > low:
+                ends[partition] = high
+                start = low if per_partition is None else max(low, high - per_partition)
+                assign.append(TopicPartition(topic, partition, start))
+        if not assign:
+            return
+        consumer.assign(assign)
+        deadline = time.monotonic() + timeout_s
+        while ends:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic}: partitions {sorted(ends)} timed out")
+            # A short wait: consume() blocks until it has all 1000 or the timeout passes.
+            for msg in consumer.consume(1000, timeout=0.2):
+                if msg.error() is not None:
+                    continue
+                yield msg
+                partition, offset = msg.partition(), msg.offset()
+                if (
+                    partition is not None
+                    and offset is not None
+                    and offset + 1 >= ends.get(partition, 0)
+                ):
+                    ends.pop(partition, None)
+    finally:
+        consumer.close()

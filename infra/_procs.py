@@ -108,3 +108,32 @@ def log_tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except FileNotFoundError:
         return f"(no log at {path})"
+
+
+def process_table() -> dict[int, tuple[int, str]]:
+    """``pid -> (parent pid, command name)`` of every process now, from ``/proc``."""
+    table: dict[int, tuple[int, str]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            # A process may end between the listing and the read.
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = Path(entry.path, "stat").read_text()
+                close = stat.rindex(")")  # the command name may itself hold ')'
+                ppid = int(stat[close + 2 :].split()[1])
+                table[int(entry.name)] = (ppid, stat[stat.index("(") + 1 : close])
+    return table
+
+
+def descendants(root: int, table: dict[int, tuple[int, str]] | None = None) -> list[int]:
+    """Every process below ``root`` (children, grandchildren...), from ``table`` or now."""
+    table = process_table() if table is None else table
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    out: list[int] = []
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out

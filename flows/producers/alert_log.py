@@ -14,11 +14,11 @@ publishes nothing. An epoch (``--snapshot-s``, 5 s) holds far fewer alerts than
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable
 
 import msgspec
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from flows._consumer import read_to_end
 
 log = logging.getLogger(__name__)
 
@@ -35,66 +35,29 @@ class _Key(msgspec.Struct):
 _DECODER = msgspec.json.Decoder(_Key)
 
 
+def alert_key(value: bytes | None) -> AlertKey | None:
+    """The key of an alert message; ``None`` for anything else (not ours to judge: the
+    ingestion worker dead-letters it)."""
+    if value is None:
+        return None
+    try:
+        key = _DECODER.decode(value)
+    except msgspec.DecodeError:
+        return None
+    return key.pair, key.timestamp, key.alert_type
+
+
 def alert_keys(values: Iterable[bytes | None]) -> set[AlertKey]:
     """Keys of the alert messages among ``values``; anything unreadable is skipped."""
-    keys: set[AlertKey] = set()
-    for value in values:
-        if value is None:
-            continue
-        try:
-            key = _DECODER.decode(value)
-        except msgspec.DecodeError:
-            continue  # not ours to judge: the ingestion worker dead-letters it
-        keys.add((key.pair, key.timestamp, key.alert_type))
-    return keys
+    return {key for key in map(alert_key, values) if key is not None}
 
 
 def published_alert_keys(
     bootstrap: str, topic: str, per_partition: int = 10_000, timeout_s: float = 30.0
 ) -> set[AlertKey]:
     """Keys of the newest ``per_partition`` messages of each partition of ``topic``."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "cryptoviz-alert-log",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "log_level": 3,
-        }
-    )
-    try:
-        meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
-        if meta is None or meta.error is not None:
-            return set()  # no topic yet: nothing was published
-        wanted: list[TopicPartition] = []
-        ends: dict[int, int] = {}
-        for partition in meta.partitions:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=timeout_s
-            )
-            if high > low:
-                ends[partition] = high
-                wanted.append(TopicPartition(topic, partition, max(low, high - per_partition)))
-        values: list[bytes | None] = []
-        if wanted:
-            consumer.assign(wanted)
-            deadline = time.monotonic() + timeout_s
-            while ends and time.monotonic() < deadline:
-                for msg in consumer.consume(1000, timeout=0.2):
-                    if msg.error() is not None:
-                        continue
-                    values.append(msg.value())
-                    partition, offset = msg.partition(), msg.offset()
-                    if (
-                        partition is not None
-                        and offset is not None
-                        and offset + 1 >= ends.get(partition, 0)
-                    ):
-                        ends.pop(partition, None)
-            if ends:
-                raise KafkaException(f"reading back {topic}: partitions {sorted(ends)} timed out")
-        keys = alert_keys(values)
-        log.info("alerts: %d alerts already on %s will not be sent again", len(keys), topic)
-        return keys
-    finally:
-        consumer.close()
+    tail = read_to_end(bootstrap, topic, per_partition=per_partition,
+                       group="cryptoviz-alert-log", timeout_s=timeout_s)  # fmt: skip
+    keys = alert_keys(msg.value() for msg in tail)
+    log.info("alerts: %d alerts already on %s will not be sent again", len(keys), topic)
+    return keys
