@@ -1,4 +1,4 @@
-"""The one symbol canonicaliser: coins, quote currencies, pairs and prose mentions.
+"""The one symbol canonicaliser: coins, quote currencies, pairs and prose mentions (tags).
 
 Built from the parsed TOML of ``infra/coins.toml`` by :meth:`CoinTable.from_mapping`
 (the caller reads the file; this module does no I/O).
@@ -14,11 +14,11 @@ from typing import Any, NoReturn
 import msgspec
 
 from handlers._errors import HandlerConfigError
+from handlers._tags import Tagger
 
 _SYMBOL = re.compile(r"[A-Z0-9]{1,12}")
 _SPLIT = re.compile(r"([A-Za-z0-9]{1,16})[/-]([A-Za-z0-9]{1,16})")
 _COMPACT = re.compile(r"[A-Za-z0-9]{2,24}")
-_TOKEN = re.compile(r"(?<!\w)(\$)?([A-Za-z0-9]{1,12})(?!\w)")
 _SPACES = re.compile(r"\s+")
 _MAX_PAIR_TEXT = 40
 _PAIR_MEMO_SIZE = 4096
@@ -35,25 +35,54 @@ DEFAULT_TRACKED: tuple[str, ...] = (
     "DOT/USD",
     "LINK/USD",
 )
-_TOP_KEYS = frozenset({"coins", "quotes", "tracked"})
-_COIN_KEYS = frozenset({"name", "words", "tickers", "aliases", "ticker_any_case"})
+_TOP_KEYS = frozenset({"coins", "quotes", "tracked", "tagging"})
+_COIN_KEYS = frozenset(
+    {
+        "name",
+        "words",
+        "names",
+        "tickers",
+        "aliases",
+        "ticker_any_case",
+        "needs_context",
+        "exclude",
+        "cues",
+        "other_cues",
+    }
+)
+_TAGGING_KEYS = frozenset({"crypto_cues"})
 
 
 class Coin(msgspec.Struct, frozen=True, kw_only=True):
-    """One coin of the table.
+    """One coin of the table (the keys of ``infra/coins.toml``; tagging rules in ``_tags``).
 
-    ``words`` are prose names matched case-insensitively as whole words;
-    ``tickers`` (always including ``symbol``) are matched in prose only when
-    written in upper case or prefixed with ``$``, unless ``ticker_any_case``;
-    ``aliases`` are accepted by :meth:`CoinTable.coin` but never searched in prose.
+    ``words`` are prose names no other thing has, matched in any case as whole words;
+    ``names`` are names that are also ordinary words ("ether", "Ripple"; capitalised
+    entries must be capitalised in the text); ``tickers`` (always including
+    ``symbol``) are matched in prose only when written in upper case or prefixed with
+    ``$``, unless ``ticker_any_case``; ``aliases`` are accepted by
+    :meth:`CoinTable.coin` but never searched in prose. ``needs_context`` lists the
+    names/tickers that count only next to crypto context, ``exclude`` the phrases
+    in which the coin's spellings mean something else, ``cues`` and ``other_cues``
+    the words that signal the crypto sense and the other sense.
     """
 
     symbol: str
     name: str
     words: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
     tickers: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
     ticker_any_case: bool = False
+    needs_context: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    cues: tuple[str, ...] = ()
+    other_cues: tuple[str, ...] = ()
+
+    @property
+    def spellings(self) -> tuple[str, ...]:
+        """Every spelling :meth:`CoinTable.coin` accepts for this coin."""
+        return (self.symbol, self.name, *self.words, *self.names, *self.tickers, *self.aliases)
 
 
 def _bad(message: str) -> NoReturn:
@@ -83,8 +112,23 @@ def _words(value: object, where: str) -> tuple[str, ...]:
     return words
 
 
-def _word_pattern(word: str) -> str:
-    return r"\s+".join(re.escape(part) for part in word.split(" "))
+_PHRASE = re.compile(r"[\w .'&$%/-]+")
+
+
+def _names(value: object, where: str) -> tuple[str, ...]:
+    names = tuple(_SPACES.sub(" ", n) for n in _str_list(value, where))
+    for name in names:
+        if not _WORD.fullmatch(name.lower()):
+            _bad(f"{where}: {name!r} must be plain ASCII letters, digits, spaces or .'&-")
+    return names
+
+
+def _phrases(value: object, where: str) -> tuple[str, ...]:
+    phrases = tuple(_SPACES.sub(" ", p) for p in _str_list(value, where))
+    for phrase in phrases:
+        if not _PHRASE.fullmatch(phrase):
+            _bad(f"{where}: {phrase!r} must be letters, digits, spaces or .'&$%/-")
+    return phrases
 
 
 def _symbol(value: object, where: str) -> str:
@@ -111,13 +155,25 @@ def _coin(symbol: str, entry: object) -> Coin:
         _symbol(ticker, f"{where}.tickers")
     if symbol not in tickers:
         tickers = (symbol, *tickers)
+    words = _words(entry.get("words"), f"{where}.words")
+    names = _names(entry.get("names"), f"{where}.names")
+    needs = _str_list(entry.get("needs_context"), f"{where}.needs_context")
+    spelled = {s.lower() for s in (*words, *names, *tickers)}
+    for item in needs:
+        if _SPACES.sub(" ", item.lower()) not in spelled:
+            _bad(f"{where}.needs_context: {item!r} is none of the coin's words, names or tickers")
     return Coin(
         symbol=symbol,
         name=name.strip(),
-        words=_words(entry.get("words"), f"{where}.words"),
+        words=words,
+        names=names,
         tickers=tickers,
         aliases=_str_list(entry.get("aliases"), f"{where}.aliases"),
         ticker_any_case=any_case,
+        needs_context=needs,
+        exclude=_phrases(entry.get("exclude"), f"{where}.exclude"),
+        cues=_phrases(entry.get("cues"), f"{where}.cues"),
+        other_cues=_phrases(entry.get("other_cues"), f"{where}.other_cues"),
     )
 
 
@@ -139,10 +195,8 @@ class CoinTable:
         "_pair_memo",
         "_quote_alias",
         "_quotes",
-        "_tickers",
+        "_tagger",
         "_tracked",
-        "_word_group",
-        "_words_re",
     )
 
     _asset_alias: Mapping[str, str]
@@ -151,34 +205,27 @@ class CoinTable:
     _pair_memo: dict[str, str]
     _quote_alias: Mapping[str, str]
     _quotes: tuple[str, ...]
-    _tickers: Mapping[str, tuple[str, bool]]
+    _tagger: Tagger
     _tracked: tuple[str, ...]
-    _word_group: Mapping[str, str]
-    _words_re: re.Pattern[str] | None
 
     def __init__(
         self,
         coins: Iterable[Coin],
         quotes: Mapping[str, Iterable[str]],
         tracked: Iterable[str] = DEFAULT_TRACKED,
+        crypto_cues: Iterable[str] = (),
     ) -> None:
         coin_tuple = tuple(coins)
         if not coin_tuple:
             _bad("coins must define at least one coin")
         coin_alias: dict[str, str] = {}
-        tickers: dict[str, tuple[str, bool]] = {}
-        word_symbol: dict[str, str] = {}
         for coin in coin_tuple:
             _symbol(coin.symbol, "coins")
             where = f"coins.{coin.symbol}"
             if coin.symbol.lower() in coin_alias:
                 _bad(f"{where}: symbol clashes with an alias of {coin_alias[coin.symbol.lower()]}")
-            for alias in (coin.symbol, coin.name, *coin.words, *coin.tickers, *coin.aliases):
+            for alias in coin.spellings:
                 _add_alias(coin_alias, alias, coin.symbol, where)
-            for ticker in coin.tickers:
-                tickers[ticker] = (coin.symbol, coin.ticker_any_case)
-            for word in coin.words:
-                word_symbol[_SPACES.sub(" ", word.lower())] = coin.symbol
         quote_alias: dict[str, str] = {}
         for quote, aliases in quotes.items():
             _symbol(quote, "quotes")
@@ -190,29 +237,13 @@ class CoinTable:
                 if clash is not None and clash != quote:
                     _bad(f"quotes.{quote}: alias {alias!r} is also an alias of coin {clash}")
         asset_alias = {**coin_alias, **quote_alias}
-        words = sorted(word_symbol, key=lambda w: (-len(w), w))
-        word_groups = {f"w{index}": word_symbol[word] for index, word in enumerate(words)}
-        words_re = (
-            re.compile(
-                r"(?<!\w)(?:"
-                + "|".join(
-                    f"(?P<w{index}>{_word_pattern(word)})" for index, word in enumerate(words)
-                )
-                + r")(?!\w)",
-                re.IGNORECASE,
-            )
-            if words
-            else None
-        )
         setter = object.__setattr__
         setter(self, "_coins", coin_tuple)
         setter(self, "_quotes", tuple(quotes))
         setter(self, "_coin_alias", MappingProxyType(coin_alias))
         setter(self, "_quote_alias", MappingProxyType(quote_alias))
         setter(self, "_asset_alias", MappingProxyType(asset_alias))
-        setter(self, "_tickers", MappingProxyType(tickers))
-        setter(self, "_word_group", MappingProxyType(word_groups))
-        setter(self, "_words_re", words_re)
+        setter(self, "_tagger", Tagger(coin_tuple, crypto_cues, quotes))
         setter(self, "_pair_memo", {})
         canonical: list[str] = []
         for item in tracked:
@@ -264,10 +295,17 @@ class CoinTable:
             for symbol, aliases in quotes.items()
         }
         tracked = data.get("tracked", DEFAULT_TRACKED)
+        tagging = data.get("tagging", {})
+        if not isinstance(tagging, Mapping):
+            _bad("[tagging] must be a table")
+        unknown = sorted(set(tagging) - _TAGGING_KEYS)
+        if unknown:
+            _bad(f"[tagging] has unknown key(s) {', '.join(map(str, unknown))}")
         return cls(
             coins=[_coin(_symbol(symbol, "coins"), entry) for symbol, entry in coins.items()],
             quotes=quote_map,
             tracked=_str_list(tracked, "tracked"),
+            crypto_cues=_phrases(tagging.get("crypto_cues"), "tagging.crypto_cues"),
         )
 
     # -- lookups -----------------------------------------------------------------
@@ -338,30 +376,17 @@ class CoinTable:
         canonical = self.pair(pair)
         return None if canonical is None else canonical.split("/", 1)[0]
 
-    def mentions(self, text: object) -> tuple[str, ...]:
-        """Coins mentioned in prose, in order of first mention, without duplicates.
+    @property
+    def tagger(self) -> Tagger:
+        """The coin tagger built from this table (see :mod:`handlers._tags`)."""
+        return self._tagger
 
-        Names ("Bitcoin", "ethereum") match case-insensitively as whole words.
-        Tickers match only as whole words written in upper case ("SOL") or with a
-        ``$`` prefix ("$sol"), or in any case for coins flagged ``ticker_any_case``.
+    def mentions(self, text: object) -> tuple[str, ...]:
+        """Coins the prose is about, in order of first mention, without duplicates.
+
+        The one tagger of the pipeline (:class:`handlers._tags.Tagger`): whole-word
+        names and tickers with case rules, exclusions ("Bitcoin Cash", "ETH Zurich")
+        and context rules for spellings that are also ordinary words or acronyms,
+        all read from the coin table.
         """
-        if not isinstance(text, str) or not text:
-            return ()
-        found: list[tuple[int, str]] = []
-        if self._words_re is not None:
-            for match in self._words_re.finditer(text):
-                group = match.lastgroup
-                assert group is not None
-                found.append((match.start(), self._word_group[group]))
-        for match in _TOKEN.finditer(text):
-            dollar, token = match.group(1), match.group(2)
-            hit = self._tickers.get(token.upper())
-            if hit is None:
-                continue
-            symbol, any_case = hit
-            if dollar or any_case or token.isupper():
-                found.append((match.start(), symbol))
-        ordered: dict[str, None] = {}
-        for _, symbol in sorted(found, key=lambda item: item[0]):
-            ordered.setdefault(symbol, None)
-        return tuple(ordered)
+        return self._tagger.tags(text)

@@ -76,7 +76,7 @@ def load_symbols(coins_file: Path) -> Symbols:
 def _coin_spellings(table: CoinTable) -> dict[str, str]:
     spellings: dict[str, str] = {}
     for coin in table.coins:
-        for alias in (coin.symbol, coin.name, *coin.words, *coin.tickers, *coin.aliases):
+        for alias in coin.spellings:
             # Ask the table rather than trusting the attribute lists: what it answers wins.
             symbol = table.coin(alias)
             if symbol is not None:

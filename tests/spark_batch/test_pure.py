@@ -271,7 +271,8 @@ def test_accuracy_adds_one_naive_line_per_coin() -> None:
     "text",
     ["XBT/USD", "xbt-usd", "XXBTZUSD", "btcusd", " ETH/USD ", "XETHZUSD", "solusd", "FOO/USD",
      "foo-bar", "BTC/BTC", "XBT/BTC", "", "x" * 41, "adaxbt", "dotusdt", "linkzeur",
-     "bitcoin/usd", "BTC/USD/EUR", "ZUSD/XBT", "$btc/usd", "BTC_USD"],
+     "bitcoin/usd", "BTC/USD/EUR", "ZUSD/XBT", "$btc/usd", "BTC_USD", "ripple/usd",
+     "Avalanche-EUR", "tether/usd", "ether/xbt"],
 )  # fmt: skip
 def test_canonical_pair_matches_the_coin_table(text: str) -> None:
     assert canonical_pair(text, SYMBOLS.maps) == SYMBOLS.table.pair(text)
