@@ -249,6 +249,7 @@ class Tagger:
         crypto_cues: Iterable[str] = (),
         quotes: Iterable[str] = (),
     ) -> None:
+        crypto_cues = tuple(crypto_cues)  # read twice below
         spellings: dict[str, _Spelling] = {}
         for coin in coins:
             needs = {_phrase_key(s) for s in coin.needs_context}
