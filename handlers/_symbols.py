@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 import msgspec
 
 from handlers._errors import HandlerConfigError
-from handlers._tags import Tagger
+from handlers._tags import Tagger, TaggingRules
 
 _SYMBOL = re.compile(r"[A-Z0-9]{1,12}")
 _SPLIT = re.compile(r"([A-Za-z0-9]{1,16})[/-]([A-Za-z0-9]{1,16})")
@@ -50,7 +50,11 @@ _COIN_KEYS = frozenset(
         "other_cues",
     }
 )
-_TAGGING_KEYS = frozenset({"crypto_cues"})
+_TAGGING_PHRASES = ("crypto_cues", "other_cues", "other_assets")
+"""[tagging] keys holding phrases; the others hold single words."""
+_TAGGING_WORDS = ("market_words", "entity_words", "derivative_prefixes", "other_sense_next")
+_TAGGING_KEYS = frozenset(_TAGGING_PHRASES + _TAGGING_WORDS)
+_SINGLE_WORD = re.compile(r"[a-z0-9]+")
 
 
 class Coin(msgspec.Struct, frozen=True, kw_only=True):
@@ -129,6 +133,25 @@ def _phrases(value: object, where: str) -> tuple[str, ...]:
         if not _PHRASE.fullmatch(phrase):
             _bad(f"{where}: {phrase!r} must be letters, digits, spaces or .'&$%/-")
     return phrases
+
+
+def _single_words(value: object, where: str) -> tuple[str, ...]:
+    words = tuple(w.lower() for w in _str_list(value, where))
+    for word in words:
+        if not _SINGLE_WORD.fullmatch(word):
+            _bad(f"{where}: {word!r} must be one word of ASCII letters or digits")
+    return words
+
+
+def _tagging(tagging: Mapping[str, Any]) -> TaggingRules:
+    """The table-wide tagging rules of ``[tagging]`` (see ``handlers._tags``)."""
+    phrases = {key: _phrases(tagging.get(key), f"tagging.{key}") for key in _TAGGING_PHRASES}
+    words = {key: _single_words(tagging.get(key), f"tagging.{key}") for key in _TAGGING_WORDS}
+    crypto = {p.lower() for p in phrases["crypto_cues"]}
+    for cue in phrases["other_cues"]:
+        if cue.lower() in crypto:
+            _bad(f"tagging.other_cues: {cue!r} is also a crypto cue")
+    return TaggingRules(**phrases, **words)
 
 
 def _symbol(value: object, where: str) -> str:
@@ -213,7 +236,7 @@ class CoinTable:
         coins: Iterable[Coin],
         quotes: Mapping[str, Iterable[str]],
         tracked: Iterable[str] = DEFAULT_TRACKED,
-        crypto_cues: Iterable[str] = (),
+        tagging: TaggingRules | None = None,
     ) -> None:
         coin_tuple = tuple(coins)
         if not coin_tuple:
@@ -243,7 +266,7 @@ class CoinTable:
         setter(self, "_coin_alias", MappingProxyType(coin_alias))
         setter(self, "_quote_alias", MappingProxyType(quote_alias))
         setter(self, "_asset_alias", MappingProxyType(asset_alias))
-        setter(self, "_tagger", Tagger(coin_tuple, crypto_cues, quotes))
+        setter(self, "_tagger", Tagger(coin_tuple, tagging, quotes))
         setter(self, "_pair_memo", {})
         canonical: list[str] = []
         for item in tracked:
@@ -305,7 +328,7 @@ class CoinTable:
             coins=[_coin(_symbol(symbol, "coins"), entry) for symbol, entry in coins.items()],
             quotes=quote_map,
             tracked=_str_list(tracked, "tracked"),
-            crypto_cues=_phrases(tagging.get("crypto_cues"), "tagging.crypto_cues"),
+            tagging=_tagging(tagging),
         )
 
     # -- lookups -----------------------------------------------------------------

@@ -1,39 +1,51 @@
 """Coin tags for prose: which coins of the coin table a headline or summary is about.
 
 Pure (no I/O), built from the coin table's data (``handlers.Coin`` entries plus the
-table-wide crypto cues of ``[tagging]`` in ``infra/coins.toml``), so a coin added to
-the table is tagged without code. Every component tags through this one class:
-``CoinTable.mentions`` (the RSS producer, the article handler, Spark's article UDF).
+table-wide rules of ``[tagging]`` in ``infra/coins.toml``, :class:`TaggingRules`), so
+a coin added to the table is tagged without code. Every component tags through this
+one class: ``CoinTable.mentions`` (the RSS producer, the article handler, Spark's
+article UDF).
 
 How a headline is read:
 
 1. **Spellings.** Each coin's ``words`` (names no other thing has: "bitcoin",
-   "Cardano") match in any case. ``names`` are names that are also ordinary words
-   ("ether", "Tether", "Ripple"): an entry written with a capital in the table must be
-   capitalised in the text too. ``tickers`` match when written in upper case or
-   ``$``-prefixed (any case with ``ticker_any_case``). All match as whole words, the
-   longest spelling first ("Bitcoin cash-and-carry" before "Bitcoin"). A ticker that
-   is the quote of a pair ("USDT" in "SOL/USDT") is the price's unit, not a subject.
-2. **Exclusions.** A mention lying wholly inside one of its coin's ``exclude``
-   phrases is another thing: "Bitcoin Cash", "Wrapped Bitcoin", "ETH Zurich",
-   "ripple effect".
+   "Cardano") match in any case. ``names`` are names that are also ordinary words or
+   other things' names ("ether", "Tether", "Ripple", "Solana"): an entry written with
+   a capital in the table must be capitalised in the text too. ``tickers`` match when
+   written in upper case or ``$``-prefixed (any case with ``ticker_any_case``); a
+   ticker written like a name ("Sol", "Doge") is read only when a price, percentage
+   or pair follows it, and then needs context. All match as whole words, the longest
+   spelling first ("Bitcoin cash-and-carry" before "Bitcoin"). A ticker that is the
+   quote of a pair ("USDT" in "SOL/USDT") is the price's unit, not a subject.
+2. **Other things.** A mention is another thing when it lies wholly inside one of its
+   coin's ``exclude`` phrases ("ETH Zurich", "ripple effect") or inside one of the
+   table-wide ``other_assets`` (crypto assets outside the table named after a coin:
+   "Bitcoin Cash", "Ethereum Classic", "Wrapped Bitcoin"); when a capitalised
+   ``entity_words`` word follows it ("LINK Mobility", "LTC Properties", "Ripple
+   Foods": a company, place or institution of that name); or when a
+   ``derivative_prefixes`` word precedes it as part of a product name ("Lido Staked
+   ETH", "Binance Wrapped BTC": a derivative token, not the coin).
 3. **Context.** Every remaining mention gets two scores from the whole text:
 
-   * crypto: distinct crypto cues (the table-wide ``[tagging] crypto_cues`` and the
-     coin's own ``cues``), other coins already firmly mentioned (anchors), and a
-     price, percentage or trading pair just after the mention ("SOL hits $200",
-     "ADA jumps 9%", "DOGE/USD");
-   * other: distinct cues of the coin's non-crypto sense (``other_cues``:
-     "disability", "airline", "skiers").
+   * crypto: distinct crypto cues (the table-wide ``crypto_cues`` and the coin's own
+     ``cues``), other coins already firmly mentioned (anchors), other crypto assets
+     named (``other_assets``), a price, percentage or trading pair just after the
+     mention ("SOL hits $200", "ADA jumps 9%", "DOGE/USD"), and a market move word
+     right after it (``market_words``: "Ether slips", "DOT drops", "Ether's drop");
+   * other: distinct cues of the coin's non-crypto sense (its ``other_cues``:
+     "disability", "airline", "skiers"; and the table-wide ``other_cues`` of
+     domains no coin belongs to: sport, science, the arts), plus one when a word of
+     ``other_sense_next`` follows a name or ticker ("Layoffs Ripple Across ...",
+     "the Link Between ...": the ordinary word).
 
    ``words`` and ``$``-prefixed tickers always count. A spelling listed in
    ``needs_context`` (an acronym of something else: ADA, DOT, DOGE) counts only when
    crypto > other. Any other name or ticker counts unless other > crypto. In a line
-   written all in capitals case tells nothing, so case-dependent spellings there
-   need context too.
+   written all in capitals case tells nothing, so tickers there need context too
+   (names there are read as in a Title Case line).
 
 Anchors are the mentions that count without help: words, ``$``-prefixed tickers, and
-names or tickers that need no context and whose coin has no other-sense cue.
+names or tickers that need no context and whose coin has no other-sense cue in the text.
 """
 
 from __future__ import annotations
@@ -43,6 +55,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
+
+import msgspec
 
 if TYPE_CHECKING:
     from handlers._symbols import Coin
@@ -58,6 +72,41 @@ _PRICE_TOKEN = re.compile(r"[+\-\u2212]?(?:[$\u20ac\u00a3]\s?\d|\d[\d,.]*\s?%)")
 _PRICE_WORDS = frozenset({"price", "prices", "priced"})
 _PAIR_BASE = re.compile(r"(?<![\w$])\$?[A-Z0-9]{2,12}[/\-]$")
 """Text just before a ticker that makes it the quote of a pair ("SOL/" in "SOL/USDT")."""
+_TIGHT_GAP = re.compile(r"[ \t\-]{1,3}")
+"""What may stand between a spelling and the word read with it ("LINK Mobility", "Lido Staked")."""
+_PHRASE_GAP = re.compile(r"['\u2019]?[ \t\-(),]{0,4}")
+"""Between a mention and the words of its own clause: "Ether's drop", "Polygon (POL) jumps"."""
+_POSSESSIVE = "s"
+_MARKET_REACH = 2
+"""Words read after a mention for a market move: "Ether slips", "Ether price slips"."""
+_FUNCTION_WORDS = frozenset(
+    {
+        *("a", "an", "the", "of", "in", "on", "at", "to", "for", "from", "by", "with", "and"),
+        *("or", "as", "is", "are", "amid", "after", "before", "new", "more", "most", "record"),
+        *("total", "all", "its", "their", "our", "your"),
+    }
+)
+"""Capitalised in Title Case, but never a brand ("Amount Of Staked ETH" is staked ETH)."""
+_TITLE_TICKER_MIN = 3
+"""A ticker written like a name ("Sol", "Doge") is read from this length on (not "Op")."""
+
+
+class TaggingRules(msgspec.Struct, frozen=True, kw_only=True):
+    """The table-wide rules (``[tagging]`` in ``infra/coins.toml``; see the module docstring).
+
+    ``crypto_cues`` and ``other_cues`` are phrases of the crypto sense and of domains
+    no coin belongs to; ``other_assets`` phrases naming crypto assets outside the table.
+    ``market_words``, ``entity_words``, ``derivative_prefixes`` and ``other_sense_next``
+    are single words read right next to a mention.
+    """
+
+    crypto_cues: tuple[str, ...] = ()
+    other_cues: tuple[str, ...] = ()
+    other_assets: tuple[str, ...] = ()
+    market_words: tuple[str, ...] = ()
+    entity_words: tuple[str, ...] = ()
+    derivative_prefixes: tuple[str, ...] = ()
+    other_sense_next: tuple[str, ...] = ()
 
 
 class Level(Enum):
@@ -164,6 +213,11 @@ def _shouted_lines(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+def _title_word(token: str) -> bool:
+    """Written like a name: "Sol", "Doge" (not "SOL", "sol", "SoL")."""
+    return token[:1].isupper() and token[1:].islower()
+
+
 @dataclass(frozen=True, slots=True)
 class _Match:
     """A spelling found in the text; ``start`` includes a ``$`` prefix."""
@@ -171,6 +225,10 @@ class _Match:
     string: str
     token_start: int
     end: int
+    index: int
+    """Position of the spelling's last word in the text's token list."""
+    first: int
+    """Position of its first word."""
     spelling: _Spelling
 
     @property
@@ -193,35 +251,60 @@ class _Match:
         return self.string[self.start : self.end]
 
 
-def _level(
-    match: _Match, shouted: list[tuple[int, int]], exclusions: dict[str, list[tuple[int, int]]]
-) -> tuple[Level | None, str]:
-    """Case rules, exclusions, pair quotes, then what the mention needs to count."""
-    spelling, start, end = match.spelling, match.token_start, match.end
-    dollar = match.dollar
-    rejected = _rejected(match.token, spelling, dollar)
-    for lo, hi in exclusions.get(spelling.symbol, ()):
-        if lo <= start and end <= hi:
-            rejected = f"inside the exclusion {match.string[lo:hi]!r}"
-    if (
-        not rejected
-        and spelling.kind == "ticker"
-        and _PAIR_BASE.search(match.string, max(0, start - 14), start)
-    ):
-        rejected = "the quote of a trading pair (the unit, not the subject)"
-    if rejected:
-        return None, rejected
-    if dollar or (spelling.kind == "word" and not spelling.needs_context):
-        return Level.ALWAYS, "$-prefixed" if dollar else "name"
-    case_bound = (spelling.kind == "ticker" and not spelling.any_case) or spelling.capitalised
-    if spelling.needs_context or (case_bound and any(lo <= start < hi for lo, hi in shouted)):
-        return Level.CONTEXT, ""
-    return Level.DEFAULT, ""
+class _Reading:
+    """One text's tokens, and the words read next to a mention."""
+
+    __slots__ = ("text", "tokens")
+
+    def __init__(self, text: str, tokens: list[_Token]) -> None:
+        self.text = text
+        self.tokens = tokens
+
+    def gap(self, left: int, right: int) -> str:
+        """The characters between token ``left`` and token ``right`` (= left + 1)."""
+        return self.text[self.tokens[left][1] : self.tokens[right][0]]
+
+    def next_word(self, match: _Match) -> tuple[str, str] | None:
+        """(as written, lower-cased) of the word right after the mention, spaces between."""
+        i = match.index + 1
+        if i >= len(self.tokens) or not _TIGHT_GAP.fullmatch(self.gap(i - 1, i)):
+            return None
+        start, end, lower = self.tokens[i]
+        return self.text[start:end], lower
+
+    def following(self, match: _Match, count: int) -> list[str]:
+        """Up to ``count`` words of the mention's clause after it, past a possessive 's."""
+        out: list[str] = []
+        i = match.index
+        while len(out) < count and i + 1 < len(self.tokens):
+            if not _PHRASE_GAP.fullmatch(self.gap(i, i + 1)):
+                break
+            i += 1
+            lower = self.tokens[i][2]
+            if lower == _POSSESSIVE and self.gap(i - 1, i) in ("'", "\u2019") and not out:
+                continue
+            out.append(lower)
+        return out
+
+    def before(self, index: int) -> tuple[int, str, str] | None:
+        """(index, as written, lower-cased) of the word before token ``index``, spaces between.
+
+        A possessive ("Lido's") reads as its owner.
+        """
+        i = index - 1
+        if i < 0 or not _TIGHT_GAP.fullmatch(self.gap(i, i + 1)):
+            return None
+        if self.tokens[i][2] == _POSSESSIVE and i > 0 and self.gap(i - 1, i) in ("'", "\u2019"):
+            i -= 1
+        start, end, lower = self.tokens[i]
+        return i, self.text[start:end], lower
 
 
-def _rejected(token: str, spelling: _Spelling, dollar: bool) -> str:
+def _rejected_case(token: str, spelling: _Spelling, dollar: bool, priced: bool) -> str:
     """Why the case of ``token`` rules it out ("" if it does not)."""
     if spelling.kind == "ticker" and not (dollar or spelling.any_case or token.isupper()):
+        if priced and len(token) >= _TITLE_TICKER_MIN and _title_word(token):
+            return ""  # "Sol price slides 9%": read, with context (below)
         return "ticker not in upper case"
     if spelling.kind == "name" and spelling.capitalised and not token[:1].isupper():
         return "name not capitalised"
@@ -232,12 +315,17 @@ class Tagger:
     """The coin tagger: ``tags(text)`` -> canonical symbols, in order of first mention."""
 
     __slots__ = (
+        "_asset_index",
         "_coin_cues",
         "_cue_index",
+        "_derivative_prefixes",
+        "_entity_words",
         "_exclude_index",
         "_excluded_for",
         "_global_cues",
+        "_market_words",
         "_other_cues",
+        "_other_sense_next",
         "_pair_re",
         "_spelling_index",
         "_spellings",
@@ -246,10 +334,10 @@ class Tagger:
     def __init__(
         self,
         coins: Sequence[Coin],
-        crypto_cues: Iterable[str] = (),
+        rules: TaggingRules | None = None,
         quotes: Iterable[str] = (),
     ) -> None:
-        crypto_cues = tuple(crypto_cues)  # read twice below
+        rules = rules or TaggingRules()
         spellings: dict[str, _Spelling] = {}
         for coin in coins:
             needs = {_phrase_key(s) for s in coin.needs_context}
@@ -276,18 +364,29 @@ class Tagger:
                 excluded_for.setdefault(_phrase_key(phrase), set()).add(coin.symbol)
         self._excluded_for = {key: frozenset(symbols) for key, symbols in excluded_for.items()}
         self._exclude_index = _PhraseIndex(p for c in coins for p in c.exclude)
+        # A coin of the table wins over an "other asset" of the same spelling (a coin added
+        # later, e.g. BCH, is no longer "another asset").
+        self._asset_index = _PhraseIndex(
+            a for a in rules.other_assets if _phrase_key(a) not in spellings
+        )
         # Every cue phrase -> the roles it plays: "" (crypto, any coin), "+SYM" (crypto for
-        # SYM), "-SYM" (the other sense of SYM).
+        # SYM), "-SYM" (the other sense of SYM), "-" (a domain no coin belongs to).
         cues: dict[str, set[str]] = {}
-        for cue in crypto_cues:
+        for cue in rules.crypto_cues:
             cues.setdefault(_phrase_key(cue), set()).add("")
+        for cue in rules.other_cues:
+            cues.setdefault(_phrase_key(cue), set()).add("-")
         for coin in coins:
             for cue in coin.cues:
                 cues.setdefault(_phrase_key(cue), set()).add("+" + coin.symbol)
             for cue in coin.other_cues:
                 cues.setdefault(_phrase_key(cue), set()).add("-" + coin.symbol)
         self._cue_index = _PhraseIndex(
-            [*crypto_cues, *(c for coin in coins for c in (*coin.cues, *coin.other_cues))]
+            [
+                *rules.crypto_cues,
+                *rules.other_cues,
+                *(c for coin in coins for c in (*coin.cues, *coin.other_cues)),
+            ]
         )
         quote_list = sorted({q.upper() for q in quotes}, key=lambda q: (-len(q), q))
         self._pair_re = (
@@ -296,12 +395,19 @@ class Tagger:
             else None
         )
         self._global_cues = frozenset(k for k, roles in cues.items() if "" in roles)
+        global_other = frozenset(k for k, roles in cues.items() if "-" in roles)
         self._coin_cues = {
             coin.symbol: frozenset(_phrase_key(c) for c in coin.cues) for coin in coins
         }
+        # A coin's other sense: its own cues and the domains no coin belongs to.
         self._other_cues = {
-            coin.symbol: frozenset(_phrase_key(c) for c in coin.other_cues) for coin in coins
+            coin.symbol: frozenset(_phrase_key(c) for c in coin.other_cues) | global_other
+            for coin in coins
         }
+        self._market_words = frozenset(w.lower() for w in rules.market_words)
+        self._entity_words = frozenset(w.lower() for w in rules.entity_words)
+        self._derivative_prefixes = frozenset(w.lower() for w in rules.derivative_prefixes)
+        self._other_sense_next = frozenset(w.lower() for w in rules.other_sense_next)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -320,12 +426,16 @@ class Tagger:
         if self._spelling_index.first_words.isdisjoint(_WORD.findall(text.lower())):
             return []  # the common case of a text naming no coin, cheaply
         tokens = _tokens(text)
-        candidates = [
-            _Match(text, start, end, self._spellings[key])
-            for start, end, key in self._spelling_index.find(text, tokens)
-        ]
-        if not candidates:
+        found = self._spelling_index.find(text, tokens)
+        if not found:
             return []
+        reading = _Reading(text, tokens)
+        by_start = {token[0]: i for i, token in enumerate(tokens)}
+        by_end = {token[1]: i for i, token in enumerate(tokens)}
+        candidates = [
+            _Match(text, start, end, by_end[end], by_start[start], self._spellings[key])
+            for start, end, key in found
+        ]
         found_cues = frozenset(key for _, _, key in self._cue_index.find(text, tokens))
         other = {
             symbol: len(found_cues & self._other_cues[symbol])
@@ -338,35 +448,113 @@ class Tagger:
         for start, end, key in self._exclude_index.find(text, tokens):
             for symbol in self._excluded_for[key]:
                 exclusions.setdefault(symbol, []).append((start, end))
+        assets = self._asset_index.find(text, tokens)
 
-        # First pass: case rules, exclusions and each mention's level.
-        staged: list[tuple[_Match, _Spelling, Level | None, str]] = []
+        # First pass: case rules, other things and each mention's level.
+        staged: list[tuple[_Match, Level | None, str, int]] = []
         for match in candidates:
-            level, reason = _level(match, shouted, exclusions)
-            staged.append((match, match.spelling, level, reason))
+            level, reason = self._level(reading, match, shouted, exclusions, assets)
+            sense = int(
+                match.spelling.kind != "word"
+                and (nxt := reading.next_word(match)) is not None
+                and nxt[1] in self._other_sense_next
+            )
+            staged.append((match, level, reason, sense))
         anchors = {
-            spelling.symbol
-            for _, spelling, level, _ in staged
+            match.spelling.symbol
+            for match, level, _, sense in staged
             if level is Level.ALWAYS
-            or (level is Level.DEFAULT and other.get(spelling.symbol, 0) == 0)
+            or (level is Level.DEFAULT and other.get(match.spelling.symbol, 0) + sense == 0)
         }
+        named_assets = len({key for _, _, key in assets})
         # Second pass: the context scores decide the DEFAULT and CONTEXT mentions.
         out: list[Mention] = []
-        for match, spelling, level, why in staged:
-            symbol = spelling.symbol
+        for match, level, why, sense in staged:
+            symbol = match.spelling.symbol
             counted, reason = level is Level.ALWAYS, why
             if level is Level.DEFAULT or level is Level.CONTEXT:
                 crypto = (
                     general
                     + len(found_cues & self._coin_cues.get(symbol, frozenset()))
                     + len(anchors - {symbol})
+                    + named_assets
                     + self._price_next(text, match.end)
+                    + self._market_next(reading, match)
                 )
-                against = other.get(symbol, 0)
+                against = other.get(symbol, 0) + sense
                 counted = crypto > against if level is Level.CONTEXT else against <= crypto
                 reason = f"{level.value}: crypto {crypto} vs other sense {against}"
             out.append(Mention(symbol, match.start, match.end, match.text, counted, reason))
         return out
+
+    def _level(
+        self,
+        reading: _Reading,
+        match: _Match,
+        shouted: list[tuple[int, int]],
+        exclusions: dict[str, list[tuple[int, int]]],
+        assets: list[tuple[int, int, str]],
+    ) -> tuple[Level | None, str]:
+        """Case rules, other things, pair quotes, then what the mention needs to count."""
+        spelling, start, end, text = match.spelling, match.token_start, match.end, reading.text
+        dollar = match.dollar
+        title_ticker = (
+            spelling.kind == "ticker"
+            and not (dollar or spelling.any_case or match.token.isupper())
+            and _title_word(match.token)
+        )
+        priced = title_ticker and bool(self._price_next(text, end))
+        rejected = _rejected_case(match.token, spelling, dollar, priced)
+        for lo, hi in exclusions.get(spelling.symbol, ()):
+            if lo <= start and end <= hi:
+                rejected = f"inside the exclusion {text[lo:hi]!r}"
+        for lo, hi, _ in assets:
+            if lo <= start and end <= hi:
+                rejected = f"inside another asset's name {text[lo:hi]!r}"
+        if not rejected and not dollar:
+            rejected = self._another_thing(reading, match)
+        if (
+            not rejected
+            and spelling.kind == "ticker"
+            and _PAIR_BASE.search(text, max(0, start - 14), start)
+        ):
+            rejected = "the quote of a trading pair (the unit, not the subject)"
+        if rejected:
+            return None, rejected
+        if dollar or (spelling.kind == "word" and not spelling.needs_context):
+            return Level.ALWAYS, "$-prefixed" if dollar else "name"
+        in_capitals = any(lo <= start < hi for lo, hi in shouted)
+        if (
+            spelling.needs_context
+            or title_ticker
+            or (spelling.kind == "ticker" and not spelling.any_case and in_capitals)
+        ):
+            return Level.CONTEXT, ""
+        return Level.DEFAULT, ""
+
+    def _another_thing(self, reading: _Reading, match: _Match) -> str:
+        """Why the words next to the mention make it another thing's name ("" if they don't)."""
+        nxt = reading.next_word(match)
+        if nxt is not None and nxt[1] in self._entity_words and nxt[0][:1].isupper():
+            return f"the name of another entity ({match.token} {nxt[0]})"
+        # Walk back over derivative prefixes ("Wrapped Staked ETH") to the word before them.
+        index, prefixes = match.first, 0
+        while (word := reading.before(index)) is not None and word[2] in self._derivative_prefixes:
+            index, prefixes = word[0], prefixes + 1
+        if (
+            prefixes
+            and word is not None
+            and word[1][:1].isupper()
+            and word[2] not in _FUNCTION_WORDS
+        ):
+            return f"a derivative token ({reading.text[reading.tokens[word[0]][0] : match.end]})"
+        return ""
+
+    def _market_next(self, reading: _Reading, match: _Match) -> int:
+        """1 when a market move word follows the mention in its clause ("Ether slips")."""
+        if not self._market_words:
+            return 0
+        return int(any(w in self._market_words for w in reading.following(match, _MARKET_REACH)))
 
     def _price_next(self, text: str, end: int) -> int:
         """1 when a pair, a price or a percentage follows the mention (within three tokens)."""

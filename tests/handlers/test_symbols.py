@@ -267,7 +267,8 @@ def test_table_contents() -> None:
     assert btc.aliases == ("xxbt",)
     assert btc.ticker_any_case
     assert "bitcoin" in btc.words
-    assert "bitcoin cash" in btc.exclude
+    assert "eth zurich" in COINS.coins[1].exclude
+    assert COINS.mentions("Bitcoin Cash jumps") == ()  # [tagging] other_assets
 
 
 def test_table_is_immutable() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from handlers import Coin, CoinTable, HandlerConfigError
-from handlers._tags import Tagger
+from handlers._tags import Tagger, TaggingRules
 from tests.handlers._support import COIN_DATA, COINS
 
 # Coins whose tickers are everyday words or units, described only with table data.
@@ -36,6 +36,13 @@ EXTRA_COINS: dict[str, dict[str, Any]] = {
         "exclude": ["op-ed", "op ed"],
     },
     "ONE": {"name": "Harmony", "tickers": ["ONE"], "needs_context": ["ONE"]},
+    # An asset [tagging] other_assets names: once in the table, the table wins.
+    "BCH": {
+        "name": "Bitcoin Cash",
+        "words": ["bitcoin cash"],
+        "tickers": ["BCH"],
+        "ticker_any_case": True,
+    },
     "AR": {
         "name": "Arweave",
         "words": ["arweave"],
@@ -73,6 +80,8 @@ EXTRA_CASES: list[tuple[str, tuple[str, ...]]] = [
     ("Harmony's ONE token slides 12% after bridge exploit", ("ONE",)),
     ("Meta's new AR glasses go on sale", ()),
     ("AR price doubles as Arweave storage demand climbs", ("AR",)),
+    ("Bitcoin Cash jumps 20% ahead of halving", ("BCH",)),
+    ("BCH and BTC diverge", ("BCH", "BTC")),
 ]
 
 
@@ -84,16 +93,20 @@ def test_coins_added_as_data_are_tagged_with_their_rules(
 
 
 def test_adding_coins_leaves_the_other_tags_alone() -> None:
-    for text in ("Bitcoin Cash jumps", "ADA lawsuit settled", "SOL breaks out", "$eth"):
+    for text in ("Ethereum Classic jumps", "ADA lawsuit settled", "SOL breaks out", "$eth"):
         assert EXTENDED.mentions(text) == COINS.mentions(text)
 
 
 def test_explain_says_why() -> None:
     reasons = {m.text: (m.counted, m.reason) for m in COINS.tagger.explain(
-        "Bitcoin Cash and ADA: ETH Zurich's $SOL study, ada, SOL/USDT, DOT/USD"
+        "Bitcoin Cash and ADA: ETH Zurich's $SOL study, ada, SOL/USDT, DOT/USD, LINK Mobility,"
+        " Lido Staked ETH"
     )}  # fmt: skip
-    assert reasons["Bitcoin"] == (False, "inside the exclusion 'Bitcoin Cash'")
-    assert reasons["ETH"][0] is False
+    assert reasons["Bitcoin"] == (False, "inside another asset's name 'Bitcoin Cash'")
+    assert reasons["ETH"] == (False, "a derivative token (Lido Staked ETH)")
+    assert reasons["LINK"] == (False, "the name of another entity (LINK Mobility)")
+    zurich = COINS.tagger.explain("ETH Zurich")[0]
+    assert (zurich.counted, zurich.reason) == (False, "inside the exclusion 'ETH Zurich'")
     assert reasons["$SOL"] == (True, "$-prefixed")
     assert reasons["ada"] == (False, "ticker not in upper case")
     assert reasons["USDT"] == (False, "the quote of a trading pair (the unit, not the subject)")
@@ -108,7 +121,7 @@ def test_the_tagger_is_built_from_coin_objects_and_any_iterables() -> None:
         Coin(symbol="ADA", name="Cardano", tickers=("ADA",), needs_context=("ADA",)),
         Coin(symbol="BTC", name="Bitcoin", words=("bitcoin",)),
     ]
-    tagger = Tagger(coins, crypto_cues=(cue for cue in ["token", "ETF"]), quotes=iter(["USD"]))
+    tagger = Tagger(coins, TaggingRules(crypto_cues=("token", "ETF")), quotes=iter(["USD"]))
     assert tagger.tags("ADA token unlock") == ("ADA",)
     assert tagger.tags("spot ADA ETF") == ("ADA",)
     assert tagger.tags("ADA/USD") == ("ADA",)
@@ -116,6 +129,62 @@ def test_the_tagger_is_built_from_coin_objects_and_any_iterables() -> None:
     assert tagger.tags("ADA and bitcoin") == ("ADA", "BTC")
     assert tagger.tags(None) == ()
     assert tagger.tags("") == ()
+
+
+# Each mechanism of the reading, both ways: the sense it catches and the one it must leave.
+MECHANISMS: list[tuple[str, tuple[str, ...]]] = [
+    # A market move word right after a spelling that needs context is crypto context...
+    ("Ether slips as traders de-risk ahead of CPI", ("ETH",)),
+    ("Ether's drop deepens to 12% this week", ("ETH",)),
+    ("Polygon (POL) jumps after upgrade", ("POL",)),
+    ("DOT drops after governance fight", ("DOT",)),
+    ("Avalanche gains after Visa partnership", ("AVAX",)),
+    # ...but a weak one: one cue of the other sense outweighs it.
+    ("DOT drops proposed rule on airline refunds", ()),
+    ("Avalanche buries skiers in the Alps", ()),
+    ("Chip stocks slip as traders de-risk ahead of CPI", ()),
+    # A ticker written like a name is read only with a price after it.
+    ("Sol price slides 9% as memecoin frenzy cools", ("SOL",)),
+    ("Doge jumps 9% as meme coins rally", ("DOGE",)),
+    ("Sol Campbell named manager", ()),
+    ("Kabosu, the Shiba Inu behind the Doge meme, dies at 18", ()),
+    # A capitalised entity word after a name or ticker: another company, place or institution.
+    ("LINK Mobility posts record revenue", ()),
+    ("LTC Properties beats estimates", ()),
+    ("Ripple Foods launches pea milk", ()),
+    ("Solana Beach council approves bluff repairs", ()),
+    ("Ripple Labs files for a bank charter", ("XRP",)),
+    ("LINK mobility on-chain", ("LINK",)),
+    # A derivative prefix after a brand: another token. Staking as an activity is the coin.
+    ("Lido Staked ETH depegs slightly", ()),
+    ("Lido's liquid staked ETH hits record", ()),
+    ("Coinbase Wrapped Staked ETH briefly loses peg", ()),
+    ("Staked ETH hits a record 34 million", ("ETH",)),
+    ("Amount of Staked ETH hits record", ("ETH",)),
+    # Other crypto assets: not the coin they are named after, but crypto context.
+    ("Ether, Bitcoin Cash lead gains in quiet session", ("ETH",)),
+    ("Ethereum Classic rallies 12%", ()),
+    ("Tether Gold hits record", ()),
+    # A word after a name that shows the ordinary word.
+    ("Tech layoffs Ripple Across Silicon Valley", ()),
+    ("The Link Between Sleep and Memory", ()),
+    # Domains no coin belongs to count against every name and ticker.
+    ("Solana Sierra reaches Wimbledon fourth round", ()),
+    ("Tennis star Solana Sierra signs with new coach", ()),
+    ("ETH researchers map glacier melt in the Alps", ()),
+    ("Solana network suffers five-hour outage", ("SOL",)),
+    ("Bitcoin sponsors World Cup stadium", ("BTC",)),
+    # Names in capitals read as in Title Case; tickers in capitals still need context.
+    ("BREAKING: RIPPLE SETTLES WITH SEC FOR $50 MILLION", ("XRP",)),
+    ("HOW TO TETHER YOUR PHONE TO A LAPTOP", ()),
+    ("THE LINK BETWEEN SLEEP AND MEMORY", ()),
+    ("DOT ORDERS SAFETY REVIEW OF BOEING JETS", ()),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), MECHANISMS)
+def test_each_mechanism_both_ways(text: str, expected: tuple[str, ...]) -> None:
+    assert COINS.mentions(text) == expected, COINS.tagger.explain(text)
 
 
 def test_phrases_allow_any_spacing_hyphens_and_curly_apostrophes() -> None:
@@ -131,6 +200,10 @@ def test_hostile_text_stays_linear() -> None:
     assert COINS.mentions("BTC-" * 5000) == ("BTC",)
     assert COINS.mentions("ADA " * 5000) == ()
     assert COINS.mentions(("DOT " + "!" * 50) * 400) == ()
+    # Words read next to a mention are bounded too: prefixes walked back, words ahead.
+    assert COINS.mentions("Lido " + "staked " * 5000 + "ETH") == ()
+    assert COINS.mentions("Ether slips " * 3000) == ("ETH",)
+    assert COINS.mentions("LINK Mobility " * 3000) == ()
 
 
 def _with_coin(**entry: Any) -> dict[str, Any]:
@@ -150,6 +223,14 @@ CONFIG_ERRORS: list[tuple[dict[str, Any], str]] = [
     ({**COIN_DATA, "tagging": ["crypto"]}, "[tagging] must be a table"),
     ({**COIN_DATA, "tagging": {"cues": []}}, "[tagging] has unknown key(s) cues"),
     ({**COIN_DATA, "tagging": {"crypto_cues": "crypto"}}, "tagging.crypto_cues must be a list"),
+    (
+        {**COIN_DATA, "tagging": {"market_words": ["sell off"]}},
+        "tagging.market_words: 'sell off' must be one word",
+    ),
+    (
+        {**COIN_DATA, "tagging": {"crypto_cues": ["token"], "other_cues": ["Token"]}},
+        "tagging.other_cues: 'Token' is also a crypto cue",
+    ),
 ]
 
 
