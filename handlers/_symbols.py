@@ -52,8 +52,14 @@ _COIN_KEYS = frozenset(
 )
 _TAGGING_PHRASES = ("crypto_cues", "other_cues", "other_assets")
 """[tagging] keys holding phrases; the others hold single words."""
-_TAGGING_WORDS = ("market_words", "entity_words", "derivative_prefixes", "other_sense_next")
-_TAGGING_KEYS = frozenset(_TAGGING_PHRASES + _TAGGING_WORDS)
+_TAGGING_WORDS = (
+    "market_words",
+    "entity_words",
+    "derivative_prefixes",
+    "other_sense_next",
+    "listing_prefixes",
+)
+_TAGGING_KEYS = frozenset((*_TAGGING_PHRASES, *_TAGGING_WORDS))
 _SINGLE_WORD = re.compile(r"[a-z0-9]+")
 
 

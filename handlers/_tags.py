@@ -66,9 +66,11 @@ _SEPARATOR = r"[\s\-]+"
 """Between the parts of a multi-word phrase: "Bitcoin Cash" = "Bitcoin-Cash" = "bitcoin  cash"."""
 _SHOUT_MIN_LETTERS = 8
 _SHOUT_RATIO = 0.8
-_NEXT_TOKENS = re.compile(r"\W{0,8}(\S{1,24})(?:\s{1,8}(\S{1,24}))?(?:\s{1,8}(\S{1,24}))?")
-"""The three tokens after a mention: "SOL hits $200", "ETH drops below $3,000"."""
-_PRICE_TOKEN = re.compile(r"[+\-\u2212]?(?:[$\u20ac\u00a3]\s?\d|\d[\d,.]*\s?%)")
+_NEXT_TOKENS = re.compile(
+    r"[^\w$\u20ac\u00a3+\u2212(\-]{0,8}(\S{1,24})(?:\s{1,8}(\S{1,24}))?(?:\s{1,8}(\S{1,24}))?"
+)
+"""The three tokens after a mention: "SOL hits $200", "ETH drops below $3,000", "ADA: $0.72"."""
+_PRICE_TOKEN = re.compile(r"\(?[+\-\u2212]?(?:[$\u20ac\u00a3]\s?\d|\d[\d,.]*\s?%)")
 _PRICE_WORDS = frozenset({"price", "prices", "priced"})
 _PAIR_BASE = re.compile(r"(?<![\w$])\$?[A-Z0-9]{2,12}[/\-]$")
 """Text just before a ticker that makes it the quote of a pair ("SOL/" in "SOL/USDT")."""
@@ -87,6 +89,10 @@ _FUNCTION_WORDS = frozenset(
     }
 )
 """Capitalised in Title Case, but never a brand ("Amount Of Staked ETH" is staked ETH)."""
+_LISTING_GAP = re.compile(r"\s?:\s{0,2}")
+"""Between an exchange and a share's ticker: "(NYSE: SOL)"."""
+_MAX_PREFIXES = 4
+"""Derivative prefixes walked back over ("Liquid Restaked ETH"); bounded for hostile text."""
 _TITLE_TICKER_MIN = 3
 """A ticker written like a name ("Sol", "Doge") is read from this length on (not "Op")."""
 
@@ -96,8 +102,8 @@ class TaggingRules(msgspec.Struct, frozen=True, kw_only=True):
 
     ``crypto_cues`` and ``other_cues`` are phrases of the crypto sense and of domains
     no coin belongs to; ``other_assets`` phrases naming crypto assets outside the table.
-    ``market_words``, ``entity_words``, ``derivative_prefixes`` and ``other_sense_next``
-    are single words read right next to a mention.
+    ``market_words``, ``entity_words``, ``derivative_prefixes``, ``other_sense_next``
+    and ``listing_prefixes`` are single words read right next to a mention.
     """
 
     crypto_cues: tuple[str, ...] = ()
@@ -107,6 +113,7 @@ class TaggingRules(msgspec.Struct, frozen=True, kw_only=True):
     entity_words: tuple[str, ...] = ()
     derivative_prefixes: tuple[str, ...] = ()
     other_sense_next: tuple[str, ...] = ()
+    listing_prefixes: tuple[str, ...] = ()
 
 
 class Level(Enum):
@@ -152,6 +159,8 @@ def _phrase_key(text: str) -> str:
 
 _Token = tuple[int, int, str]
 """(start, end, lower-cased text) of a run of word characters."""
+_Found = tuple[int, int, str, int, int]
+"""(start, end, phrase key, index of its first token, index of its last token)."""
 
 
 def _tokens(text: str) -> list[_Token]:
@@ -180,9 +189,9 @@ class _PhraseIndex:
         self.first_words = frozenset(first)
         """The words a phrase can start with (a text with none of them holds no phrase)."""
 
-    def find(self, text: str, tokens: Sequence[_Token]) -> list[tuple[int, int, str]]:
-        """Non-overlapping (start, end, phrase key), leftmost first, longest at each place."""
-        found: list[tuple[int, int, str]] = []
+    def find(self, text: str, tokens: Sequence[_Token]) -> list[_Found]:
+        """Non-overlapping phrases found, leftmost first, longest at each place."""
+        found: list[_Found] = []
         first, count, taken = self._first, len(tokens), 0
         for i in [i for i, token in enumerate(tokens) if token[2] in first]:
             if i < taken:
@@ -193,7 +202,7 @@ class _PhraseIndex:
                     continue
                 start, end = tokens[i][0], tokens[i + n - 1][1]
                 if pattern.fullmatch(text, start, end):
-                    found.append((start, end, key))
+                    found.append((start, end, key, i, i + n - 1))
                     taken = i + n
                     break
         return found
@@ -286,6 +295,14 @@ class _Reading:
             out.append(lower)
         return out
 
+    def listed(self, index: int, exchanges: frozenset[str]) -> bool:
+        """Whether token ``index`` follows an exchange's name and a colon: "(NYSE: SOL)"."""
+        return (
+            index > 0
+            and self.tokens[index - 1][2] in exchanges
+            and bool(_LISTING_GAP.fullmatch(self.gap(index - 1, index)))
+        )
+
     def before(self, index: int) -> tuple[int, str, str] | None:
         """(index, as written, lower-cased) of the word before token ``index``, spaces between.
 
@@ -315,14 +332,17 @@ class Tagger:
     """The coin tagger: ``tags(text)`` -> canonical symbols, in order of first mention."""
 
     __slots__ = (
-        "_asset_index",
+        "_asset_keys",
         "_coin_cues",
+        "_compact_re",
+        "_compact_symbol",
         "_cue_index",
         "_derivative_prefixes",
         "_entity_words",
         "_exclude_index",
         "_excluded_for",
         "_global_cues",
+        "_listing_prefixes",
         "_market_words",
         "_other_cues",
         "_other_sense_next",
@@ -363,12 +383,12 @@ class Tagger:
             for phrase in coin.exclude:
                 excluded_for.setdefault(_phrase_key(phrase), set()).add(coin.symbol)
         self._excluded_for = {key: frozenset(symbols) for key, symbols in excluded_for.items()}
-        self._exclude_index = _PhraseIndex(p for c in coins for p in c.exclude)
         # A coin of the table wins over an "other asset" of the same spelling (a coin added
-        # later, e.g. BCH, is no longer "another asset").
-        self._asset_index = _PhraseIndex(
-            a for a in rules.other_assets if _phrase_key(a) not in spellings
-        )
+        # later, e.g. BCH, is no longer "another asset"). Both kinds of phrase are found in
+        # one pass over the text.
+        assets = [a for a in rules.other_assets if _phrase_key(a) not in spellings]
+        self._asset_keys = frozenset(_phrase_key(a) for a in assets)
+        self._exclude_index = _PhraseIndex([*(p for c in coins for p in c.exclude), *assets])
         # Every cue phrase -> the roles it plays: "" (crypto, any coin), "+SYM" (crypto for
         # SYM), "-SYM" (the other sense of SYM), "-" (a domain no coin belongs to).
         cues: dict[str, set[str]] = {}
@@ -394,6 +414,24 @@ class Tagger:
             if quote_list
             else None
         )
+        # Compact pairs written in capitals ("BTCUSDT", "XBTEUR"): the base is the subject.
+        compact_symbol = {
+            t.upper(): coin.symbol for coin in coins for t in coin.tickers if len(t) >= 2
+        }
+        bases = sorted(compact_symbol, key=lambda t: (-len(t), t))
+        self._compact_symbol = compact_symbol
+        self._compact_re = (
+            re.compile(
+                r"(?<![\w$])("
+                + "|".join(map(re.escape, bases))
+                + ")("
+                + "|".join(map(re.escape, quote_list))
+                + r")(?!\w)"
+            )
+            if bases and quote_list
+            else None
+        )
+
         self._global_cues = frozenset(k for k, roles in cues.items() if "" in roles)
         global_other = frozenset(k for k, roles in cues.items() if "-" in roles)
         self._coin_cues = {
@@ -408,6 +446,7 @@ class Tagger:
         self._entity_words = frozenset(w.lower() for w in rules.entity_words)
         self._derivative_prefixes = frozenset(w.lower() for w in rules.derivative_prefixes)
         self._other_sense_next = frozenset(w.lower() for w in rules.other_sense_next)
+        self._listing_prefixes = frozenset(w.lower() for w in rules.listing_prefixes)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -423,20 +462,19 @@ class Tagger:
         """Every candidate mention in ``text`` with whether it counts and why."""
         if not isinstance(text, str) or not text:
             return []
+        compact = self._compact_pairs(text)
         if self._spelling_index.first_words.isdisjoint(_WORD.findall(text.lower())):
-            return []  # the common case of a text naming no coin, cheaply
+            return compact  # the common case of a text naming no coin, cheaply
         tokens = _tokens(text)
         found = self._spelling_index.find(text, tokens)
         if not found:
-            return []
+            return compact
         reading = _Reading(text, tokens)
-        by_start = {token[0]: i for i, token in enumerate(tokens)}
-        by_end = {token[1]: i for i, token in enumerate(tokens)}
         candidates = [
-            _Match(text, start, end, by_end[end], by_start[start], self._spellings[key])
-            for start, end, key in found
+            _Match(text, start, end, last, first, self._spellings[key])
+            for start, end, key, first, last in found
         ]
-        found_cues = frozenset(key for _, _, key in self._cue_index.find(text, tokens))
+        found_cues = frozenset(found[2] for found in self._cue_index.find(text, tokens))
         other = {
             symbol: len(found_cues & self._other_cues[symbol])
             for symbol in {m.spelling.symbol for m in candidates}
@@ -445,10 +483,12 @@ class Tagger:
         case_bound = any(m.spelling.kind != "word" for m in candidates)
         shouted = _shouted_lines(text) if case_bound else []
         exclusions: dict[str, list[tuple[int, int]]] = {}
-        for start, end, key in self._exclude_index.find(text, tokens):
-            for symbol in self._excluded_for[key]:
+        assets: list[tuple[int, int, str]] = []
+        for start, end, key, _, _ in self._exclude_index.find(text, tokens):
+            if key in self._asset_keys:
+                assets.append((start, end, key))
+            for symbol in self._excluded_for.get(key, ()):
                 exclusions.setdefault(symbol, []).append((start, end))
-        assets = self._asset_index.find(text, tokens)
 
         # First pass: case rules, other things and each mention's level.
         staged: list[tuple[_Match, Level | None, str, int]] = []
@@ -465,7 +505,7 @@ class Tagger:
             for match, level, _, sense in staged
             if level is Level.ALWAYS
             or (level is Level.DEFAULT and other.get(match.spelling.symbol, 0) + sense == 0)
-        }
+        } | {mention.symbol for mention in compact}
         named_assets = len({key for _, _, key in assets})
         # Second pass: the context scores decide the DEFAULT and CONTEXT mentions.
         out: list[Mention] = []
@@ -473,19 +513,39 @@ class Tagger:
             symbol = match.spelling.symbol
             counted, reason = level is Level.ALWAYS, why
             if level is Level.DEFAULT or level is Level.CONTEXT:
+                against = other.get(symbol, 0) + sense
                 crypto = (
                     general
                     + len(found_cues & self._coin_cues.get(symbol, frozenset()))
                     + len(anchors - {symbol})
                     + named_assets
                     + self._price_next(text, match.end)
-                    + self._market_next(reading, match)
+                    # A weak cue: a market move says nothing against a cue of the other
+                    # sense ("Polygon drops review scores").
+                    + (self._market_next(reading, match) if against == 0 else 0)
                 )
-                against = other.get(symbol, 0) + sense
                 counted = crypto > against if level is Level.CONTEXT else against <= crypto
                 reason = f"{level.value}: crypto {crypto} vs other sense {against}"
             out.append(Mention(symbol, match.start, match.end, match.text, counted, reason))
+        if compact:
+            out = sorted(out + compact, key=lambda mention: mention.start)
         return out
+
+    def _compact_pairs(self, text: str) -> list[Mention]:
+        """The bases of pairs written as one word in capitals: "BTCUSDT" (the quote is a unit)."""
+        if self._compact_re is None:
+            return []
+        return [
+            Mention(
+                self._compact_symbol[found.group(1)],
+                found.start(1),
+                found.end(1),
+                found.group(1),
+                True,
+                f"the base of the pair {found.group()}",
+            )
+            for found in self._compact_re.finditer(text)
+        ]
 
     def _level(
         self,
@@ -537,17 +597,25 @@ class Tagger:
         nxt = reading.next_word(match)
         if nxt is not None and nxt[1] in self._entity_words and nxt[0][:1].isupper():
             return f"the name of another entity ({match.token} {nxt[0]})"
-        # Walk back over derivative prefixes ("Wrapped Staked ETH") to the word before them.
+        if match.spelling.kind == "ticker" and reading.listed(match.first, self._listing_prefixes):
+            return "a share's ticker on a stock exchange"
+        # Walk back over derivative prefixes ("Wrapped Staked ETH") to the word before them:
+        # a brand before them, or two of them, make a product name.
         index, prefixes = match.first, 0
-        while (word := reading.before(index)) is not None and word[2] in self._derivative_prefixes:
+        while (
+            prefixes < _MAX_PREFIXES
+            and (word := reading.before(index)) is not None
+            and word[2] in self._derivative_prefixes
+        ):
             index, prefixes = word[0], prefixes + 1
-        if (
-            prefixes
-            and word is not None
+        branded = (
+            (word := reading.before(index)) is not None
             and word[1][:1].isupper()
             and word[2] not in _FUNCTION_WORDS
-        ):
-            return f"a derivative token ({reading.text[reading.tokens[word[0]][0] : match.end]})"
+        )
+        if prefixes >= 2 or (prefixes and branded):
+            start = reading.tokens[word[0] if branded and word else index][0]
+            return f"a derivative token ({reading.text[start : match.end]})"
         return ""
 
     def _market_next(self, reading: _Reading, match: _Match) -> int:

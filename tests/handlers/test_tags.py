@@ -174,6 +174,24 @@ MECHANISMS: list[tuple[str, tuple[str, ...]]] = [
     ("ETH researchers map glacier melt in the Alps", ()),
     ("Solana network suffers five-hour outage", ("SOL",)),
     ("Bitcoin sponsors World Cup stadium", ("BTC",)),
+    # A market move is a weak cue: it does not beat a cue of the other sense.
+    ("Polygon drops review scores, moves to recommendations", ()),
+    ("Avalanche gains momentum as NHL playoff race tightens", ()),
+    # Ordinary-word uses: "X of", "X your".
+    ("A Ripple of applause as orchestra returns", ()),
+    ("Don't Tether Your Savings to a Single Bank", ()),
+    # A share's ticker after an exchange; a compact pair in capitals counts for its base.
+    ("Emeren Group (NYSE: SOL) reports results", ()),
+    ("Interlink Electronics (NASDAQ: LINK) shares jump 12%", ()),
+    ("BTCUSDT perpetual funding flips negative", ("BTC",)),
+    ("ETHUSD bounces; XBTEUR flat", ("ETH", "BTC")),
+    ("SOL/ETH ratio climbs", ("SOL",)),
+    ("Chocolate prices: BTCUSDTX is no pair", ()),
+    # A price right after a ticker, whatever the punctuation between.
+    ("ADA: $0.72 (+3.1%)", ("ADA",)),
+    ("BTC -2.3%, ETH flat", ("BTC", "ETH")),
+    # Two derivative prefixes make a product name even without a brand.
+    ("Liquid Staked ETH tokens lose ground to restaking", ()),
     # Names in capitals read as in Title Case; tickers in capitals still need context.
     ("BREAKING: RIPPLE SETTLES WITH SEC FOR $50 MILLION", ("XRP",)),
     ("HOW TO TETHER YOUR PHONE TO A LAPTOP", ()),
@@ -204,6 +222,9 @@ def test_hostile_text_stays_linear() -> None:
     assert COINS.mentions("Lido " + "staked " * 5000 + "ETH") == ()
     assert COINS.mentions("Ether slips " * 3000) == ("ETH",)
     assert COINS.mentions("LINK Mobility " * 3000) == ()
+    assert COINS.mentions("Staked " * 5000 + "ETH") == ()
+    assert COINS.mentions("BTCUSDT" * 5000) == ()
+    assert COINS.mentions("BTCUSDT " * 5000) == ("BTC",)
 
 
 def _with_coin(**entry: Any) -> dict[str, Any]:
@@ -226,6 +247,10 @@ CONFIG_ERRORS: list[tuple[dict[str, Any], str]] = [
     (
         {**COIN_DATA, "tagging": {"market_words": ["sell off"]}},
         "tagging.market_words: 'sell off' must be one word",
+    ),
+    (
+        {**COIN_DATA, "tagging": {"listing_prefixes": ["NYSE:"]}},
+        "tagging.listing_prefixes: 'nyse:' must be one word",
     ),
     (
         {**COIN_DATA, "tagging": {"crypto_cues": ["token"], "other_cues": ["Token"]}},
