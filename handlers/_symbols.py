@@ -56,6 +56,7 @@ _TAGGING_WORDS = (
     "market_words",
     "entity_words",
     "derivative_prefixes",
+    "branded_prefixes",
     "other_sense_next",
     "listing_prefixes",
 )

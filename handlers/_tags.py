@@ -93,6 +93,8 @@ _LISTING_GAP = re.compile(r"\s?:\s{0,2}")
 """Between an exchange and a share's ticker: "(NYSE: SOL)"."""
 _MAX_PREFIXES = 4
 """Derivative prefixes walked back over ("Liquid Restaked ETH"); bounded for hostile text."""
+_CAPITALISED = re.compile(r"(?<![^\W\d_])[A-Z][a-z]")
+"""A word written with a capital and then small letters ("Ether", not "ETF" or "ether")."""
 _TITLE_TICKER_MIN = 3
 """A ticker written like a name ("Sol", "Doge") is read from this length on (not "Op")."""
 
@@ -112,6 +114,7 @@ class TaggingRules(msgspec.Struct, frozen=True, kw_only=True):
     market_words: tuple[str, ...] = ()
     entity_words: tuple[str, ...] = ()
     derivative_prefixes: tuple[str, ...] = ()
+    branded_prefixes: tuple[str, ...] = ()
     other_sense_next: tuple[str, ...] = ()
     listing_prefixes: tuple[str, ...] = ()
 
@@ -208,18 +211,26 @@ class _PhraseIndex:
         return found
 
 
-def _shouted_lines(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each line written (almost) all in capitals."""
-    spans: list[tuple[int, int]] = []
+def _caseless_lines(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(start, end) of the lines written (almost) all in capitals, and of those in lower case.
+
+    A line is in lower case when no word in it is capitalised ("ether slides 4% as ETF
+    outflows mount": acronyms in capitals may stand in it).
+    """
+    shouted: list[tuple[int, int]] = []
+    lowered: list[tuple[int, int]] = []
     start = 0
     for line in text.split("\n"):
         end = start + len(line)
         upper = sum(map(str.isupper, line))
         cased = upper + sum(map(str.islower, line))
-        if cased >= _SHOUT_MIN_LETTERS and upper >= _SHOUT_RATIO * cased:
-            spans.append((start, end))
+        if cased >= _SHOUT_MIN_LETTERS:
+            if upper >= _SHOUT_RATIO * cased:
+                shouted.append((start, end))
+            elif not _CAPITALISED.search(line):
+                lowered.append((start, end))
         start = end + 1
-    return spans
+    return shouted, lowered
 
 
 def _title_word(token: str) -> bool:
@@ -333,6 +344,7 @@ class Tagger:
 
     __slots__ = (
         "_asset_keys",
+        "_branded_prefixes",
         "_coin_cues",
         "_compact_re",
         "_compact_symbol",
@@ -445,6 +457,7 @@ class Tagger:
         self._market_words = frozenset(w.lower() for w in rules.market_words)
         self._entity_words = frozenset(w.lower() for w in rules.entity_words)
         self._derivative_prefixes = frozenset(w.lower() for w in rules.derivative_prefixes)
+        self._branded_prefixes = frozenset(w.lower() for w in rules.branded_prefixes)
         self._other_sense_next = frozenset(w.lower() for w in rules.other_sense_next)
         self._listing_prefixes = frozenset(w.lower() for w in rules.listing_prefixes)
 
@@ -453,13 +466,20 @@ class Tagger:
     def tags(self, text: object) -> tuple[str, ...]:
         """Coins the text is about, in order of first counted mention, without duplicates."""
         ordered: dict[str, None] = {}
-        for mention in self.explain(text):
+        for mention in self._read(text, exact=False):
             if mention.counted:
                 ordered.setdefault(mention.symbol, None)
         return tuple(ordered)
 
     def explain(self, text: object) -> list[Mention]:
         """Every candidate mention in ``text`` with whether it counts and why."""
+        return self._read(text, exact=True)
+
+    def _read(self, text: object, *, exact: bool) -> list[Mention]:
+        """The mentions; ``exact=False`` stops scoring a mention once its decision is known.
+
+        (The decisions are the same either way; only the scores in ``reason`` differ.)
+        """
         if not isinstance(text, str) or not text:
             return []
         compact = self._compact_pairs(text)
@@ -481,7 +501,7 @@ class Tagger:
         }
         general = len(found_cues & self._global_cues)
         case_bound = any(m.spelling.kind != "word" for m in candidates)
-        shouted = _shouted_lines(text) if case_bound else []
+        caseless = _caseless_lines(text) if case_bound else ([], [])
         exclusions: dict[str, list[tuple[int, int]]] = {}
         assets: list[tuple[int, int, str]] = []
         for start, end, key, _, _ in self._exclude_index.find(text, tokens):
@@ -493,7 +513,7 @@ class Tagger:
         # First pass: case rules, other things and each mention's level.
         staged: list[tuple[_Match, Level | None, str, int]] = []
         for match in candidates:
-            level, reason = self._level(reading, match, shouted, exclusions, assets)
+            level, reason = self._level(reading, match, caseless, exclusions, assets)
             sense = int(
                 match.spelling.kind != "word"
                 and (nxt := reading.next_word(match)) is not None
@@ -514,17 +534,21 @@ class Tagger:
             counted, reason = level is Level.ALWAYS, why
             if level is Level.DEFAULT or level is Level.CONTEXT:
                 against = other.get(symbol, 0) + sense
+                # What must be beaten: the other sense, strictly for a CONTEXT mention.
+                bar = against + 1 if level is Level.CONTEXT else against
                 crypto = (
                     general
                     + len(found_cues & self._coin_cues.get(symbol, frozenset()))
                     + len(anchors - {symbol})
                     + named_assets
-                    + self._price_next(text, match.end)
-                    # A weak cue: a market move says nothing against a cue of the other
-                    # sense ("Polygon drops review scores").
-                    + (self._market_next(reading, match) if against == 0 else 0)
                 )
-                counted = crypto > against if level is Level.CONTEXT else against <= crypto
+                if exact or crypto < bar:
+                    crypto += self._price_next(text, match.end)
+                # A weak cue: a market move says nothing against a cue of the other sense
+                # ("Polygon drops review scores").
+                if against == 0 and (exact or crypto < bar):
+                    crypto += self._market_next(reading, match)
+                counted = crypto >= bar
                 reason = f"{level.value}: crypto {crypto} vs other sense {against}"
             out.append(Mention(symbol, match.start, match.end, match.text, counted, reason))
         if compact:
@@ -551,7 +575,7 @@ class Tagger:
         self,
         reading: _Reading,
         match: _Match,
-        shouted: list[tuple[int, int]],
+        caseless: tuple[list[tuple[int, int]], list[tuple[int, int]]],
         exclusions: dict[str, list[tuple[int, int]]],
         assets: list[tuple[int, int, str]],
     ) -> tuple[Level | None, str]:
@@ -564,7 +588,12 @@ class Tagger:
             and _title_word(match.token)
         )
         priced = title_ticker and bool(self._price_next(text, end))
+        shouted, lowered = caseless
         rejected = _rejected_case(match.token, spelling, dollar, priced)
+        # A line written all in lower case: case tells nothing, context decides.
+        lower_case_read = bool(rejected) and any(lo <= start < hi for lo, hi in lowered)
+        if lower_case_read:
+            rejected = ""
         for lo, hi in exclusions.get(spelling.symbol, ()):
             if lo <= start and end <= hi:
                 rejected = f"inside the exclusion {text[lo:hi]!r}"
@@ -587,6 +616,7 @@ class Tagger:
         if (
             spelling.needs_context
             or title_ticker
+            or lower_case_read
             or (spelling.kind == "ticker" and not spelling.any_case and in_capitals)
         ):
             return Level.CONTEXT, ""
@@ -599,21 +629,24 @@ class Tagger:
             return f"the name of another entity ({match.token} {nxt[0]})"
         if match.spelling.kind == "ticker" and reading.listed(match.first, self._listing_prefixes):
             return "a share's ticker on a stock exchange"
-        # Walk back over derivative prefixes ("Wrapped Staked ETH") to the word before them:
-        # a brand before them, or two of them, make a product name.
-        index, prefixes = match.first, 0
+        # Walk back over derivative prefixes ("Wrapped Staked ETH") to the word before them.
+        # "Wrapped"/"Bridged" always make another token; "Staked" only after a brand or
+        # another prefix ("Lido Staked ETH", "Liquid Staked ETH": "Staked ETH hits record" is
+        # the coin).
+        index, prefixes, always = match.first, 0, False
         while (
             prefixes < _MAX_PREFIXES
             and (word := reading.before(index)) is not None
-            and word[2] in self._derivative_prefixes
+            and (word[2] in self._derivative_prefixes or word[2] in self._branded_prefixes)
         ):
             index, prefixes = word[0], prefixes + 1
+            always = always or word[2] in self._derivative_prefixes
         branded = (
             (word := reading.before(index)) is not None
             and word[1][:1].isupper()
             and word[2] not in _FUNCTION_WORDS
         )
-        if prefixes >= 2 or (prefixes and branded):
+        if always or prefixes >= 2 or (prefixes and branded):
             start = reading.tokens[word[0] if branded and word else index][0]
             return f"a derivative token ({reading.text[start : match.end]})"
         return ""

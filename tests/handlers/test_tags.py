@@ -192,6 +192,18 @@ MECHANISMS: list[tuple[str, tuple[str, ...]]] = [
     ("BTC -2.3%, ETH flat", ("BTC", "ETH")),
     # Two derivative prefixes make a product name even without a brand.
     ("Liquid Staked ETH tokens lose ground to restaking", ()),
+    # "Wrapped"/"Bridged" make another token wherever they stand.
+    ("Wrapped XRP launches on Solana DeFi apps", ("SOL",)),
+    ("Bridged USDC on Polygon to be phased out", ("POL",)),
+    # A line all in lower case: names and tickers bound to a case are read, with context.
+    ("avalanche gains after visa partnership", ("AVAX",)),
+    ("polygon jumps 9% after agglayer launch", ("POL",)),
+    ("click the link in your bio for the full story", ()),
+    ("the avalanche buried three skiers", ()),
+    # The other senses of a coin's spellings are its own data: a currency, a rank, a card.
+    ("Peru's Sol slides 2% as political crisis deepens", ()),
+    ("Army LTC relieved of command", ()),
+    ("Illinois LINK card benefits delayed", ()),
     # Names in capitals read as in Title Case; tickers in capitals still need context.
     ("BREAKING: RIPPLE SETTLES WITH SEC FOR $50 MILLION", ("XRP",)),
     ("HOW TO TETHER YOUR PHONE TO A LAPTOP", ()),
