@@ -42,7 +42,8 @@ How a headline is read:
    ``needs_context`` (an acronym of something else: ADA, DOT, DOGE) counts only when
    crypto > other. Any other name or ticker counts unless other > crypto. In a line
    written all in capitals case tells nothing, so tickers there need context too
-   (names there are read as in a Title Case line).
+   (names there are read as in a Title Case line); in a line written all in lower case,
+   names are read whatever their case, with context.
 
 Anchors are the mentions that count without help: words, ``$``-prefixed tickers, and
 names or tickers that need no context and whose coin has no other-sense cue in the text.
@@ -590,8 +591,13 @@ class Tagger:
         priced = title_ticker and bool(self._price_next(text, end))
         shouted, lowered = caseless
         rejected = _rejected_case(match.token, spelling, dollar, priced)
-        # A line written all in lower case: case tells nothing, context decides.
-        lower_case_read = bool(rejected) and any(lo <= start < hi for lo, hi in lowered)
+        # A line written all in lower case: a name's case tells nothing, context decides. (Not
+        # a ticker's: "sol", "dot", "link" in lower case are the words far more often.)
+        lower_case_read = (
+            bool(rejected)
+            and spelling.kind == "name"
+            and any(lo <= start < hi for lo, hi in lowered)
+        )
         if lower_case_read:
             rejected = ""
         for lo, hi in exclusions.get(spelling.symbol, ()):

@@ -195,11 +195,13 @@ MECHANISMS: list[tuple[str, tuple[str, ...]]] = [
     # "Wrapped"/"Bridged" make another token wherever they stand.
     ("Wrapped XRP launches on Solana DeFi apps", ("SOL",)),
     ("Bridged USDC on Polygon to be phased out", ("POL",)),
-    # A line all in lower case: names and tickers bound to a case are read, with context.
+    # A line all in lower case: names are read whatever their case, with context; tickers not.
     ("avalanche gains after visa partnership", ("AVAX",)),
     ("polygon jumps 9% after agglayer launch", ("POL",)),
     ("click the link in your bio for the full story", ()),
     ("the avalanche buried three skiers", ()),
+    ("the sol rises over the plaza", ()),
+    ("dot jumps 5% in a quiet session", ()),
     # The other senses of a coin's spellings are its own data: a currency, a rank, a card.
     ("Peru's Sol slides 2% as political crisis deepens", ()),
     ("Army LTC relieved of command", ()),
