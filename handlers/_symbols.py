@@ -415,8 +415,10 @@ class CoinTable:
         """Coins the prose is about, in order of first mention, without duplicates.
 
         The one tagger of the pipeline (:class:`handlers._tags.Tagger`): whole-word
-        names and tickers with case rules, exclusions ("Bitcoin Cash", "ETH Zurich")
-        and context rules for spellings that are also ordinary words or acronyms,
-        all read from the coin table.
+        names and tickers with case rules; other things named like a coin (other
+        assets such as "Bitcoin Cash", exclusions such as "ETH Zurich", companies such
+        as "LINK Mobility", derivatives such as "Lido Staked ETH"); and context rules
+        for spellings that are also ordinary words or acronyms, all read from the coin
+        table (its coins and ``[tagging]``).
         """
         return self._tagger.tags(text)
