@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The peers of bench/peers.py (quixstreams) pin an older confluent-kafka than ours: own virtualenv.
+BENCH_VENV := $(VENV)/bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
 PGLITE := infra/pglite/node_modules/.package-lock.json
 DASHBOARD := api/dashboard/node_modules/.package-lock.json
 BROWSER_DRIVER := tests/api/browser/node_modules/.package-lock.json
@@ -22,7 +25,14 @@ $(STAMP): pyproject.toml
 	@$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-venv: $(STAMP) ## Create or refresh the virtualenv from pyproject.toml
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	@echo "==> preparing the peers' virtualenv $(BENCH_VENV) (pyproject.toml's bench group)"
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	@$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	@$(BENCH_VENV)/bin/python -m pip install -q --group bench
+	@touch $(BENCH_STAMP)
+
+venv: $(STAMP) $(BENCH_STAMP) ## Create or refresh the virtualenvs from pyproject.toml (ours, and the peers')
 
 $(PGLITE): infra/pglite/package.json infra/pglite/package-lock.json
 	@echo "==> installing the PGlite/TimescaleDB test server (npm ci)"
@@ -60,11 +70,14 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy
 
-test: $(STAMP) $(PGLITE) $(DASHBOARD) $(BROWSER_DRIVER) chromium lint ## Lint, type-check and run the whole test suite against real Kafka, PostgreSQL and Spark
+test: $(STAMP) $(BENCH_STAMP) $(PGLITE) $(DASHBOARD) $(BROWSER_DRIVER) chromium lint ## Lint, type-check and run the whole test suite against real Kafka, PostgreSQL and Spark
 	@$(PY) -m pytest
 
 bench: $(STAMP) ## Run the benchmarks (results in bench/results/, see docs/BENCHMARKS.md)
 	@$(PY) -m bench.ingest
+
+peers: $(STAMP) $(BENCH_STAMP) ## Ingestion against quix-streams and Kafka Connect, same 1M messages (docs/BENCHMARKS.md)
+	@$(PY) -m bench.peers
 
 chaos: $(STAMP) ## Full-size chaos run: the pipeline twice, once under faults; tables compared (docs/RELIABILITY.md)
 	@$(PY) -m bench.chaos
@@ -78,4 +91,4 @@ reliability: chaos soak ## Every reliability run at full size (plus the 1M-frame
 clean-state: ## Delete local state (.state/: broker log, database, recovery, checkpoints)
 	rm -rf .state
 
-.PHONY: help venv up migrate lint test bench chaos soak reliability clean-state chromium
+.PHONY: help venv up migrate lint test bench peers chaos soak reliability clean-state chromium
