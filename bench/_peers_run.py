@@ -176,6 +176,9 @@ def throughput(system: System, url: str, n: int, tag: str, timeout: float) -> di
         progress.tree.sample()
     finally:
         stop(proc)
+    try:
+        stored = rows.count()
+    finally:
         rows.close()
     assert progress.first_at is not None
     window = max(done_at - progress.first_at, POLL_S)
@@ -190,6 +193,7 @@ def throughput(system: System, url: str, n: int, tag: str, timeout: float) -> di
         "cpu_s_total": progress.tree.cpu_s,
         "peak_rss_mb": progress.tree.peak_rss_mb,
         "first_commit_rows": progress.first_rows,
+        "rows": stored,
     }
 
 

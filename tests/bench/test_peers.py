@@ -116,6 +116,7 @@ def test_every_system_stores_every_message_once_across_a_kill(
             kill = got["restart_test"]
             assert kill["killed_mid_way"], (name, kill)
             assert 0 < kill["rows_at_kill"] < N, (name, kill)
+            assert got["rows_clean_run"] == N, name
             assert (got["rows"], got["duplicates_after_kill"], got["lost_after_kill"]) == (N, 0, 0)
             assert kill["wrong_values"] == kill["unexpected"] == 0, (name, kill)
             # What the table holds, read back: one row per message, the message's values.
