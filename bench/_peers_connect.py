@@ -23,6 +23,7 @@ from flows._consumer import read_to_end
 from infra._procs import die_with_parent, free_port
 from infra.jars import ensure_jars
 from infra.java import find_java
+from infra.kafka_broker import _LOG4J as KAFKA_LOG4J
 
 CONNECTOR = "io.debezium.connector.jdbc.JdbcSinkConnector"
 PRIMARY_KEY = ("pair", "timestamp")
@@ -167,7 +168,8 @@ class ConnectPeer:
             "dialect.postgres.unnest.insert.enabled": "true",
         }
         log4j = workdir / "log4j2.properties"
-        log4j.write_text(_LOG4J.format(log=log))
+        # The broker's log settings: warnings and errors, to one file.
+        log4j.write_text(KAFKA_LOG4J.format(log=log))
         paths = []
         for name, props in (("worker", worker), ("connector", connector)):
             path = workdir / f"{name}.properties"
@@ -198,15 +200,3 @@ class ConnectPeer:
                 start_new_session=True,
                 preexec_fn=die_with_parent,  # noqa: PLW1509
             )
-
-
-_LOG4J = """\
-status = warn
-appender.file.type = File
-appender.file.name = file
-appender.file.fileName = {log}
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = info
-rootLogger.appenderRef.file.ref = file
-"""

@@ -212,14 +212,21 @@ def restart_test(
             at_kill = Progress(system, proc, rows).wait_for(n // 2, timeout)
         finally:
             kill_tree(proc)
+        restarted = time.perf_counter()
         proc = system.start(url, tag)
         try:
             Progress(system, proc, rows).wait_for(n, timeout, stall_s=stall_s)
+            finished_s = time.perf_counter() - restarted
         finally:
             stop(proc)
     finally:
         rows.close()
-    return {"rows_at_kill": at_kill, "killed_mid_way": at_kill < n, **account(url, n).as_dict()}
+    return {
+        "rows_at_kill": at_kill,
+        "killed_mid_way": at_kill < n,
+        "restart_to_end_s": round(finished_s, 1),
+        **account(url, n).as_dict(),
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import psycopg
 from psycopg import sql
 
@@ -192,9 +193,10 @@ def compare(
 ) -> dict[str, Any]:
     """The whole comparison on running servers; the result as peers.json holds it.
 
-    ``quix_commit_every`` > 0 makes quix checkpoint every that many messages besides
-    its 5-second default, so that on a small workload (which it drains within one
-    checkpoint) the kill can land between two commits. ``stall_s``: how long a
+    ``settings.ingest.batch_size`` is the batch of our worker, of Connect's sink and
+    of the COPY ceiling. ``quix_commit_every`` > 0 makes quix checkpoint every that
+    many messages besides its 5-second default, so that on a small workload (which it
+    drains within one checkpoint) the kill can land between two commits. ``stall_s``: how long a
     restarted system may add no row before what it stored is taken as final. With
     ``kept``, each system's restart-test database is kept (the caller drops it) and
     its URL recorded there by system name, for an independent look at what it holds.
@@ -202,8 +204,10 @@ def compare(
     bootstrap, admin = settings.kafka.bootstrap_servers, settings.database.url
     assert bootstrap is not None
     assert admin is not None
-    env = {**(env or os.environ), "PYTHONPATH": str(REPO),
-           "KAFKA_BOOTSTRAP_SERVERS": bootstrap}  # fmt: skip
+    # Our worker reads its batch size from the environment: the run's, as Connect's.
+    env = {**(env or os.environ), "PYTHONPATH": str(REPO), "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+           "CRYPTOVIZ_BATCH_SIZE": str(settings.ingest.batch_size)}  # fmt: skip
+    load_before = os.getloadavg()[0]
     workload, timings = prepare_workload(bootstrap, n, connect="connect" in only)
     makers = {
         "ours": lambda: _ours(settings, env, workload, state),
@@ -212,7 +216,11 @@ def compare(
     }
     systems = [makers[name]() for name in only]
     timeout = max(300.0, n / 1000)  # generous: the machine may be loaded
-    result: dict[str, Any] = {"messages": n, "systems": {}}
+    result: dict[str, Any] = {
+        "messages": n,
+        "batch_size": settings.ingest.batch_size,
+        "systems": {},
+    }
     with databases(admin) as made:
 
         def fresh() -> str:
@@ -255,6 +263,8 @@ def compare(
     if "ours" in result["systems"]:
         result["ratio"] = round(result["systems"]["ours"]["msgs_per_s"] / ceiling, 3)
     result["preload_s"] = {k: round(v, 1) for k, v in timings.items()}
+    # Other work on the machine moves every rate: the 1-minute load before and after.
+    result["load_average"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
     return result
 
 
@@ -268,25 +278,15 @@ def main() -> int:
     if unknown := set(only) - set(SYSTEMS):
         parser.error(f"unknown systems {sorted(unknown)}; choose from {SYSTEMS}")
 
-    base = load_settings()
     state = Path(tempfile.mkdtemp(prefix="cryptoviz-peers-"))
-    stack = Stack(
-        Settings(
-            state_dir=state,
-            cache_dir=base.cache_dir,
-            coins_file=base.coins_file,
-            kafka=base.kafka,
-            database=base.database,
-            ingest=base.ingest,
-        )
-    )
+    stack = Stack(msgspec.structs.replace(load_settings(), state_dir=state))
     try:
         settings = stack.start()
         stack.prepare()
         result = compare(settings, args.messages, state, only=only, env=stack.env())
     finally:
         stack.stop()
-    result["command"] = "python -m bench.peers " + " ".join(sys.argv[1:])
+    result["command"] = " ".join(["python -m bench.peers", *sys.argv[1:]])
     result.update(provenance())
     report(result, RESULTS, write=not args.no_write)
     return 0
