@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 
 from bench.ingest import BASE_TS, PAIRS
-from infra._procs import descendants, log_tail, pid_alive
+from infra._procs import descendants, log_tail
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 POLL_S = 0.1
@@ -87,9 +87,6 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
         while proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
     kill_tree(proc)
-    for pid in descendants(proc.pid):
-        if pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
 
 
 class Rows:

@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -284,8 +285,12 @@ def main() -> int:
         settings = stack.start()
         stack.prepare()
         result = compare(settings, args.messages, state, only=only, env=stack.env())
+    except BaseException:
+        print(f"logs and server state kept in {state}", file=sys.stderr)
+        raise
     finally:
         stack.stop()
+    shutil.rmtree(state, ignore_errors=True)  # the broker's log holds every message
     result["command"] = " ".join(["python -m bench.peers", *sys.argv[1:]])
     result.update(provenance())
     report(result, RESULTS, write=not args.no_write)
