@@ -1,15 +1,17 @@
 """The ingestion hop of a market event's trace: Kafka append -> database commit.
 
 Producers put a W3C ``traceparent`` in every message's headers. For each message
-whose trace is *sampled* (flag ``01``), the sink records one CONSUMER span named
-``ingest <topic>``, child of the producer's span, from the message's Kafka append
-time to the commit of the batch that stored it. With no exporter configured
-(``OTEL_EXPORTER_OTLP_ENDPOINT`` unset) nothing is built at all: the hot path pays
-one ``is None`` check per batch.
+whose trace is *sampled* (the sampled bit, ``0x01``, of the header's trace flags:
+the producers' SDK sends ``03``, sampled plus W3C's random-trace-id bit), the sink
+records one CONSUMER span named ``ingest <topic>``, child of the producer's span,
+from the message's Kafka append time to the commit of the batch that stored it.
+With no exporter configured (``OTEL_EXPORTER_OTLP_ENDPOINT`` unset) nothing is
+built at all: the hot path pays one ``is None`` check per batch.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -24,10 +26,33 @@ from flows._parse import SourceMsg, kafka_time
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 
+_TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_SAMPLED = 0x01
+"""W3C trace-context: the only flag that says "record"; the others (``0x02``, random
+trace id, and bits not defined yet) must be ignored, not compared."""
+
+
+def sampled(traceparent: bytes) -> bool:
+    """Whether a W3C ``traceparent`` is valid and has the sampled bit of its flags set.
+
+    Invalid: not ``version-trace_id-parent_id-flags`` in lowercase hex, version ``ff``,
+    an all-zero trace or parent id, or version ``00`` with anything after the flags.
+    """
+    match = _TRACEPARENT.fullmatch(traceparent)
+    if match is None:
+        return False
+    version, trace_id, parent_id, flags, rest = match.groups()
+    if version == b"ff" or (version == b"00" and rest is not None):
+        return False
+    if trace_id.count(b"0") == 32 or parent_id.count(b"0") == 16:
+        return False
+    return bool(int(flags, 16) & _SAMPLED)
+
+
 def _sampled_parent(msg: SourceMsg) -> str | None:
     for key, value in msg.headers or ():
-        if key == "traceparent" and isinstance(value, bytes) and value.endswith(b"-01"):
-            return value.decode("ascii", errors="replace")
+        if key == "traceparent" and isinstance(value, bytes) and sampled(value):
+            return value.decode("ascii")
     return None
 
 
