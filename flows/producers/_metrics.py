@@ -34,6 +34,15 @@ KRAKEN_SILENT = Counter(
     "Acknowledged subscriptions that went silent while the connection was alive",
     ["channel", "pair"],
 )
+KRAKEN_RECOVERED = Counter(
+    "cryptoviz_kraken_recovered_subscriptions_total",
+    "Silent subscriptions that streamed again once renewed",
+    ["channel", "pair"],
+)
+KRAKEN_PONGS = Counter("cryptoviz_kraken_pongs_total", "Application pings Kraken answered")
+KRAKEN_STATUS = Counter(
+    "cryptoviz_kraken_status_total", "System status messages, by status", ["status"]
+)
 KRAKEN_GAPS = Counter("cryptoviz_kraken_trade_gaps_total", "trade_id jumps", ["pair"])
 KRAKEN_GAP_MISSING = Counter(
     "cryptoviz_kraken_trades_missing_total", "Trades skipped by a trade_id jump", ["pair"]
@@ -74,6 +83,11 @@ ALERTS_ALREADY_SENT = Counter(
     "cryptoviz_alerts_already_sent_total",
     "Alerts raised again after a restart but not re-published (already on the topic)",
 )
+REPLAY_FRAMES = Counter("cryptoviz_replay_frames_total", "Recorded frames replayed", ["file"])
+REPLAY_REJECTIONS = Counter(
+    "cryptoviz_replay_rejections_total", "Entries of recorded frames the parser refused", ["file"]
+)
+
 TICKER_REJECTED = Counter(
     "cryptoviz_alerts_rejected_tickers_total", "Ticker messages the alert worker could not parse"
 )

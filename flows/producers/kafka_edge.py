@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -155,16 +155,6 @@ class DeliveryFailed(RuntimeError):
     """Kafka did not acknowledge a message after every retry: the worker must stop."""
 
 
-@dataclass(slots=True)
-class DeliveryStats:
-    """Counts shared with whoever built the sink (tests, benchmarks)."""
-
-    acked: int = 0
-    failed: int = 0
-    retried: int = 0
-    errors: list[str] = field(default_factory=list)
-
-
 class KafkaProducerSink(FixedPartitionedSink[OutRecord, None]):
     """Writes :class:`OutRecord` items to Kafka; one partition, one producer per worker."""
 
@@ -174,12 +164,10 @@ class KafkaProducerSink(FixedPartitionedSink[OutRecord, None]):
         output: OutputSettings,
         *,
         service: str = "cryptoviz-producer",
-        stats: DeliveryStats | None = None,
     ) -> None:
         self._bootstrap = bootstrap
         self._output = output
         self._service = service
-        self.stats = stats if stats is not None else DeliveryStats()
 
     def list_parts(self) -> list[str]:
         return [PARTITION]
@@ -190,13 +178,11 @@ class KafkaProducerSink(FixedPartitionedSink[OutRecord, None]):
     def build_part(
         self, step_id: str, for_part: str, resume_state: None
     ) -> StatefulSinkPartition[OutRecord, None]:
-        return _KafkaPartition(self._bootstrap, self._output, self._service, self.stats)
+        return _KafkaPartition(self._bootstrap, self._output, self._service)
 
 
 class _KafkaPartition(StatefulSinkPartition[OutRecord, None]):
-    def __init__(
-        self, bootstrap: str, output: OutputSettings, service: str, stats: DeliveryStats
-    ) -> None:
+    def __init__(self, bootstrap: str, output: OutputSettings, service: str) -> None:
         config: dict[str, Any] = {
             "bootstrap.servers": bootstrap,
             "acks": "all",
@@ -208,7 +194,6 @@ class _KafkaPartition(StatefulSinkPartition[OutRecord, None]):
         }
         self._producer = Producer(config)
         self._output = output
-        self._stats = stats
         self._tracer = ProduceTracer(service, output.trace_sample_ratio, output.otlp_endpoint)
         self._retry: list[tuple[OutRecord, int, Span | None, Headers]] = []
         self._fatal: str | None = None
@@ -251,17 +236,14 @@ class _KafkaPartition(StatefulSinkPartition[OutRecord, None]):
         _msg: Message,
     ) -> None:
         if err is None:
-            self._stats.acked += 1
             produced, seconds = self._metrics(record.topic)
             produced.inc()
             seconds.observe(max(0.0, time.time() - record.created_ns / 1e9))
             if span is not None:
                 span.end()
             return
-        self._stats.failed += 1
         m.DELIVERY_FAILURES.labels(record.topic).inc()
         reason = f"delivery to {record.topic} failed (attempt {attempt + 1}): {err}"
-        self._stats.errors.append(reason)
         if attempt < self._output.retries and not err.fatal():
             log.warning("%s; producing it again", reason)
             self._retry.append((record, attempt + 1, span, headers))
@@ -277,7 +259,6 @@ class _KafkaPartition(StatefulSinkPartition[OutRecord, None]):
         self._producer.poll(timeout)
         while self._retry:
             record, attempt, span, headers = self._retry.pop(0)
-            self._stats.retried += 1
             m.DELIVERY_RETRIES.labels(record.topic).inc()
             self._produce(record, attempt, span, headers)
         if self._fatal is not None:

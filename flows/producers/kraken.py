@@ -32,7 +32,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -44,7 +44,6 @@ from flows.producers._util import Backoff
 from flows.producers.settings import KrakenSettings
 from flows.producers.trades import (
     FetchPage,
-    Gap,
     GapFiller,
     PairSequence,
     TradeSequencer,
@@ -90,29 +89,6 @@ class ConnectBudget:
         self._times.append(now)
 
 
-@dataclass(slots=True)
-class KrakenStats:
-    """What the client observed; shared with the code that built the source (tests, logs)."""
-
-    connects: list[float] = field(default_factory=list)
-    """Monotonic time of each successful connect."""
-    delays: list[float] = field(default_factory=list)
-    """Wait before each connection attempt after the first."""
-    disconnects: list[str] = field(default_factory=list)
-    rejected: list[tuple[str, str, str]] = field(default_factory=list)
-    """(channel, symbol, Kraken's error) of each refused subscription."""
-    acked: list[tuple[str, str]] = field(default_factory=list)
-    silent: list[tuple[str, str]] = field(default_factory=list)
-    """(channel, pair) of each subscription found silent."""
-    recovered: list[tuple[str, str]] = field(default_factory=list)
-    statuses: list[str] = field(default_factory=list)
-    pongs: int = 0
-    gaps: list[Gap] = field(default_factory=list)
-    filled: int = 0
-    duplicates: int = 0
-    unrecoverable: int = 0
-
-
 def _channel(msg: KrakenMessage) -> str:
     return "trade" if isinstance(msg, TradeMessage) else "ticker"
 
@@ -130,7 +106,6 @@ class KrakenClient:
         pairs: tuple[str, ...],
         coins: CoinTable,
         out: queue.Queue[KrakenMessage],
-        stats: KrakenStats,
         *,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
@@ -139,7 +114,6 @@ class KrakenClient:
         self._pairs = pairs
         self._coins = coins
         self._out = out
-        self.stats = stats
         self._clock = clock
         self._backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s, rng)
         self._budget = ConnectBudget(settings.connect_budget, settings.connect_window_s)
@@ -160,12 +134,8 @@ class KrakenClient:
 
     def _run(self) -> None:
         delay = 0.0
-        first = True
         while not self._stop.is_set():
             wait = max(delay, self._budget.wait_time(self._clock()))
-            if not first:
-                self.stats.delays.append(wait)
-            first = False
             if wait > 0:
                 log.info("kraken: reconnecting in %.1f s", wait)
                 if self._stop.wait(wait):
@@ -173,7 +143,6 @@ class KrakenClient:
             self._budget.record(self._clock())
             started = self._clock()
             reason = self._connect_and_run()
-            self.stats.disconnects.append(reason)
             m.KRAKEN_DISCONNECTS.labels(reason.split(":")[0]).inc()
             if self._stop.is_set():
                 return
@@ -192,7 +161,6 @@ class KrakenClient:
             )
         except (websocket.WebSocketException, OSError) as exc:
             return f"connect failed: {type(exc).__name__}: {exc}"
-        self.stats.connects.append(self._clock())
         m.KRAKEN_CONNECTS.inc()
         log.info("kraken: connected to %s", self._s.ws_url)
         try:
@@ -215,14 +183,13 @@ class KrakenClient:
 
     def system_status(self, status: KrakenStatus) -> None:
         self._system = status.system
-        self.stats.statuses.append(status.system)
-        m.KRAKEN_SYSTEM.set(1 if status.system == "online" else 0)
-        if status.system == "online":
-            log.info("kraken: system online (api %s)", status.api_version)
-        else:
-            # maintenance: Kraken closes the connection soon; cancel_only/post_only:
-            # market data keeps flowing but trading is restricted.
-            log.warning("kraken: system status %r", status.system)
+        online = status.system == "online"
+        m.KRAKEN_SYSTEM.set(1 if online else 0)
+        m.KRAKEN_STATUS.labels(status.system).inc()
+        # maintenance: Kraken closes the connection soon; cancel_only/post_only:
+        # market data keeps flowing but trading is restricted.
+        log.log(logging.INFO if online else logging.WARNING,
+                "kraken: system status %s (api %s)", status.system, status.api_version)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -303,7 +270,7 @@ class _Session:
             elif isinstance(control, KrakenPong):
                 if self._ping is not None and control.req_id == self._ping[0]:
                     self._ping = None
-                    self._c.stats.pongs += 1
+                    m.KRAKEN_PONGS.inc()
             elif isinstance(control, KrakenHeartbeat):
                 pass  # its arrival already fed the heartbeat watchdog
         for msg in event.messages:
@@ -313,7 +280,7 @@ class _Session:
                 sub.since = now
                 if sub.resubscribed:
                     sub.resubscribed = False
-                    self._c.stats.recovered.append(key)
+                    m.KRAKEN_RECOVERED.labels(*key).inc()
                     log.info("kraken: %s %s is streaming again", *key)
             self._c._out.put(msg)
         for rejection in event.rejections:
@@ -327,7 +294,6 @@ class _Session:
         symbol = ack.symbol or "?"
         self._pending.pop((channel, symbol), None)
         if not ack.success:
-            self._c.stats.rejected.append((channel, symbol, ack.error or ""))
             m.KRAKEN_REJECTED.labels(channel).inc()
             log.error("kraken: %s subscription for %s rejected: %s", channel, symbol, ack.error)
             return
@@ -336,7 +302,6 @@ class _Session:
         resubscribed = key in self._resubscribed
         self._resubscribed.discard(key)
         self._subs[key] = _Sub(channel, symbol, now, resubscribed=resubscribed)
-        self._c.stats.acked.append(key)
         log.info("kraken: subscribed to %s %s", channel, symbol)
 
     def _watch(self, now: float) -> None:
@@ -363,7 +328,6 @@ class _Session:
             # Kraken can keep a connection and its heartbeats alive while one
             # subscription stops delivering: renew just that one first.
             self._renewals.add(key)
-            self._c.stats.silent.append(key)
             m.KRAKEN_SILENT.labels(*key).inc()
             log.warning(
                 "kraken: %s %s silent for %.0f s; resubscribing", key[0], key[1], now - sub.since
@@ -379,10 +343,8 @@ class KrakenPartition(StatefulSourcePartition[KrakenMessage, SourceState]):
         coins: CoinTable,
         pairs: tuple[str, ...],
         resume: SourceState | None,
-        stats: KrakenStats,
         fetch_page: FetchPage | None,
     ) -> None:
-        self._stats = stats
         self._seq = TradeSequencer(resume, settings.gap_fill_max)
         self._queue: queue.Queue[KrakenMessage] = queue.Queue()
         fetch = fetch_page or make_rest_fetcher(
@@ -394,7 +356,7 @@ class KrakenPartition(StatefulSourcePartition[KrakenMessage, SourceState]):
         for gap in self._seq.open_gaps():
             log.info("kraken: resuming the fill of %s trades %d..%d", gap.pair, gap.first, gap.last)
             self._filler.request(gap)
-        self._client = KrakenClient(settings, pairs, coins, self._queue, stats)
+        self._client = KrakenClient(settings, pairs, coins, self._queue)
         self._client.start()
         self._deadline = (
             None if settings.run_for_s is None else time.monotonic() + settings.run_for_s
@@ -412,22 +374,18 @@ class KrakenPartition(StatefulSourcePartition[KrakenMessage, SourceState]):
             except queue.Empty:
                 break
             if isinstance(msg, TradeMessage):
-                emit, gap = self._seq.accept(msg)
+                emit, gap = self._seq.accept(msg)  # counts gaps and duplicates
                 if gap is not None:
-                    self._stats.gaps.append(gap)
                     self._filler.request(gap)
                 if not emit:
-                    self._stats.duplicates += 1
                     continue
             out.append(msg)
         for result in self._filler.drain():
             for trade in result.trades:
-                if self._seq.fill(trade):
-                    self._stats.filled += 1
+                if self._seq.fill(trade):  # counts the trades filled
                     out.append(trade)
-            lost = self._seq.abandon(result.gap)
+            lost = self._seq.abandon(result.gap)  # counts the trades lost
             if lost:
-                self._stats.unrecoverable += lost
                 log.error(
                     "kraken: %d trades of %s (ids %d..%d) could not be recovered: %s",
                     lost, result.gap.pair, result.gap.first, result.gap.last,
@@ -455,7 +413,6 @@ class KrakenSource(FixedPartitionedSource[KrakenMessage, SourceState]):
         settings: KrakenSettings,
         coins: CoinTable,
         *,
-        stats: KrakenStats | None = None,
         fetch_page: FetchPage | None = None,
     ) -> None:
         pairs = settings.pairs or coins.tracked
@@ -465,7 +422,6 @@ class KrakenSource(FixedPartitionedSource[KrakenMessage, SourceState]):
         self._settings = settings
         self._coins = coins
         self._pairs = tuple(pairs)
-        self.stats = stats if stats is not None else KrakenStats()
         self._fetch_page = fetch_page
 
     def list_parts(self) -> list[str]:
@@ -479,6 +435,5 @@ class KrakenSource(FixedPartitionedSource[KrakenMessage, SourceState]):
             coins=self._coins,
             pairs=self._pairs,
             resume=resume_state,
-            stats=self.stats,
             fetch_page=self._fetch_page,
         )

@@ -30,8 +30,9 @@ from pathlib import Path
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from flows.producers import _metrics as m
 from flows.producers.news import parse_feed
-from flows.producers.rss import RssStats, SeenKeys, new_articles
+from flows.producers.rss import SeenKeys, new_articles
 from flows.producers.settings import FeedSpec, ReplaySettings
 from flows.producers.trades import PairSequence, TradeSequencer
 from handlers import (
@@ -65,15 +66,6 @@ class ReplayState:
     seen: list[str] = field(default_factory=list)
 
 
-@dataclass(slots=True)
-class ReplayStats:
-    frames: int = 0
-    messages: int = 0
-    rejections: list[str] = field(default_factory=list)
-    control: list[str] = field(default_factory=list)
-    rss: RssStats = field(default_factory=RssStats)
-
-
 def capture_line(line: bytes) -> tuple[float | None, bytes] | None:
     """(recorded receive time or None, frame) of one capture line; None for non-frames."""
     text = line.strip()
@@ -101,13 +93,13 @@ class _CapturePartition(StatefulSourcePartition[ReplayMessage, ReplayState]):
         settings: ReplaySettings,
         coins: CoinTable,
         resume: ReplayState | None,
-        stats: ReplayStats,
     ) -> None:
         state = resume or ReplayState()
         self._path = path
         self._s = settings
         self._coins = coins
-        self._stats = stats
+        self._frames = m.REPLAY_FRAMES.labels(path.name)
+        self._rejections = m.REPLAY_REJECTIONS.labels(path.name)
         self._done_lines = state.lines
         self._seq = TradeSequencer(state.sequences)
         self._lines: Iterator[bytes] = islice(self._read(), state.lines, None)
@@ -167,22 +159,20 @@ class _CapturePartition(StatefulSourcePartition[ReplayMessage, ReplayState]):
     def _frame(self, recorded: float | None, frame: bytes) -> list[ReplayMessage]:
         now = datetime.fromtimestamp(recorded, UTC) if recorded is not None else datetime.now(UTC)
         event = parse_frame(frame, HandlerContext(coins=self._coins, now=now))
-        self._stats.frames += 1
+        self._frames.inc()
         for control in event.control:
             if isinstance(control, KrakenStatus):
-                self._stats.control.append(f"status {control.system}")
+                log.info("replay: recorded status %s", control.system)
             elif isinstance(control, KrakenSubscription) and not control.success:
-                self._stats.control.append(f"rejected {control.symbol}: {control.error}")
                 log.warning("replay: recorded rejection of %s: %s", control.symbol, control.error)
         for rejection in event.rejections:
-            self._stats.rejections.append(rejection.reason)
+            self._rejections.inc()
             log.warning("replay %s: frame refused: %s", self._path.name, rejection.reason)
         out: list[ReplayMessage] = []
         for msg in event.messages:
             if isinstance(msg, TradeMessage) and not self._seq.accept(msg)[0]:
                 continue
             out.append(msg)
-        self._stats.messages += len(out)
         return out
 
     def _end(self) -> list[ReplayMessage]:
@@ -202,14 +192,12 @@ class _CapturePartition(StatefulSourcePartition[ReplayMessage, ReplayState]):
 
 class _FeedPartition(StatefulSourcePartition[ReplayMessage, ReplayState]):
     def __init__(
-        self, path: Path, settings: ReplaySettings, coins: CoinTable, resume: ReplayState | None,
-        stats: ReplayStats,
-    ) -> None:  # fmt: skip
+        self, path: Path, settings: ReplaySettings, coins: CoinTable, resume: ReplayState | None
+    ) -> None:
         state = resume or ReplayState()
         self._path = path
         self._s = settings
         self._coins = coins
-        self._stats = stats
         self._done = state.lines > 0
         self._seen = SeenKeys(state.seen, 100_000)
         self._wake: datetime | None = None
@@ -223,8 +211,7 @@ class _FeedPartition(StatefulSourcePartition[ReplayMessage, ReplayState]):
         self._done = True
         feed = FeedSpec(name=self._path.stem, url=self._path.resolve().as_uri())
         parsed = parse_feed(self._path.read_bytes(), feed, self._coins, datetime.now(UTC))
-        articles = new_articles(parsed, self._seen, feed.name, self._stats.rss)
-        self._stats.messages += len(articles)
+        articles = new_articles(parsed, self._seen, feed.name)
         log.info("replay %s: %d articles", self._path.name, len(articles))
         return list(articles)
 
@@ -238,15 +225,12 @@ class _FeedPartition(StatefulSourcePartition[ReplayMessage, ReplayState]):
 class ReplaySource(FixedPartitionedSource[ReplayMessage, ReplayState]):
     """Recorded Kraken frames and saved feeds; one partition per file."""
 
-    def __init__(
-        self, settings: ReplaySettings, coins: CoinTable, *, stats: ReplayStats | None = None
-    ) -> None:
+    def __init__(self, settings: ReplaySettings, coins: CoinTable) -> None:
         if not settings.files:
             raise ValueError("replay: no files to replay (CRYPTOVIZ_REPLAY_FILES)")
         self._s = settings
         self._coins = coins
         self._files = {f"{i:03d}-{p.name}": p for i, p in enumerate(settings.files)}
-        self.stats = stats if stats is not None else ReplayStats()
 
     def list_parts(self) -> list[str]:
         return list(self._files)
@@ -256,5 +240,5 @@ class ReplaySource(FixedPartitionedSource[ReplayMessage, ReplayState]):
     ) -> StatefulSourcePartition[ReplayMessage, ReplayState]:
         path = self._files[for_part]
         if path.suffix.lower() in FEED_SUFFIXES:
-            return _FeedPartition(path, self._s, self._coins, resume_state, self.stats)
-        return _CapturePartition(path, self._s, self._coins, resume_state, self.stats)
+            return _FeedPartition(path, self._s, self._coins, resume_state)
+        return _CapturePartition(path, self._s, self._coins, resume_state)

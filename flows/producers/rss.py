@@ -44,16 +44,6 @@ class FeedState:
     last_modified: str | None = None
 
 
-@dataclass(slots=True)
-class RssStats:
-    polls: list[tuple[str, str]] = field(default_factory=list)
-    """(feed, outcome) per finished poll: ``ok``, ``not_modified`` or ``error``."""
-    errors: list[tuple[str, str]] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    delays: list[tuple[str, float]] = field(default_factory=list)
-    """(feed, seconds until its next poll) after each poll."""
-
-
 class SeenKeys:
     """Insertion-ordered, bounded set of dedup keys."""
 
@@ -79,9 +69,7 @@ class SeenKeys:
         return list(self._keys)
 
 
-def new_articles(
-    parsed: ParsedFeed, seen: SeenKeys, feed: str, stats: RssStats
-) -> list[ArticleMessage]:
+def new_articles(parsed: ParsedFeed, seen: SeenKeys, feed: str) -> list[ArticleMessage]:
     """The articles of ``parsed`` none of whose keys is in ``seen``; marks them all seen."""
     out: list[ArticleMessage] = []
     for article in parsed.articles:
@@ -94,7 +82,6 @@ def new_articles(
         if keys and all(key in seen for key in keys):
             continue
         seen.add(keys)
-        stats.skipped.append((feed, reason))
         m.RSS_SKIPPED.labels(feed, reason).inc()
         log.warning("rss %s: entry skipped: %s (%s)", feed, reason, ", ".join(keys) or "no keys")
     return out
@@ -109,14 +96,12 @@ class FeedPartition(StatefulSourcePartition[ArticleMessage, FeedState]):
         coins: CoinTable,
         resume: FeedState | None,
         fetch: Fetch,
-        stats: RssStats,
     ) -> None:
         state = resume or FeedState()
         self._feed = feed
         self._s = settings
         self._coins = coins
         self._fetch = fetch
-        self._stats = stats
         self._seen = SeenKeys(state.seen, settings.seen_capacity)
         self._etag = state.etag
         self._last_modified = state.last_modified
@@ -156,7 +141,6 @@ class FeedPartition(StatefulSourcePartition[ArticleMessage, FeedState]):
     def _accept(self, result: FetchResult) -> list[ArticleMessage]:
         name = self._feed.name
         if result.status == 304:
-            self._stats.polls.append((name, "not_modified"))
             m.RSS_POLLS.labels(name, "not_modified").inc()
             return []
         parsed = parse_feed(
@@ -164,9 +148,8 @@ class FeedPartition(StatefulSourcePartition[ArticleMessage, FeedState]):
         )
         if parsed.warning:
             log.warning("rss %s: malformed feed, read what parses: %s", name, parsed.warning)
-        articles = new_articles(parsed, self._seen, name, self._stats)
+        articles = new_articles(parsed, self._seen, name)
         self._etag, self._last_modified = result.etag, result.last_modified
-        self._stats.polls.append((name, "ok"))
         m.RSS_POLLS.labels(name, "ok").inc()
         m.RSS_ARTICLES.labels(name).inc(len(articles))
         if articles:
@@ -175,15 +158,12 @@ class FeedPartition(StatefulSourcePartition[ArticleMessage, FeedState]):
 
     def _failed(self, reason: str) -> None:
         name = self._feed.name
-        self._stats.polls.append((name, "error"))
-        self._stats.errors.append((name, reason))
         m.RSS_POLLS.labels(name, "error").inc()
         delay = self._backoff.next()
         log.warning("rss %s: %s; next try in %.1f s", name, reason, delay)
         self._schedule(delay)
 
     def _schedule(self, delay: float) -> None:
-        self._stats.delays.append((self._feed.name, delay))
         self._due = time.monotonic() + delay
 
     def next_awake(self) -> datetime | None:
@@ -208,13 +188,11 @@ class RssSource(FixedPartitionedSource[ArticleMessage, FeedState]):
         coins: CoinTable,
         *,
         fetch: Fetch | None = None,
-        stats: RssStats | None = None,
     ) -> None:
         self._s = settings
         self._coins = coins
         self._feeds = {feed.name: feed for feed in settings.feeds}
         self._fetch = fetch or self._http
-        self.stats = stats if stats is not None else RssStats()
 
     def _http(self, feed: FeedSpec, etag: str | None, last_modified: str | None) -> FetchResult:
         return http_fetch(
@@ -238,5 +216,4 @@ class RssSource(FixedPartitionedSource[ArticleMessage, FeedState]):
             coins=self._coins,
             resume=resume_state,
             fetch=self._fetch,
-            stats=self.stats,
         )

@@ -14,7 +14,6 @@ from bytewax.testing import TestingSource, run_main
 
 from flows.producers.kafka_edge import (
     DeliveryFailed,
-    DeliveryStats,
     KafkaProducerSink,
     Keyed,
     to_record,
@@ -28,6 +27,7 @@ from handlers import (
     TradeMessage,
 )
 from infra._procs import free_port
+from tests.flows.producers._observe import Counters, logged
 from tests.flows.producers._servers import HttpServer
 from tests.flows.producers.conftest import read_records
 
@@ -62,9 +62,13 @@ def test_keys_values_and_trace_headers_land_in_kafka(
     alert = AlertMessage(pair="ADA/USD", last=Decimal("0.10035"), change=Decimal("-0.6"),
                          timestamp=TS, alert_type="down")  # fmt: skip
     records = [to_record(m, producer) for m in messages()] + [to_record(alert, producer, PARENT)]
-    stats = DeliveryStats()
-    run_main(flow_of(records, KafkaProducerSink(kafka_bootstrap, output, stats=stats)))
-    assert (stats.acked, stats.failed, stats.retried) == (5, 0, 0)
+    counted = Counters()
+    run_main(flow_of(records, KafkaProducerSink(kafka_bootstrap, output)))
+    assert (
+        counted("cryptoviz_producer_messages_total"),
+        counted("cryptoviz_producer_delivery_failures_total"),
+        counted("cryptoviz_producer_delivery_retries_total"),
+    ) == (5, 0, 0)
 
     got = {
         topic: read_records(kafka_bootstrap, output.topics[topic])
@@ -87,11 +91,13 @@ def test_keys_values_and_trace_headers_land_in_kafka(
     )
 
 
-def test_failed_deliveries_are_counted_retried_and_fail_the_worker_loudly() -> None:
+def test_failed_deliveries_are_counted_retried_and_fail_the_worker_loudly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     # Nothing listens on this port: every delivery times out after 300 ms.
     output = OutputSettings(retries=2, flush_timeout_s=20, config={"message.timeout.ms": "300"})
-    stats = DeliveryStats()
-    sink = KafkaProducerSink(f"127.0.0.1:{free_port()}", output, stats=stats)
+    counted = Counters()
+    sink = KafkaProducerSink(f"127.0.0.1:{free_port()}", output)
     record = to_record(messages()[0], ProducerSettings(output=output))
     with pytest.raises(Exception) as raised:
         run_main(flow_of([record], sink))
@@ -102,8 +108,14 @@ def test_failed_deliveries_are_counted_retried_and_fail_the_worker_loudly() -> N
         error = error.__cause__ or error.__context__
     failure = next(e for e in chain if isinstance(e, DeliveryFailed))
     assert "delivery to rawticker failed (attempt 3)" in str(failure)
-    assert (stats.failed, stats.retried, stats.acked) == (3, 2, 0)
-    assert all("timed out" in error for error in stats.errors)
+    assert (
+        counted("cryptoviz_producer_delivery_failures_total"),
+        counted("cryptoviz_producer_delivery_retries_total"),
+        counted("cryptoviz_producer_messages_total"),
+    ) == (3, 2, 0)
+    errors = [str(e[0]) for e in logged(caplog.records, "%s; ")]  # producing it again/giving up
+    assert len(errors) == 3
+    assert all("timed out" in error for error in errors)
 
 
 def test_sampled_publish_spans_are_exported_over_otlp(

@@ -9,6 +9,7 @@ a trade-id gap on the live feed, and the REST endpoint that fills gaps.
 from __future__ import annotations
 
 import itertools
+import logging
 import re
 import time
 from collections import Counter
@@ -23,11 +24,12 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, run_main
 
 from flows.producers.kafka_edge import Keyed
-from flows.producers.kraken import KrakenSource, KrakenStats
+from flows.producers.kraken import KrakenSource
 from flows.producers.settings import KrakenSettings, OutputSettings, ProducerSettings
 from flows.producers.workers import build_kraken_flow
 from handlers import CoinTable
 from infra.settings import Settings
+from tests.flows.producers._observe import Counters, logged
 from tests.flows.producers._servers import (
     ConnectionScript,
     FakeKraken,
@@ -77,15 +79,19 @@ def ids_by_pair(trades: list[dict[str, object]]) -> dict[str, list[int]]:
 
 @pytest.mark.integration
 def test_every_trade_lands_exactly_once_through_drops_gaps_and_silence(
-    stack: Settings, kafka_bootstrap: str, fresh_topics: Callable[..., OutputSettings]
+    stack: Settings,
+    kafka_bootstrap: str,
+    fresh_topics: Callable[..., OutputSettings],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="flows.producers")
     market = Market(symbols=SYMBOLS, prices=dict(PRICES), hide={"BTC/USD": (40, 59)})
     scripts = {
         0: ConnectionScript(drop_after_s=3.0, silence=(("ticker", "ETH/USD"),)),
         1: ConnectionScript(mute=True),
         2: ConnectionScript(drop_after_s=0.05),
     }
-    stats = KrakenStats()
+    counted = Counters()
     output = fresh_topics()
     with (
         # A 10-trade snapshot (Kraken sends 50) so every reconnect surely leaves a gap.
@@ -95,7 +101,7 @@ def test_every_trade_lands_exactly_once_through_drops_gaps_and_silence(
         http.routes["/0/public/Trades"] = kraken_trades_route(market, REST_NAMES)
         settings = kraken_settings(server.url, f"{http.base}/0/public/Trades", run_for_s=8.5)
         producer = ProducerSettings(output=output, kraken=settings)
-        source = KrakenSource(settings, stack.coin_table(), stats=stats)
+        source = KrakenSource(settings, stack.coin_table())
         run_main(build_kraken_flow(stack, producer, source=source))
         connections = list(server.connections)
 
@@ -113,16 +119,19 @@ def test_every_trade_lands_exactly_once_through_drops_gaps_and_silence(
     assert set(range(1040, 1060)) <= set(by_pair["BTC/USD"]), "hidden trades were filled"
 
     # The live gap (hidden trades) and the reconnect gap were detected and filled over REST.
-    hidden_gap = [g for g in stats.gaps if (g.pair, g.first, g.last) == ("BTC/USD", 1040, 1059)]
-    assert hidden_gap, stats.gaps
-    assert len(stats.gaps) > 1, "pairs also lost trades while disconnected"
-    assert stats.filled == sum(g.last - g.first + 1 for g in stats.gaps) >= 20
-    assert stats.unrecoverable == 0
+    jumps = logged(caplog.records, "%s: trade_id jumped")  # (pair, last id, next id, missing)
+    assert ("BTC/USD", 1039, 1060, 20) in jumps, jumps
+    assert counted("cryptoviz_kraken_trade_gaps_total") > 1, "pairs also lost trades too"
+    missing = counted("cryptoviz_kraken_trades_missing_total")
+    assert counted("cryptoviz_kraken_trades_filled_total") == missing >= 20
+    assert counted("cryptoviz_kraken_trades_unrecoverable_total") == 0
     assert {r["pair"] for r in market.rest_requests} == {"XBTUSD", "ETHUSD", "ADAUSD"}
 
     # The silent subscription was found, renewed, and streamed again.
-    assert stats.silent == [("ticker", "ETH/USD")]
-    assert ("ticker", "ETH/USD") in stats.recovered
+    assert counted.deltas("cryptoviz_kraken_silent_subscriptions_total") == {
+        ("ticker", "ETH/USD"): 1
+    }
+    assert counted("cryptoviz_kraken_recovered_subscriptions_total", pair="ETH/USD") >= 1
     unsubscribes = [r for r in server.requests if r.get("method") == "unsubscribe"]
     assert unsubscribes
     assert unsubscribes[0]["params"] == {
@@ -131,23 +140,26 @@ def test_every_trade_lands_exactly_once_through_drops_gaps_and_silence(
     }
 
     # Rejected symbol logged with Kraken's text; requests are batched with explicit snapshot.
-    assert ("ticker", "DOGE/USD", "Currency pair not supported DOGE/USD") in stats.rejected
+    rejected = logged(caplog.records, "kraken: %s subscription for %s rejected")
+    assert ("ticker", "DOGE/USD", "Currency pair not supported DOGE/USD") in rejected
+    assert counted("cryptoviz_kraken_rejected_subscriptions_total", channel="ticker") >= 1
     subscribes = [r for r in server.requests if r.get("method") == "subscribe"]
     first = subscribes[0]
     assert first["params"] == {
         "channel": "ticker", "symbol": [*SYMBOLS, "DOGE/USD"], "snapshot": True
     }  # fmt: skip
     assert isinstance(first["req_id"], int)
-    assert stats.pongs >= 1
-    assert stats.statuses
-    assert set(stats.statuses) == {"online"}
+    assert counted("cryptoviz_kraken_pongs_total") >= 1
+    statuses = counted.deltas("cryptoviz_kraken_status_total")
+    assert statuses
+    assert set(statuses) == {("online",)}
 
     # Drop, dead link, immediate drop: three reconnects whose waits grow.
     assert len(connections) >= 4
-    reasons = stats.disconnects[:3]
+    reasons = [str(r[0]) for r in logged(caplog.records, "kraken: connection ended")][:3]
     assert reasons[0].startswith(("closed", "error")), reasons
     assert reasons[1].startswith("heartbeat"), reasons
-    delays = stats.delays[:3]
+    delays = [float(str(d[0])) for d in logged(caplog.records, "kraken: reconnecting in")][:3]
     assert BACKOFF / 2 <= delays[0] <= BACKOFF
     assert BACKOFF <= delays[1] <= 2 * BACKOFF
     assert 2 * BACKOFF <= delays[2] <= 4 * BACKOFF
@@ -176,7 +188,7 @@ def test_restart_neither_resends_nor_skips_trades(
     recovery.mkdir()
     init_db_dir(recovery, 1)
     out: list[Keyed] = []
-    runs: list[KrakenStats] = []
+    runs: list[dict[str, float]] = []  # what each run counted
     with FakeKraken(market) as server, HttpServer() as http:
         http.routes["/0/public/Trades"] = kraken_trades_route(market, REST_NAMES)
         settings = kraken_settings(server.url, f"{http.base}/0/public/Trades", 1.2)
@@ -185,8 +197,8 @@ def test_restart_neither_resends_nor_skips_trades(
             # 0: first start; 1: restart at once (its 50-trade snapshot overlaps what was
             # sent); 2: restart after 1.5 s down (75 trades, more than a snapshot holds).
             time.sleep(pause)
-            stats = KrakenStats()
-            source = KrakenSource(producer.kraken, coins, stats=stats)
+            counted = Counters()
+            source = KrakenSource(producer.kraken, coins)
             flow = build_kraken_flow(
                 offline_settings, producer, source=source, sink=TestingSink(out)
             )
@@ -195,7 +207,10 @@ def test_restart_neither_resends_nor_skips_trades(
                 epoch_interval=timedelta(milliseconds=100),
                 recovery_config=RecoveryConfig(str(recovery)),
             )
-            runs.append(stats)
+            runs.append(
+                {what: counted(f"cryptoviz_kraken_{what}_total")
+                 for what in ("duplicate_trades", "trade_gaps", "trades_missing", "trades_filled")}
+            )  # fmt: skip
     ids = [
         int(msgspec.json.decode(record.value)["trade_id"])
         for _key, record in out
@@ -203,19 +218,19 @@ def test_restart_neither_resends_nor_skips_trades(
     ]
     assert len(ids) == len(set(ids)), "a restart re-sent trades"
     assert sorted(ids) == list(range(min(ids), max(ids) + 1)), "the downtime was not filled"
-    assert runs[1].duplicates > 0
-    assert not runs[1].gaps
-    assert runs[2].gaps
-    assert runs[2].filled == sum(g.last - g.first + 1 for g in runs[2].gaps)
+    assert runs[1]["duplicate_trades"] > 0
+    assert not runs[1]["trade_gaps"]
+    assert runs[2]["trade_gaps"]
+    assert runs[2]["trades_filled"] == runs[2]["trades_missing"]
     assert len(server.connections) == 3
 
 
 def test_after_maintenance_reconnects_wait_at_least_the_minimum_interval(
-    offline_settings: Settings, coins: CoinTable
+    offline_settings: Settings, coins: CoinTable, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="flows.producers")
     market = Market(symbols=("BTC/USD",), prices={"BTC/USD": Decimal("95000.1")})
     scripts = {0: ConnectionScript(status="maintenance", drop_after_s=0.3)}
-    stats = KrakenStats()
     with FakeKraken(market, scripts=scripts) as server:
         settings = msgspec.structs.replace(
             kraken_settings(server.url, "http://127.0.0.1:9/unused", 1.8),
@@ -223,7 +238,7 @@ def test_after_maintenance_reconnects_wait_at_least_the_minimum_interval(
             backoff_initial_s=0.05,
             after_maintenance_s=0.8,
         )
-        source = KrakenSource(settings, coins, stats=stats)
+        source = KrakenSource(settings, coins)
         out: list[Keyed] = []
         flow = build_kraken_flow(
             offline_settings,
@@ -233,7 +248,8 @@ def test_after_maintenance_reconnects_wait_at_least_the_minimum_interval(
         )
         run_main(flow)
         connections = list(server.connections)
-    assert stats.statuses[:2] == ["maintenance", "online"]
-    assert stats.delays[0] >= 0.8
+    statuses = [s[0] for s in logged(caplog.records, "kraken: system status")]
+    assert statuses[:2] == ["maintenance", "online"]
+    assert float(str(logged(caplog.records, "kraken: reconnecting in")[0][0])) >= 0.8
     assert connections[1] - connections[0] >= 0.3 + 0.8
     assert out, "data flows again once the exchange is back online"

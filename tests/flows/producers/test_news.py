@@ -18,7 +18,7 @@ from flows.producers.news import (
     parse_feed,
     sentiment,
 )
-from flows.producers.rss import RssStats, SeenKeys, new_articles
+from flows.producers.rss import SeenKeys, new_articles
 from flows.producers.settings import SAMPLES, FeedSpec
 from handlers import (
     ArticleRecord,
@@ -204,12 +204,9 @@ def test_dedup_by_guid_or_canonical_url(coins: CoinTable) -> None:
         "<item><title>C</title><link>https://n.example.com/c</link></item>"
         "<item><title>C twice</title><link>https://n.example.com/c?utm_medium=y</link></item>"
     )
-    seen, stats = SeenKeys([], 100), RssStats()
+    seen = SeenKeys([], 100)
     got = [
-        [
-            m.title
-            for m in new_articles(parse_feed(doc.encode(), FEED, coins, NOW), seen, "t", stats)
-        ]
+        [m.title for m in new_articles(parse_feed(doc.encode(), FEED, coins, NOW), seen, "t")]
         for doc in (first, second)
     ]
     assert got == [["A", "B"], ["C"]]
@@ -258,9 +255,9 @@ def test_real_feeds_parse_completely_and_dedup(shared_fixtures: Path, coins: Coi
         assert all("utm_" not in r.url and "<" not in r.summary for r in records)
         assert all(r.time.tzinfo is not None and r.time.year == 2026 for r in records)
         seen = SeenKeys([], 1000)
-        assert len(new_articles(parsed, seen, name, RssStats())) == count
+        assert len(new_articles(parsed, seen, name)) == count
         again = parse_feed((rss_dir / name).read_bytes(), FEED, coins, NOW)
-        assert new_articles(again, seen, name, RssStats()) == []
+        assert new_articles(again, seen, name) == []
     cointelegraph = parse_feed(
         (rss_dir / "cointelegraph_rss_2026-09-30.xml").read_bytes(), FEED, coins, NOW
     )

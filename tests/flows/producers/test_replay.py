@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from flows.producers.kafka_edge import Keyed
-from flows.producers.replay import ReplaySource, ReplayStats, capture_line, parse_frame
+from flows.producers.replay import ReplaySource, capture_line, parse_frame
 from flows.producers.settings import SAMPLES, AlertSettings, ProducerSettings, ReplaySettings
 from flows.producers.trades import TradeSequencer
 from flows.producers.workers import build_alert_flow, build_replay_flow
@@ -26,6 +27,7 @@ from handlers import (
     handler_for,
 )
 from infra.settings import Settings
+from tests.flows.producers._observe import Counters, logged
 
 V2 = SAMPLES / "kraken_v2_session.jsonl"
 V1 = SAMPLES / "kraken_v1_session.txt"
@@ -37,11 +39,10 @@ def replay(
     files: tuple[Path, ...],
     speed: float = 0.0,
     recovery: Path | None = None,
-    stats: ReplayStats | None = None,
 ) -> list[Keyed]:
     out: list[Keyed] = []
     replay_settings = ReplaySettings(files=files, speed=speed)
-    source = ReplaySource(replay_settings, settings.coin_table(), stats=stats)
+    source = ReplaySource(replay_settings, settings.coin_table())
     flow = build_replay_flow(
         settings, ProducerSettings(replay=replay_settings), source=source, sink=TestingSink(out)
     )
@@ -64,10 +65,10 @@ def assert_contract(out: list[Keyed], coins: CoinTable) -> None:
 
 
 def test_samples_replay_through_the_live_parsers(
-    offline_settings: Settings, coins: CoinTable
+    offline_settings: Settings, coins: CoinTable, caplog: pytest.LogCaptureFixture
 ) -> None:
-    stats = ReplayStats()
-    out = replay(offline_settings, (V2, V1, NEWS), stats=stats)
+    counted = Counters()
+    out = replay(offline_settings, (V2, V1, NEWS))
     assert_contract(out, coins)
     counts = Counter(r.topic for _k, r in out)
     # v2: 3 ticker snapshots + 3 x 89 s of ticker updates (one per trade frame) ...
@@ -85,8 +86,10 @@ def test_samples_replay_through_the_live_parsers(
     assert counts["rawticker"] == expected_v2["TickerMessage"] + 22
     assert counts["rawtrade"] == expected_v2["TradeMessage"] + 28
     assert counts["rawarticle"] == 4
-    assert "rejected NOPE/USD: Currency pair not supported NOPE/USD" in stats.control
-    assert stats.rejections == []
+    rejected = logged(caplog.records, "replay: recorded rejection of %s: %s")
+    assert ("NOPE/USD", "Currency pair not supported NOPE/USD") in rejected
+    assert counted("cryptoviz_replay_rejections_total") == 0
+    assert counted("cryptoviz_replay_frames_total", file=V2.name) > 0
     ada = [t for t in decoded(out, "rawticker") if t["pair"] == "ADA/USD"]
     assert ada[0]["last"] == Decimal("0.10035")
     v1_trades = [t for t in decoded(out, "rawtrade") if t["pair"] == "SOL/USD"]

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import email.utils
 import itertools
+import logging
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
+import pytest
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, run_main
 
 from flows.producers.kafka_edge import Keyed
-from flows.producers.rss import RssSource, RssStats
+from flows.producers.rss import RssSource
 from flows.producers.settings import FeedSpec, ProducerSettings, RssSettings
 from flows.producers.workers import build_rss_flow
 from handlers import ArticleRecord, CoinTable, HandlerContext, parse_article
 from infra.settings import Settings
+from tests.flows.producers._observe import Counters, logged
 from tests.flows.producers._servers import HttpServer, Reply
 
 LAST_MODIFIED = email.utils.format_datetime(datetime(2026, 5, 1, 12, tzinfo=UTC), usegmt=True)
@@ -68,9 +71,25 @@ class VersionedFeed:
         return Reply(200, body, headers)
 
 
+class Run:
+    """What one run of the RSS worker counted (Prometheus) and logged."""
+
+    def __init__(self, counted: Counters, records: list[logging.LogRecord]) -> None:
+        self.polls = Counter(counted.deltas("cryptoviz_rss_polls_total"))
+        """(feed, outcome) -> polls: ``ok``, ``not_modified`` or ``error``."""
+        self.skipped = Counter(counted.deltas("cryptoviz_rss_entries_skipped_total"))
+        """(feed, reason) -> entries skipped."""
+        self.failures = [
+            (str(feed), str(reason), float(str(delay)))
+            for feed, reason, delay in logged(records, "rss %s: %s; next try in")
+        ]
+        """(feed, reason, seconds until the next try) of each failed poll, in order."""
+
+
 def test_feeds_poll_conditionally_back_off_alone_and_never_resend(
-    offline_settings: Settings, coins: CoinTable, tmp_path: Path
+    offline_settings: Settings, coins: CoinTable, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="flows.producers")
     versioned = VersionedFeed()
     latin = rss(
         item("l1", "Bitcoin à 100 000 € : café", "https://n.example.com/l1"), "windows-1252"
@@ -99,11 +118,11 @@ def test_feeds_poll_conditionally_back_off_alone_and_never_resend(
         recovery = tmp_path / "recovery"
         recovery.mkdir()
         init_db_dir(recovery, 1)
-        runs: list[tuple[list[Keyed], RssStats]] = []
+        runs: list[tuple[list[Keyed], Run]] = []
         for _ in range(2):
             out: list[Keyed] = []
-            stats = RssStats()
-            source = RssSource(settings, coins, stats=stats)
+            counted, mark = Counters(), len(caplog.records)
+            source = RssSource(settings, coins)
             flow = build_rss_flow(
                 offline_settings,
                 ProducerSettings(rss=settings),
@@ -115,7 +134,7 @@ def test_feeds_poll_conditionally_back_off_alone_and_never_resend(
                 epoch_interval=timedelta(milliseconds=100),
                 recovery_config=RecoveryConfig(str(recovery)),
             )
-            runs.append((out, stats))
+            runs.append((out, Run(counted, caplog.records[mark:])))
 
     (first, stats), (second, stats2) = runs
     ctx = HandlerContext(coins=coins, now=datetime.now(UTC))
@@ -142,21 +161,21 @@ def test_feeds_poll_conditionally_back_off_alone_and_never_resend(
     )
     assert undated["published_at"] is None
     assert ("odd", "no http(s) link") in stats.skipped
-    assert Counter(stats.skipped)[("odd", "no http(s) link")] == 1, "logged once, not per poll"
+    assert stats.skipped[("odd", "no http(s) link")] == 1, "logged once, not per poll"
 
     # Failing feeds back off alone (growing delays); the hanging one never blocked the rest.
-    outcomes = Counter(stats.polls)
+    outcomes = stats.polls
     assert outcomes[("good", "ok")] + outcomes[("good", "not_modified")] >= 4
     for name in ("broken", "down", "hang"):
         assert outcomes[(name, "ok")] == 0, name
         assert outcomes[(name, "error")] >= 1, name
-        delays = [d for feed, d in stats.delays if feed == name]
+        delays = [d for feed, _reason, d in stats.failures if feed == name]
         assert all(b >= a * 0.99 or b >= 0.4 for a, b in itertools.pairwise(delays))
-    assert any("503" in reason for feed, reason in stats.errors if feed == "down")
-    assert any("timed out" in reason for feed, reason in stats.errors if feed == "hang")
-    assert any("broken" in reason for feed, reason in stats.errors if feed == "broken")
+    assert any("503" in reason for feed, reason, _d in stats.failures if feed == "down")
+    assert any("timed out" in reason for feed, reason, _d in stats.failures if feed == "hang")
+    assert any("broken" in reason for feed, reason, _d in stats.failures if feed == "broken")
 
     # Restart: dedup keys and validators come back from recovery; nothing is re-sent.
     assert second == []
-    assert Counter(stats2.polls)[("good", "not_modified")] >= 1
+    assert stats2.polls[("good", "not_modified")] >= 1
     assert not any(feed == "odd" for feed, _ in stats2.skipped)
