@@ -74,7 +74,9 @@ class _PostgresPartition(StatelessSinkPartition[ParsedBatch]):
         """Retry with capped exponential backoff while the database is unavailable.
 
         Blocking here is deliberate: the messages stay in Kafka, the source stops
-        advancing, and the flow resumes where it was when the database returns.
+        advancing, and the flow resumes where it was when the database returns. Each
+        wait is the backoff's, or the error's ``retry_after`` when that is longer (the
+        server said it cannot take work yet), like a quix-streams backpressure error.
         """
         delay = self._retry.retry_initial_s
         outage_started: float | None = None
@@ -86,7 +88,7 @@ class _PostgresPartition(StatelessSinkPartition[ParsedBatch]):
                     outage_started = time.monotonic()
                     log.warning("%s: %s; retrying with backoff", self._topic, exc.detail)
                 m.DB_RETRIES.labels(self._topic).inc()
-                self._sleep(delay)
+                self._sleep(max(delay, exc.retry_after))
                 delay = min(delay * 2, self._retry.retry_max_s)
                 continue
             if outage_started is not None:

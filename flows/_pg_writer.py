@@ -3,7 +3,7 @@
 Exceptions::
 
     IngestError                 root, carries ``detail``
-    └── DatabaseUnavailable     the server is unreachable; ``retry_after`` says when to retry
+    └── DatabaseUnavailable     nothing committed; ``retry_after``: the least wait before a retry
 
 Write path for one batch, all in one transaction:
 
@@ -12,10 +12,11 @@ Write path for one batch, all in one transaction:
 2. If that hits a unique violation (a redelivered or replayed message), COPY the
    batch into a temporary staging table and ``INSERT ... SELECT ... ON CONFLICT
    DO NOTHING``: rows already present count as duplicates.
-3. If the database refuses a row for a data reason (a constraint the handlers
-   did not foresee), insert row by row under savepoints and report the refused
-   rows with the database's reason, so the caller can dead-letter them instead of
-   retrying a poisoned batch forever.
+3. If the database refuses a row for a data reason (a constraint or trigger the
+   handlers did not foresee: SQLSTATE classes 22 and 23, or a trigger's ``RAISE
+   EXCEPTION``), on either path, insert row by row under savepoints and report the
+   refused rows with the database's reason, so the caller can dead-letter them
+   instead of retrying a poisoned batch forever.
 """
 
 from __future__ import annotations
@@ -41,9 +42,15 @@ class IngestError(Exception):
 
 
 class DatabaseUnavailable(IngestError):
-    """The database could not be reached; nothing of the batch was committed."""
+    """The database could not be reached; nothing of the batch was committed.
 
-    def __init__(self, detail: str, retry_after: float = 1.0) -> None:
+    ``retry_after``: the least time to wait before trying again, in seconds. 0 when
+    nothing says (the server is unreachable: the caller's backoff decides); more when
+    the server itself answered that it cannot take the work now (starting up, shutting
+    down, too many connections), so retrying sooner would only add to its load.
+    """
+
+    def __init__(self, detail: str, retry_after: float = 0.0) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
 
@@ -57,6 +64,16 @@ class WriteResult:
 
 
 _CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
+_REFUSALS = (psycopg.DataError, psycopg.IntegrityError, psycopg.errors.RaiseException)
+"""The row's fault, not the system's: that row is refused, the rest of the batch commits."""
+_SERVER_BUSY = frozenset({"57P01", "57P02", "57P03", "53300"})
+"""admin/crash shutdown, cannot connect now (starting up, recovering), too many connections."""
+SERVER_BUSY_RETRY_S = 1.0
+
+
+def _unavailable(detail: str, exc: Exception) -> DatabaseUnavailable:
+    busy = getattr(exc, "sqlstate", None) in _SERVER_BUSY
+    return DatabaseUnavailable(f"{detail}: {exc}", SERVER_BUSY_RETRY_S if busy else 0.0)
 KAFKA_TIME = "kafka_time"
 """Column every raw table has for the message's Kafka timestamp (migration 0005)."""
 
@@ -79,13 +96,17 @@ class BatchWriter:
         ).format(stage, table)
         self._copy_stage = sql.SQL("COPY {} ({}) FROM STDIN").format(stage, cols)
         placeholders = sql.SQL(", ").join(sql.Placeholder() * len(columns))
+        # VALUES straight into the table: each value takes its column's type (a SELECT
+        # over VALUES would type a Python list as text, not as the text[] column).
+        self._insert_one = sql.SQL(
+            "INSERT INTO {t} ({c}) VALUES ({p}) ON CONFLICT DO NOTHING"
+        ).format(t=table, c=cols, p=placeholders)
+        self._exists_one: sql.Composed | None = None
+        self._dedup_index: tuple[int, ...] = ()
         if spec.dedup_on is None:
             self._merge = sql.SQL(
                 "INSERT INTO {t} ({c}) SELECT {c} FROM {s} ON CONFLICT DO NOTHING"
             ).format(t=table, c=cols, s=stage)
-            self._insert_one = sql.SQL(
-                "INSERT INTO {t} ({c}) VALUES ({p}) ON CONFLICT DO NOTHING"
-            ).format(t=table, c=cols, p=placeholders)
         else:
             keys = sql.SQL(", ").join(map(sql.Identifier, spec.dedup_on))
             same = sql.SQL(" AND ").join(
@@ -96,10 +117,14 @@ class BatchWriter:
                 "WHERE NOT EXISTS (SELECT 1 FROM {t} x WHERE {same}) "
                 "ORDER BY {k} ON CONFLICT DO NOTHING"
             ).format(t=table, c=cols, s=stage, k=keys, same=same)
-            self._insert_one = sql.SQL(
-                "INSERT INTO {t} ({c}) SELECT * FROM (VALUES ({p})) AS s ({c}) "
-                "WHERE NOT EXISTS (SELECT 1 FROM {t} x WHERE {same}) ON CONFLICT DO NOTHING"
-            ).format(t=table, c=cols, p=placeholders, same=same)
+            self._exists_one = sql.SQL("SELECT 1 FROM {t} WHERE {same}").format(
+                t=table,
+                same=sql.SQL(" AND ").join(
+                    sql.SQL("{k} = {p}").format(k=sql.Identifier(k), p=sql.Placeholder())
+                    for k in spec.dedup_on
+                ),
+            )
+            self._dedup_index = tuple(columns.index(k) for k in spec.dedup_on)
 
     # -- connection -------------------------------------------------------------------
     def _connection(self) -> psycopg.Connection[Any]:
@@ -110,7 +135,7 @@ class BatchWriter:
                 self._conninfo, connect_timeout=int(self._connect_timeout), autocommit=False
             )
         except _CONNECTION_ERRORS as exc:
-            raise DatabaseUnavailable(f"cannot connect to the database: {exc}") from exc
+            raise _unavailable("cannot connect to the database", exc) from exc
         return self._conn
 
     def close(self) -> None:
@@ -147,14 +172,16 @@ class BatchWriter:
                     return WriteResult(len(rows), 0)
                 except psycopg.errors.UniqueViolation:
                     pass  # some rows are already there: take the idempotent path
+                except _REFUSALS:
+                    return self._row_by_row(conn, rows)
             try:
                 inserted = self._merge_via_stage(conn, rows)
                 return WriteResult(inserted, len(rows) - inserted)
-            except (psycopg.DataError, psycopg.IntegrityError):
+            except _REFUSALS:
                 return self._row_by_row(conn, rows)
         except _CONNECTION_ERRORS as exc:
             self._drop()
-            raise DatabaseUnavailable(f"database connection lost: {exc}") from exc
+            raise _unavailable("database connection lost", exc) from exc
 
     def _merge_via_stage(self, conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> int:
         with conn.transaction(), conn.cursor() as cur:
@@ -172,11 +199,15 @@ class BatchWriter:
         refused: list[tuple[int, str]] = []
         with conn.transaction(), conn.cursor() as cur:
             for index, row in enumerate(rows):
+                if self._exists_one is not None:
+                    cur.execute(self._exists_one, [row[i] for i in self._dedup_index])
+                    if cur.fetchone() is not None:
+                        continue  # already stored (a duplicate)
                 try:
                     with conn.transaction():  # a savepoint per row
                         cur.execute(self._insert_one, row)
                         inserted += max(cur.rowcount, 0)
-                except (psycopg.DataError, psycopg.IntegrityError) as exc:
+                except _REFUSALS as exc:
                     refused.append((index, f"database refused row: {exc.sqlstate} {exc}"))
         duplicates = len(rows) - inserted - len(refused)
         return WriteResult(inserted, duplicates, refused)
