@@ -74,6 +74,8 @@ SERVER_BUSY_RETRY_S = 1.0
 def _unavailable(detail: str, exc: Exception) -> DatabaseUnavailable:
     busy = getattr(exc, "sqlstate", None) in _SERVER_BUSY
     return DatabaseUnavailable(f"{detail}: {exc}", SERVER_BUSY_RETRY_S if busy else 0.0)
+
+
 KAFKA_TIME = "kafka_time"
 """Column every raw table has for the message's Kafka timestamp (migration 0005)."""
 
