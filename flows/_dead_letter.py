@@ -65,7 +65,7 @@ class DeadLetterPublisher:
     """Publishes dead letters outside the flow's own error stream (rows the database refused)."""
 
     def __init__(self, bootstrap: str) -> None:
-        self._producer = Producer(
+        self._producer: Producer | None = Producer(
             {
                 "bootstrap.servers": bootstrap,
                 "enable.idempotence": True,
@@ -75,12 +75,20 @@ class DeadLetterPublisher:
         )
 
     def publish(self, letters: list[KafkaSinkMessage[bytes | None, bytes | None]]) -> None:
+        producer = self._producer
+        if producer is None:
+            raise RuntimeError("dead-letter publisher closed")
         for letter in letters:
             assert letter.topic is not None
             headers: list[tuple[str, str | bytes | None]] = list(letter.headers)
-            self._producer.produce(
+            producer.produce(
                 topic=letter.topic, key=letter.key, value=letter.value, headers=headers
             )
-        remaining = self._producer.flush(30)
+        remaining = producer.flush(30)
         if remaining:
             raise RuntimeError(f"{remaining} dead letters not acknowledged by Kafka within 30 s")
+
+    def close(self) -> None:
+        """Drop the producer: the last reference goes, and with it the client's threads
+        (every publish already waited for its acknowledgements)."""
+        self._producer = None

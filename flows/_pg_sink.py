@@ -99,6 +99,9 @@ class _PostgresPartition(StatelessSinkPartition[ParsedBatch]):
 
     def close(self) -> None:
         self._writer.close()
+        if self._publisher is not None:
+            self._publisher.close()
+            self._publisher = None
 
 
 class PostgresSink(DynamicSink[ParsedBatch]):

@@ -33,7 +33,7 @@ class ResultPublisher:
         self.topic = topic
         self._columns = tuple(columns)
         self._key = self._columns.index("crypto_symbol")
-        self._producer = Producer(
+        self._producer: Producer | None = Producer(
             {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"}
         )
         self.failures = 0
@@ -44,13 +44,16 @@ class ResultPublisher:
         return _ENCODER.encode(values)
 
     def publish(self, rows: Sequence[Sequence[Any]]) -> None:
+        producer = self._producer
+        if producer is None:
+            raise RuntimeError(f"{self.topic}: publisher closed")
         try:
             for row in rows:
-                self._producer.produce(
+                producer.produce(
                     self.topic, value=self.encode(row), key=str(row[self._key]).encode()
                 )
-                self._producer.poll(0)
-            left = self._producer.flush(10)
+                producer.poll(0)
+            left = producer.flush(10)
         except (KafkaException, BufferError) as exc:
             left, reason = len(rows), str(exc)
         else:
@@ -60,4 +63,9 @@ class ResultPublisher:
             log.warning("%s: %d result rows not published (%s)", self.topic, left, reason)
 
     def close(self) -> None:
-        self._producer.flush(5)
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.flush(5)
+        # Dropping the last reference destroys the client (its threads and connections).
+        # Spark keeps the sink, and so this publisher, referenced after its query ends:
+        # a producer it held would reconnect to the broker for the life of the process.

@@ -21,6 +21,7 @@ import pytest
 from psycopg import sql
 
 from infra.settings import Settings, load_settings
+from tests._kafka_clients import assert_kafka_clients_closed
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 SHARED_FIXTURES = SHARED / "fixtures" / "real"
@@ -80,6 +81,7 @@ def stack(server_dirs: Callable[[str], Path]) -> Iterator[Settings]:
         settings = running.start()
         running.prepare()
         yield settings
+        assert_kafka_clients_closed()  # before the broker goes (tests/_kafka_clients.py)
     finally:
         running.stop()
 

@@ -1,0 +1,48 @@
+"""Kafka clients still open in this process, for the session's guard (tests/conftest.py).
+
+A librdkafka client (producer, consumer or admin client, whoever created it: a test,
+a fixture, the code under test) runs one thread named ``rdk:main`` until it is
+closed or destroyed. One still running when the session's broker stops prints
+"Connection refused" lines for the rest of the run, which a newcomer reads as a
+failure. confluent-kafka's client objects take no weak references, so the guard
+counts those threads instead: it is exact and sees every client, even ones a
+library creates.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from pathlib import Path
+
+TASKS = Path("/proc/self/task")
+
+
+def open_kafka_clients() -> int:
+    """How many librdkafka clients this process runs now (0 where /proc is missing)."""
+    count = 0
+    for task in TASKS.glob("*/comm") if TASKS.is_dir() else ():
+        try:
+            if task.read_text().strip() == "rdk:main":
+                count += 1
+        except OSError:
+            continue  # the thread ended while we looked
+    return count
+
+
+def assert_kafka_clients_closed(timeout_s: float = 10.0) -> None:
+    """Fail unless every Kafka client is closed (after collecting garbage: a client only
+    an unreachable cycle holds is destroyed then, which is closed enough)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        gc.collect()
+        left = open_kafka_clients()
+        if left == 0:
+            return
+        if time.monotonic() >= deadline:
+            raise AssertionError(
+                f"{left} Kafka client(s) still open at the end of the session, with the "
+                "broker about to stop: close (consumers) or flush and drop (producers) what "
+                "the tests and fixtures open"
+            )
+        time.sleep(0.2)
