@@ -13,6 +13,17 @@ CONSUMER_CONFIG: dict[str, str] = {
     # showed memory rising with lag). 16 MB still holds thousands of batches.
     "queued.max.messages.kbytes": "16384",
 }
+SMALL_MESSAGES_CONSUMER_CONFIG: dict[str, str] = {
+    **CONSUMER_CONFIG,
+    # The byte cap above counts payload only, and librdkafka also prefetches until a
+    # partition holds ``queued.min.messages`` (100,000 by default). For ~150-byte
+    # tickers the count binds first, and each queued message costs ~500 bytes more
+    # (its op and its share of the decompressed fetch buffer): a worker behind its
+    # topic held ~200 MB of prefetch over three partitions, and its RSS kept creeping
+    # up while that queue churned (docs/RELIABILITY.md, "The alert worker's memory").
+    # 5,000 per partition is still five of Bytewax's 1,000-message reads ahead.
+    "queued.min.messages": "5000",
+}
 
 
 def read_to_end(

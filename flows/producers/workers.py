@@ -29,7 +29,7 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 
-from flows._consumer import CONSUMER_CONFIG
+from flows._consumer import SMALL_MESSAGES_CONSUMER_CONFIG
 from flows.producers import _metrics as m
 from flows.producers.alert_log import AlertKey, published_alert_keys
 from flows.producers.alerts import AlertDetector, AlertState
@@ -213,7 +213,7 @@ def build_alert_flow(
             topics=[kafka_topic or producer.topic("rawticker")],
             tail=True,
             starting_offset=OFFSET_BEGINNING if producer.alerts.from_beginning else OFFSET_END,
-            add_config=dict(CONSUMER_CONFIG),
+            add_config=dict(SMALL_MESSAGES_CONSUMER_CONFIG),
         )
         op.inspect("kafka_errors", consumed.errs, lambda _step, err: log.error("alerts: %s", err))
         payloads: Stream[Payload] = op.map("payload", consumed.oks, _payload)
