@@ -2,7 +2,8 @@
 
 Reads ``DATABASE_URL`` / ``KAFKA_BOOTSTRAP_SERVERS`` (see :mod:`infra.settings`) and
 the ``CRYPTOVIZ_API_*`` variables (see :mod:`api.settings`). With several workers
-each process builds its own app through :func:`app_factory`.
+each process builds its own app through :func:`app_factory`. Exit statuses:
+:mod:`infra.cli` (2 for a configuration error such as no ``DATABASE_URL``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from opentelemetry import trace
 from api.app import create_app
 from api.settings import load_api_settings
 from api.telemetry import build_tracer_provider
+from infra.cli import run_program
 from infra.settings import SettingsError, load_settings
 
 
@@ -36,14 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help="port (default CRYPTOVIZ_API_PORT or 8000)")
     parser.add_argument("--workers", type=int, help="worker processes (CRYPTOVIZ_API_WORKERS)")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-        api_settings = load_api_settings(raw_topics=settings.kafka.raw_topics)
-        if settings.database.url is None:
-            raise SettingsError("the API needs a database: set DATABASE_URL")
-    except SettingsError as exc:
-        print(f"error: {exc.detail}", file=sys.stderr)
-        return 1
+    return run_program("python -m api", lambda: _serve(args))
+
+
+def _serve(args: argparse.Namespace) -> None:
+    settings = load_settings()
+    api_settings = load_api_settings(raw_topics=settings.kafka.raw_topics)
+    if settings.database.url is None:
+        raise SettingsError("the API needs a database: set DATABASE_URL")
     uvicorn.run(
         "api.__main__:app_factory",
         factory=True,
@@ -53,7 +55,6 @@ def main(argv: list[str] | None = None) -> int:
         ws="auto",
         log_level="info",
     )
-    return 0
 
 
 if __name__ == "__main__":

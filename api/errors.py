@@ -27,6 +27,8 @@ from litestar.status_codes import (
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 
+from handlers import CryptoVizError
+
 log = logging.getLogger("api.errors")
 
 
@@ -39,8 +41,12 @@ class ErrorBody(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """The query/path parameter or body field at fault, when there is one."""
 
 
-class ApiError(Exception):
-    """Root of every error the API raises on purpose; ``detail`` is shown to the client."""
+class ApiError(CryptoVizError):
+    """Root of every error the API raises on purpose; ``detail`` is shown to the client.
+
+    A :class:`handlers.CryptoVizError` like every other error of the project; only the
+    API's subclasses carry an HTTP status.
+    """
 
     status_code: int = HTTP_400_BAD_REQUEST
 
@@ -52,7 +58,6 @@ class ApiError(Exception):
         headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
-        self.detail = detail
         self.parameter = parameter
         self.headers = dict(headers or {})
 

@@ -72,8 +72,9 @@ from bench._soak_plan import RESULTS, Options, plan, renamed_topics, write_confi
 from bench._soak_probe import Probe, count_rows, log_errors
 from bench._soak_report import print_summary, summarize
 from bench._soak_supervisor import Supervisor
-from infra._console import StackError, step
-from infra.settings import SettingsError, load_settings
+from infra._console import step
+from infra.cli import run_program
+from infra.settings import load_settings
 from infra.stack import Stack
 
 PER_PRODUCER_RATE = 7000.0
@@ -288,19 +289,15 @@ def main(argv: list[str] | None = None) -> int:
         keep_state=args.keep_state,
     )
     signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        result = run(opts)
-    except KeyboardInterrupt:
-        step("interrupted")
-        return 130
-    except (StackError, SettingsError) as exc:
-        print(f"error: {exc.detail}", file=sys.stderr)
-        return 1
+    return run_program("bench.soak", lambda: _soak(opts))
+
+
+def _soak(opts: Options) -> None:
+    result = run(opts)
     with contextlib.redirect_stdout(io.StringIO()):  # the samples are for the file only
         report(result, opts.results, write=opts.write)
     print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
     print_summary(result)
-    return 0
 
 
 if __name__ == "__main__":

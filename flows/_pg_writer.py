@@ -2,7 +2,7 @@
 
 Exceptions::
 
-    IngestError                 root, carries ``detail``
+    IngestError                 root (a handlers.CryptoVizError), carries ``detail``
     └── DatabaseUnavailable     nothing committed; ``retry_after``: the least wait before a retry
 
 Write path for one batch, all in one transaction:
@@ -30,15 +30,11 @@ import psycopg
 from psycopg import sql
 
 from flows._tables import TableSpec, rows_for
-from handlers import Record
+from handlers import CryptoVizError, Record
 
 
-class IngestError(Exception):
+class IngestError(CryptoVizError):
     """Root of the ingestion errors; ``detail`` is a human-readable reason."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
 
 
 class DatabaseUnavailable(IngestError):

@@ -30,7 +30,7 @@ from flows._pg_sink import PostgresSink
 from flows._tables import TABLES
 from flows._tracing import otlp_commit_tracer
 from handlers import handler_for
-from infra.settings import Settings
+from infra.settings import Settings, SettingsError
 
 
 def build_ingest_flow(
@@ -50,7 +50,7 @@ def build_ingest_flow(
     errors: Stream[Any] | None = None
     if source is None:
         if bootstrap is None:
-            raise ValueError("KAFKA_BOOTSTRAP_SERVERS is not set and no source was given")
+            raise SettingsError("KAFKA_BOOTSTRAP_SERVERS is not set and no source was given")
         consumed = kop.input(
             "kafka_in",
             flow,
@@ -77,7 +77,7 @@ def build_ingest_flow(
         letters = op.merge("all_dead_letters", letters, errors)
     if db_sink is None:
         if settings.database.url is None:
-            raise ValueError("DATABASE_URL is not set and no database sink was given")
+            raise SettingsError("DATABASE_URL is not set and no database sink was given")
         db_sink = PostgresSink(
             settings.database.url,
             spec,
@@ -92,7 +92,9 @@ def build_ingest_flow(
         op.output("dlq", letters, dlq_sink)
     else:
         if bootstrap is None:
-            raise ValueError("KAFKA_BOOTSTRAP_SERVERS is not set and no dead-letter sink was given")
+            raise SettingsError(
+                "KAFKA_BOOTSTRAP_SERVERS is not set and no dead-letter sink was given"
+            )
         kop.output(
             "dlq",
             letters,

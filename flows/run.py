@@ -6,7 +6,8 @@ Scaling flags are Bytewax's own (``-w`` threads per process, ``-i/-a`` for a
 cluster of processes). Recovery partitions are created on first start under
 ``<state>/recovery/<worker>/``; a worker killed at any point resumes from its
 last snapshot (at most ``--snapshot-s`` seconds of input is replayed, and the
-idempotent sinks make the replay harmless).
+idempotent sinks make the replay harmless). Exit statuses: :mod:`infra.cli`
+(2 for a configuration error such as an unknown topic, before anything starts).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from bytewax._bytewax import cli_main
 from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.run import cli_main
 from prometheus_client import start_http_server
 
 from flows.registry import WORKERS
-from infra.settings import SettingsError, load_settings
+from infra.cli import run_program
+from infra.settings import load_settings
 
 log = logging.getLogger("flows.run")
 
@@ -42,13 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        settings = load_settings()
-        spec = WORKERS[args.worker]
-        flow = spec.build(settings, kafka_topic=args.topic)
-    except (SettingsError, ValueError) as exc:
-        print(f"{args.worker}: {getattr(exc, 'detail', exc)}", file=sys.stderr)
-        return 2
+    return run_program(args.worker, lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> None:
+    settings = load_settings()
+    spec = WORKERS[args.worker]
+    flow = spec.build(settings, kafka_topic=args.topic)
     recovery = None
     if spec.recovery:
         suffix = f"-{args.topic}" if args.topic else ""
@@ -73,7 +75,6 @@ def main(argv: list[str] | None = None) -> int:
         epoch_interval=timedelta(seconds=args.snapshot_s),
         recovery_config=recovery,
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -8,7 +8,13 @@ input and never raises.
 from handlers._alert import parse_alert
 from handlers._article import parse_article, sentiment_label
 from handlers._context import DEFAULT_MAX_FUTURE, HandlerContext
-from handlers._errors import HandlerConfigError, HandlerError, UnknownTopicError
+from handlers._errors import (
+    ConfigError,
+    CryptoVizError,
+    HandlerConfigError,
+    HandlerError,
+    UnknownTopicError,
+)
 from handlers._fields import MAX_PRICE
 from handlers._kraken import (
     KrakenControl,
@@ -68,6 +74,8 @@ __all__ = [
     "ArticleSentiment",
     "Coin",
     "CoinTable",
+    "ConfigError",
+    "CryptoVizError",
     "Handler",
     "HandlerConfigError",
     "HandlerContext",

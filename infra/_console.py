@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import sys
 
+from handlers import CryptoVizError
 
-class StackError(Exception):
+
+class StackError(CryptoVizError):
     """A component of the embedded stack could not be prepared or started.
 
-    ``detail`` says what failed and how to fix it; the CLI prints it and exits 1.
+    ``detail`` says what failed and how to fix it; the program prints it and exits 1.
     """
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
 
 
 def step(message: str) -> None:

@@ -32,7 +32,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from infra.settings import load_settings
+from handlers import ConfigError
+from infra.cli import run_program
+from infra.settings import SettingsError, load_settings
 
 EVENT_TIME = {
     "ticker_data": "exchange_time",  # its `timestamp` falls back to receive time (v1)
@@ -140,15 +142,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    return run_program("latency", lambda: _latency(args))
+
+
+def _latency(args: argparse.Namespace) -> None:
     url = args.database_url or load_settings().database.url
     if url is None:
-        print("set DATABASE_URL or pass --database-url", file=sys.stderr)
-        return 2
+        raise SettingsError("set DATABASE_URL or pass --database-url")
     end: datetime = args.end or datetime.now(UTC)
     start: datetime = args.start or end - timedelta(hours=1)
     if start >= end:
-        print("--from must be before --to", file=sys.stderr)
-        return 2
+        raise ConfigError("--from must be before --to")
     report = latency_report(url, start, end)
     if args.json:
         rows: list[dict[str, Any]] = [asdict(r) for r in report]
@@ -156,7 +160,6 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"latency per hop, rows ingested {start.isoformat()} .. {end.isoformat()}")
         print(render(report))
-    return 0
 
 
 if __name__ == "__main__":

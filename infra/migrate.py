@@ -28,8 +28,10 @@ Command line::
 
     python -m infra.migrate [--database-url URL] [--flavour auto|plain|timescale]
 
-prints ``migrations: applied 0001_core (plain)`` for each version it applies and exits
-1 with a ``migrations: FAILED ...`` line on error. The URL defaults to ``DATABASE_URL``.
+prints ``migrations: applied 0001_core (plain)`` for each version it applies and, on
+error, one ``migrations: FAILED: ...`` line. The URL defaults to ``DATABASE_URL``.
+Exit statuses (:mod:`infra.cli`): 0 up to date, 1 a migration failed or the server is
+unreachable, 2 no database given.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from handlers import CryptoVizError
+from infra.cli import run_program
+
 Flavour = Literal["plain", "timescale"]
 FLAVOURS: tuple[Flavour, ...] = ("plain", "timescale")
 
@@ -65,10 +70,10 @@ _FILE_RE = re.compile(
 )
 
 
-class MigrationError(Exception):
+class MigrationError(CryptoVizError):
     """A migration could not be applied, or the recorded history does not match the files.
 
-    ``str(error)`` says which migration and what to do about it.
+    ``detail`` (also ``str(error)``) says which migration and what to do about it.
     """
 
 
@@ -393,33 +398,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="force a flavour (default: the recorded one, else detect timescaledb)",
     )
     args = parser.parse_args(argv)
-    url: str | None = args.database_url
-    if not url:
-        from infra.settings import load_settings
+    return run_program("migrations: FAILED", lambda: _migrate_cli(args))
 
-        url = load_settings().database.url
+
+def _migrate_cli(args: argparse.Namespace) -> None:
+    from infra.settings import SettingsError, load_settings
+
+    url: str | None = args.database_url or load_settings().database.url
     if not url:
-        print(
-            "migrations: FAILED: no database; pass --database-url URL or set DATABASE_URL",
-            file=sys.stderr,
-        )
-        return 2
+        raise SettingsError("no database; pass --database-url URL or set DATABASE_URL")
 
     def progress(done: AppliedMigration) -> None:
         print(f"migrations: applied {done.label} ({done.flavour})", flush=True)
 
     requested = None if args.flavour == "auto" else cast(Flavour, args.flavour)
-    try:
-        report = migrate(url, flavour=requested, on_applied=progress)
-    except MigrationError as exc:
-        print(f"migrations: FAILED: {exc}", file=sys.stderr)
-        return 1
+    report = migrate(url, flavour=requested, on_applied=progress)
     state = f"{len(report.applied)} applied" if report.applied else "nothing to apply"
     print(
         f"migrations: up to date at version {report.current_version:04d} "
         f"({report.flavour}, {state})"
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -31,18 +31,14 @@ from pathlib import Path
 
 import msgspec
 
-from handlers import CoinTable
+from handlers import CoinTable, ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RAW_TOPICS: tuple[str, ...] = ("rawticker", "rawtrade", "rawarticle", "rawalert")
 
 
-class SettingsError(Exception):
+class SettingsError(ConfigError):
     """A setting is missing or malformed; ``detail`` says which and how to fix it."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
 
 
 class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True):

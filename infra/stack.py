@@ -7,6 +7,7 @@
 With ``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL`` set, those servers are used
 and nothing is started for them. Workers run under supervisord (restarted when
 they crash, reported on the console) with their logs in ``<state>/logs/``.
+Exit statuses: :mod:`infra.cli` (``up`` and ``services`` stopped by Ctrl-C exit 0).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from infra._console import StackError, step
-from infra.settings import Settings, SettingsError, load_settings
+from infra._console import step
+from infra.cli import ExitCode, run_program
+from infra.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from infra.kafka_broker import EmbeddedKafka
@@ -241,10 +243,10 @@ def _up(settings: Settings, replay: bool) -> int:
         step(f"running; logs in {settings.state_dir / 'logs'}")
         step("press Ctrl-C to stop everything")
         supervisor.wait()
-        return 1  # supervisord only exits on its own when something is badly wrong
-    except KeyboardInterrupt:
+        return ExitCode.FAILED  # supervisord only exits on its own when something is badly wrong
+    except KeyboardInterrupt:  # Ctrl-C is how `make up` is meant to stop
         step("stopping")
-        return 0
+        return ExitCode.OK
     finally:
         if supervisor is not None and supervisor.poll() is None:
             supervisor.send_signal(signal.SIGTERM)
@@ -292,16 +294,16 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("services", help="run Kafka + PostgreSQL only")
     sub.add_parser("migrate", help="apply database migrations")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-        if args.command == "up":
-            return _up(settings, args.replay)
-        if args.command == "services":
-            return _services(settings)
-        return _migrate(settings)
-    except (StackError, SettingsError) as exc:
-        print(f"error: {exc.detail}", file=sys.stderr)
-        return 1
+    return run_program(f"infra.stack {args.command}", lambda: _command(args))
+
+
+def _command(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if args.command == "up":
+        return _up(settings, args.replay)
+    if args.command == "services":
+        return _services(settings)
+    return _migrate(settings)
 
 
 if __name__ == "__main__":

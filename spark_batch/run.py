@@ -8,8 +8,9 @@ its workers); Spark settings come from ``CRYPTOVIZ_SPARK_*`` and friends (see
 side; the main thread fills in actual prices every ``backfill.interval_s``.
 On SIGTERM the queries are stopped (a micro-batch in flight is abandoned); that,
 or a kill at any moment, is safe: the next start replays the unfinished batch
-from the checkpoint and the upserts make the replay invisible. Exit status: 0 on
-a requested stop, 1 when a query failed, 2 for a configuration error.
+from the checkpoint and the upserts make the replay invisible. Exit status (the
+scheme of :mod:`infra.cli`): 0 on a requested stop, 1 when a query failed or Spark
+could not start, 2 for a configuration error.
 
 ``--once`` processes what is in Kafka now (``availableNow``), backfills, and exits.
 """
@@ -30,8 +31,8 @@ from typing import TYPE_CHECKING
 import psycopg
 from prometheus_client import start_http_server
 
-from infra._console import StackError
-from infra.settings import Settings, SettingsError, load_settings
+from infra.cli import ExitCode, run_program
+from infra.settings import Settings, load_settings
 from spark_batch import metrics
 from spark_batch.backfill import backfill_actual_prices
 from spark_batch.jobs import QUERY_NAMES, Analytics
@@ -123,16 +124,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--metrics-host", default="127.0.0.1")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        settings = load_settings()
-        cfg = load_spark_settings()
-        from spark_batch.session import build_session
+    return run_program("spark_batch", lambda: _run(args))
 
-        spark = build_session(cfg, settings.cache_dir)
-        analytics = Analytics(spark, settings, cfg)
-    except (SettingsError, StackError) as exc:
-        print(f"spark_batch: {exc.detail}", file=sys.stderr)
-        return 2
+
+def _run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    cfg = load_spark_settings()
+    from spark_batch.session import build_session
+
+    spark = build_session(cfg, settings.cache_dir)
+    analytics = Analytics(spark, settings, cfg)
 
     if args.metrics_port is not None:
         start_http_server(args.metrics_port, addr=args.metrics_host)
@@ -157,9 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     log.error("query %s failed: %s", name, exc)
                     failed = True
             if failed:
-                return 1
+                return ExitCode.FAILED
             backfill_once(settings, cfg, since=None)
-            return 0
+            return ExitCode.OK
         return supervise(analytics, queries, settings, cfg, stop)
     finally:
         for query in queries.values():

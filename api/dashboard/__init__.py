@@ -6,7 +6,7 @@ library is not committed: ``npm ci --prefix api/dashboard`` installs the exact
 ``lightweight-charts`` version locked in ``package-lock.json`` into
 ``api/dashboard/node_modules`` (``make up`` and ``make test`` do it), and the API
 serves its standalone build from there. When it is missing the page answers 503
-saying which command installs it.
+saying which command installs it, in the API's JSON error body (``api.errors``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from litestar import Response, Router, get
 from litestar.datastructures import CacheControlHeader
 from litestar.response import File
 from litestar.static_files import create_static_files_router
-from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
+
+from api.errors import Unavailable
 
 HERE: Final = Path(__file__).resolve().parent
 STATIC: Final = HERE / "static"
@@ -58,6 +59,13 @@ def _missing(node_modules: Path) -> str | None:
     return None
 
 
+def _require(node_modules: Path) -> None:
+    """Raise the API's 503 (its JSON error body, like every route) when the page cannot work."""
+    reason = _missing(node_modules)
+    if reason is not None:
+        raise Unavailable(reason)
+
+
 def dashboard_router(
     *, static: Path = STATIC, node_modules: Path = NODE_MODULES, path: str = "/"
 ) -> Router:
@@ -68,13 +76,7 @@ def dashboard_router(
 
     @get("/", include_in_schema=False, media_type="text/html; charset=utf-8")
     async def page() -> Response[bytes]:
-        reason = _missing(node_modules)
-        if reason is not None:
-            return Response(
-                reason.encode(),
-                status_code=HTTP_503_SERVICE_UNAVAILABLE,
-                media_type="text/plain; charset=utf-8",
-            )
+        _require(node_modules)
         return Response(
             _page(static),
             media_type="text/html; charset=utf-8",
@@ -86,14 +88,8 @@ def dashboard_router(
         include_in_schema=False,
         cache_control=CacheControlHeader(max_age=3600),
     )
-    async def chart_library() -> File | Response[bytes]:
-        reason = _missing(node_modules)
-        if reason is not None:
-            return Response(
-                reason.encode(),
-                status_code=HTTP_503_SERVICE_UNAVAILABLE,
-                media_type="text/plain; charset=utf-8",
-            )
+    async def chart_library() -> File:
+        _require(node_modules)
         return File(
             node_modules / CHART_JS,
             media_type="text/javascript; charset=utf-8",

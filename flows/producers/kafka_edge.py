@@ -40,7 +40,13 @@ from prometheus_client import Counter, Histogram
 
 from flows.producers import _metrics as m
 from flows.producers.settings import OutputSettings, ProducerSettings
-from handlers import ArticleMessage, WireMessage, encode_message, message_topic
+from handlers import (
+    ArticleMessage,
+    CryptoVizError,
+    WireMessage,
+    encode_message,
+    message_topic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +157,7 @@ class ProduceTracer:
             self._provider.shutdown()
 
 
-class DeliveryFailed(RuntimeError):
+class DeliveryFailed(CryptoVizError, RuntimeError):
     """Kafka did not acknowledge a message after every retry: the worker must stop."""
 
 

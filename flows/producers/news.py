@@ -37,6 +37,7 @@ from handlers import (
     ArticleMessage,
     ArticleSentiment,
     CoinTable,
+    CryptoVizError,
     epoch_seconds,
     iso_utc,
     sentiment_label,
@@ -54,7 +55,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TRACKING = re.compile(r"^(utm_.*|mc_(cid|eid)|fbclid|gclid|dclid|msclkid|ref_src|cmpid)$", re.I)
 
 
-class FeedError(Exception):
+class FeedError(CryptoVizError):
     """A feed could not be fetched or parsed (the poller backs off)."""
 
 

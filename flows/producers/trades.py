@@ -29,7 +29,7 @@ from decimal import Decimal
 import msgspec
 
 from flows.producers import _metrics as m
-from handlers import CoinTable, HandlerContext, TradeMessage, parse_kraken_v2
+from handlers import CoinTable, CryptoVizError, HandlerContext, TradeMessage, parse_kraken_v2
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +177,8 @@ def rest_pair(pair: str, asset_names: Mapping[str, str]) -> str:
     return asset_names.get(base, base) + asset_names.get(quote, quote)
 
 
-class RestError(Exception):
-    pass
+class RestError(CryptoVizError):
+    """Kraken's REST ``Trades`` endpoint failed or answered something unusable."""
 
 
 def fetch_rest_trades(

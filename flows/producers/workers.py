@@ -52,7 +52,7 @@ from handlers import (
     WireMessage,
     parse_ticker,
 )
-from infra.settings import Settings
+from infra.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def _sink(
         return sink
     bootstrap = settings.kafka.bootstrap_servers
     if bootstrap is None:
-        raise ValueError("KAFKA_BOOTSTRAP_SERVERS is not set and no sink was given")
+        raise SettingsError("KAFKA_BOOTSTRAP_SERVERS is not set and no sink was given")
     return KafkaProducerSink(bootstrap, producer.output, service=service)
 
 
@@ -203,7 +203,7 @@ def build_alert_flow(
     if source is None:
         bootstrap = settings.kafka.bootstrap_servers
         if bootstrap is None:
-            raise ValueError("KAFKA_BOOTSTRAP_SERVERS is not set and no source was given")
+            raise SettingsError("KAFKA_BOOTSTRAP_SERVERS is not set and no source was given")
         if already_sent is None:
             already_sent = published_alert_keys(bootstrap, producer.topic("rawalert"))
         consumed = kop.input(
@@ -245,7 +245,7 @@ def build_alert_flow(
 
 def _no_topic(name: str, kafka_topic: str | None) -> None:
     if kafka_topic is not None:
-        raise ValueError(
+        raise SettingsError(
             f"{name} writes several topics; set CRYPTOVIZ_TOPIC_RAW* instead of --topic"
         )
 

@@ -26,6 +26,7 @@ from litestar.testing import TestClient
 
 from api.context import utc_now
 from api.dashboard import CONTENT_SECURITY_POLICY, dashboard_router
+from api.errors import exception_handlers
 from api.settings import LiveTopics
 from tests.api import seed
 from tests.api.browser import Browser, missing_prerequisites
@@ -63,12 +64,21 @@ def test_page_and_assets_are_served(module_client: TestClient[Litestar]) -> None
 
 
 def test_missing_chart_library_says_how_to_install_it(tmp_path: Path) -> None:
-    app = Litestar(route_handlers=[dashboard_router(node_modules=tmp_path / "node_modules")])
+    app = Litestar(
+        route_handlers=[dashboard_router(node_modules=tmp_path / "node_modules")],
+        exception_handlers=exception_handlers(),
+    )
     with TestClient(app) as client:
         for path in ("/", "/dashboard/vendor/charts.js"):
             response = client.get(path)
             assert response.status_code == 503
             assert "npm ci --prefix api/dashboard" in response.text
+            # The API's one error shape, like every other route's 503.
+            assert response.headers["content-type"].startswith("application/json")
+            body = response.json()
+            assert set(body) == {"status_code", "detail"}
+            assert body["status_code"] == 503
+            assert body["detail"].startswith("the dashboard's chart library is not installed")
 
 
 def test_page_script_never_writes_html() -> None:

@@ -85,5 +85,5 @@ def test_python_m_api_without_database_explains() -> None:
         timeout=60,
         check=False,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2  # a configuration error (infra.cli's exit-code scheme)
     assert "DATABASE_URL" in result.stderr
