@@ -25,8 +25,8 @@ from infra.settings import SettingsError, load_settings
 def app_factory() -> Litestar:
     """The app of one worker process, configured from the environment."""
     settings = load_settings()
-    api_settings = load_api_settings(raw_topics=settings.kafka.raw_topics)
-    provider = build_tracer_provider(api_settings)
+    api_settings = load_api_settings(topics=settings.kafka.topics)
+    provider = build_tracer_provider(api_settings, settings.otlp_endpoint)
     # Global too, so libraries instrumented by OpenTelemetry join the same traces.
     trace.set_tracer_provider(provider)
     return create_app(settings, api_settings, tracer_provider=provider)
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace) -> None:
     settings = load_settings()
-    api_settings = load_api_settings(raw_topics=settings.kafka.raw_topics)
+    api_settings = load_api_settings(topics=settings.kafka.topics)
     if settings.database.url is None:
         raise SettingsError("the API needs a database: set DATABASE_URL")
     uvicorn.run(

@@ -59,13 +59,15 @@ def create_app(
     """The API for the database and Kafka of ``settings``.
 
     ``tracer_provider`` defaults to one built from ``api_settings`` (OTLP export only
-    when an endpoint is configured); tests pass one with an in-memory exporter.
+    when ``settings.otlp_endpoint`` is configured); tests pass one with an in-memory exporter.
     ``clock`` is where "now" comes from (relative periodes, data age).
     """
     if settings.database.url is None:
         raise SettingsError("the API needs a database: set DATABASE_URL")
     owns_provider = tracer_provider is None
-    telemetry = Telemetry(tracer_provider or build_tracer_provider(api_settings))
+    telemetry = Telemetry(
+        tracer_provider or build_tracer_provider(api_settings, settings.otlp_endpoint)
+    )
     symbols = Symbols(settings.coin_table())
     db = Database(settings.database.url, api_settings, telemetry)
     channels = ChannelsPlugin(

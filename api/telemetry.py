@@ -36,14 +36,15 @@ PROPAGATOR = TraceContextTextMapPropagator()
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
-def build_tracer_provider(settings: ApiSettings) -> TracerProvider:
-    """The provider used when the caller passes none: OTLP export iff an endpoint is set."""
+def build_tracer_provider(settings: ApiSettings, otlp_endpoint: str | None) -> TracerProvider:
+    """The provider used when the caller passes none: OTLP export iff an endpoint is set
+    (``Settings.otlp_endpoint``, shared by every program)."""
     provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name}))
-    if settings.otlp_endpoint:
+    if otlp_endpoint:
         # Imported only when configured: the exporter pulls in protobuf and requests.
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        endpoint = settings.otlp_endpoint.rstrip("/")
+        endpoint = otlp_endpoint.rstrip("/")
         if not endpoint.endswith("/v1/traces"):
             endpoint += "/v1/traces"
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))

@@ -13,11 +13,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import msgspec
-
 from flows.registry import INGEST_WORKERS
 from infra._procs import free_port
-from infra.settings import Settings
+from infra.settings import RAW_TOPICS, Settings, environment_of
 from infra.stack import supervisor_config
 
 RESULTS = Path(__file__).resolve().parent / "results" / "soak.json"
@@ -67,17 +65,8 @@ class Layout:
 
 def renamed_topics(settings: Settings) -> Settings:
     """Settings whose topics carry a unique suffix, so a shared broker's other users don't
-    count in our watermarks (the Spark job and the API's live relay read the default names)."""
-    suffix = f"-soak{uuid.uuid4().hex[:6]}"
-    k = settings.kafka
-    kafka = msgspec.structs.replace(
-        k,
-        raw_topics=tuple(t + suffix for t in k.raw_topics),
-        dead_letter_topic=k.dead_letter_topic + suffix,
-        sentiment_topic=k.sentiment_topic + suffix,
-        prediction_topic=k.prediction_topic + suffix,
-    )
-    return msgspec.structs.replace(settings, kafka=kafka)
+    count in our watermarks (every program follows the topic map, Spark and the API too)."""
+    return settings.with_topics(settings.kafka.topics.with_suffix(f"-soak{uuid.uuid4().hex[:6]}"))
 
 
 def _flow(worker: str, recovery: Path, *args: str) -> list[str]:
@@ -85,15 +74,11 @@ def _flow(worker: str, recovery: Path, *args: str) -> list[str]:
 
 
 def plan(settings: Settings, opts: Options) -> Layout:
-    state, k = settings.state_dir, settings.kafka
-    raws = ("rawticker", "rawtrade", "rawarticle", "rawalert")
-    topic = dict(zip(raws, k.raw_topics, strict=True))
+    state, topics = settings.state_dir, settings.kafka.topics
+    topic = {raw: topics.of(raw) for raw in RAW_TOPICS}
     layout = Layout(api_port=free_port())
     layout.env = {
-        **{f"CRYPTOVIZ_TOPIC_{raw.upper()}": real for raw, real in topic.items()},
-        "CRYPTOVIZ_DEAD_LETTER_TOPIC": k.dead_letter_topic,
-        "CRYPTOVIZ_SENTIMENT_TOPIC": k.sentiment_topic,
-        "CRYPTOVIZ_PREDICTION_TOPIC": k.prediction_topic,
+        **environment_of(topics),
         "CRYPTOVIZ_API_PORT": str(layout.api_port),
         # A per-client limit (1200/minute by default) would answer the load with 429s.
         "CRYPTOVIZ_RATE_LIMIT": "off",

@@ -102,9 +102,9 @@ class Probe:
 
     def __init__(self, settings: Settings, layout: Layout, sup: Supervisor) -> None:
         assert settings.kafka.bootstrap_servers is not None
-        k = settings.kafka
-        self.market = [k.raw_topics[0], k.raw_topics[1]]
-        self.dlq = k.dead_letter_topic
+        topics = settings.kafka.topics
+        self.market = [topics.rawticker, topics.rawtrade]
+        self.dlq = topics.deadletter
         self.layout, self.sup = layout, sup
         self.kafka = Kafka(
             settings.kafka.bootstrap_servers,

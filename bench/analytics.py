@@ -81,7 +81,7 @@ from bench.ingest import new_database
 from flows.producers.settings import SyntheticSettings
 from flows.producers.synthetic import SyntheticPartition, synthetic_pairs
 from infra._procs import descendants, process_table
-from infra.settings import DatabaseSettings, KafkaSettings, Settings, load_settings
+from infra.settings import DatabaseSettings, KafkaSettings, Settings, Topics, load_settings
 from infra.stack import Stack
 from infra.topics import ensure_topics
 from spark_batch.accuracy import NAIVE, Accuracy, Scored, accuracy, fetch_scored, summarise
@@ -90,7 +90,8 @@ from spark_batch.settings import SparkSettings, load_spark_settings
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "analytics.json"
-TOPIC = "rawticker"
+TOPIC = Topics().rawticker
+"""The job under test reads the default topic map, on a broker of its own."""
 QUERY = "predictions"
 REPLAY_START = datetime(2025, 1, 1, tzinfo=UTC)
 REPLAY_SEED = 7
@@ -720,10 +721,12 @@ def replay(settings: Settings, admin: str, state: Path, hours: float) -> dict[st
     # FATAL: Spark 4.1.1 logs a whole-stage codegen fallback of the sliding-window stage at
     # ERROR, with the plan, on every batch; a real failure still raises in awaitTermination.
     cfg = msgspec.structs.replace(
-        load_spark_settings(), ticker_topic=topic, log_level="FATAL", max_offsets_per_trigger=None
+        load_spark_settings(), log_level="FATAL", max_offsets_per_trigger=None
     )
-    job_settings = msgspec.structs.replace(settings, state_dir=state / "replay").with_servers(
-        database=url
+    job_settings = (
+        msgspec.structs.replace(settings, state_dir=state / "replay")
+        .with_servers(database=url)
+        .with_topics(msgspec.structs.replace(settings.kafka.topics, rawticker=topic))
     )
     spark = build_session(cfg, settings.cache_dir)
     try:

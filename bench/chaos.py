@@ -49,7 +49,7 @@ from bench._chaos_input import ChaosInput, build_input
 from bench._chaos_pipeline import FaultOutcome, Pipeline, fault_schedule
 from bench._chaos_ws import LiveWatcher
 from bench._results import REPO, provenance, report
-from infra.settings import RAW_TOPICS, load_settings
+from infra.settings import load_settings
 
 
 class Size(msgspec.Struct, frozen=True):
@@ -117,10 +117,11 @@ def _wait_settled(run: Pipeline, data: ChaosInput, expected: dict[str, int], siz
                 counts = table_counts(run.database_url, tuple(expected))
                 market_done = counts == expected
                 continue
-            letters = dead_letters(run.bootstrap, run.settings.kafka.dead_letter_topic)
+            topics = run.settings.kafka.topics
+            letters = dead_letters(run.bootstrap, topics.deadletter)
             if letters.distinct < len(data.junk):
                 continue
-            ends = end_offsets(run.bootstrap, ("rawticker", "rawarticle"))
+            ends = end_offsets(run.bootstrap, (topics.rawticker, topics.rawarticle))
             if spark_lagging(run.state_dir / "spark" / "checkpoints", ends):
                 continue
             digests = table_digests(run.database_url)
@@ -174,8 +175,8 @@ def run_pipeline(label: str, workdir: Path, data: ChaosInput, size: Size, *,
             watcher.stop()
         junk.join(timeout=60)
         digests = table_digests(run.database_url)
-        letters = dead_letters(run.bootstrap, run.settings.kafka.dead_letter_topic)
-        alerts, repeats = alert_repeats(run.bootstrap, "rawalert")
+        letters = dead_letters(run.bootstrap, run.settings.kafka.topics.deadletter)
+        alerts, repeats = alert_repeats(run.bootstrap, run.settings.kafka.topics.rawalert)
         restarts = run.restarts()
         print(f"[{label}] settled after {time.monotonic() - started:.0f} s", flush=True)
     return RunResult(
@@ -244,7 +245,8 @@ def chaos(size_name: str, workdir: Path) -> dict[str, Any]:
     size = SIZES[size_name]
     settings = load_settings()
     data = build_input(workdir / "input", settings.coin_table(), frames=size.frames,
-                       rate=size.rate, topics=RAW_TOPICS, junk_rounds=size.junk_rounds)  # fmt: skip
+                       rate=size.rate, topics=settings.kafka.topics.raw,
+                       junk_rounds=size.junk_rounds)  # fmt: skip
     reference = run_pipeline("reference", workdir, data, size, faults=False)
     faulted = run_pipeline("faulted", workdir, data, size, faults=True)
     problems = compare(reference, faulted, len(fault_schedule(data.duration_s)))

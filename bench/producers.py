@@ -36,6 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, run_main
 from confluent_kafka import Consumer, TopicPartition
@@ -50,7 +51,7 @@ from flows.producers.settings import (
     ReplaySettings,
     SyntheticSettings,
 )
-from flows.producers.workers import build_replay_flow, build_synthetic_flow
+from flows.producers.workers import build_producer_flow
 from handlers import CoinTable, HandlerContext, encode_message, parse_kraken_v1, parse_kraken_v2
 from infra.settings import RAW_TOPICS, DatabaseSettings, Settings, load_settings
 from infra.stack import Stack
@@ -183,10 +184,17 @@ def topic_count(bootstrap: str, topics: list[str]) -> int:
         consumer.close()
 
 
-def fresh_output(bootstrap: str, otlp_endpoint: str | None = None) -> OutputSettings:
-    topics = {t: f"bench-{t}-{uuid.uuid4().hex[:6]}" for t in RAW_TOPICS}
-    ensure_topics(bootstrap, tuple(topics.values()), 3)
-    return OutputSettings(topics=topics, trace_sample_ratio=1.0, otlp_endpoint=otlp_endpoint)
+OUTPUT = OutputSettings(trace_sample_ratio=1.0)
+
+
+def fresh_topics(settings: Settings, otlp_endpoint: str | None = None) -> Settings:
+    """``settings`` writing fresh raw topics (created here), exporting spans if asked."""
+    suffix = uuid.uuid4().hex[:6]
+    topics = msgspec.structs.replace(
+        settings.kafka.topics, **{t: f"bench-{t}-{suffix}" for t in RAW_TOPICS}
+    )
+    ensure_topics(settings.kafka.bootstrap_servers or "", topics.raw, 3)
+    return msgspec.structs.replace(settings.with_topics(topics), otlp_endpoint=otlp_endpoint)
 
 
 def timed(flow: Dataflow) -> tuple[float, float]:
@@ -195,18 +203,20 @@ def timed(flow: Dataflow) -> tuple[float, float]:
     return time.perf_counter() - started, cpu_seconds() - cpu
 
 
-def synthetic(settings: Settings, n: int, output: OutputSettings | None) -> dict[str, Any]:
+def synthetic(settings: Settings, n: int, to_kafka: bool) -> dict[str, Any]:
+    """``n`` synthetic messages into Kafka (the topics of ``settings``) or a list."""
     producer = ProducerSettings(
-        output=output or OutputSettings(),
+        output=OUTPUT,
         synthetic=SyntheticSettings(pairs=50, rate=10_000_000, seed=1, max_messages=n),
     )
     sink: list[Keyed] = []
-    flow = build_synthetic_flow(
-        settings, producer, sink=None if output is not None else TestingSink(sink)
+    flow = build_producer_flow(
+        "producer-synthetic", settings, producer, sink=None if to_kafka else TestingSink(sink)
     )
     wall, cpu = timed(flow)
-    if output is not None:
-        landed = topic_count(settings.kafka.bootstrap_servers or "", list(output.topics.values()))
+    if to_kafka:
+        bootstrap = settings.kafka.bootstrap_servers or ""
+        landed = topic_count(bootstrap, list(settings.kafka.topics.raw))
         assert landed == n, f"{landed} of {n} messages in Kafka"
     else:
         assert len(sink) == n
@@ -218,12 +228,15 @@ def synthetic(settings: Settings, n: int, output: OutputSettings | None) -> dict
     }
 
 
-def replay(settings: Settings, files: tuple[Path, ...], output: OutputSettings) -> dict[str, Any]:
-    replay_settings = ReplaySettings(files=files, speed=0.0)
-    flow = build_replay_flow(settings, ProducerSettings(output=output, replay=replay_settings))
+def replay(settings: Settings, files: tuple[Path, ...]) -> dict[str, Any]:
+    """``files`` replayed at full speed into the topics of ``settings``."""
+    replay_settings = ReplaySettings(files=files, speed=0.0, exit_at_end=True)
+    flow = build_producer_flow(
+        "producer-replay", settings, ProducerSettings(output=OUTPUT, replay=replay_settings)
+    )
     lines = sum(len(f.read_bytes().splitlines()) for f in files)
     wall, cpu = timed(flow)
-    landed = topic_count(settings.kafka.bootstrap_servers or "", list(output.topics.values()))
+    landed = topic_count(settings.kafka.bootstrap_servers or "", list(settings.kafka.topics.raw))
     return {
         "files": [f.name for f in files],
         "lines": lines,
@@ -265,13 +278,13 @@ def main() -> int:
             print(f"  {name}: {row['parse_us_per_frame']} us", flush=True)
 
         print(f"synthetic, {args.messages} messages ...", flush=True)
-        no_kafka = synthetic(settings, args.messages, None)
+        no_kafka = synthetic(settings, args.messages, to_kafka=False)
         print(f"  without Kafka: {no_kafka['msgs_per_s']:,} msgs/s", flush=True)
-        to_kafka = synthetic(settings, args.messages, fresh_output(bootstrap))
+        to_kafka = synthetic(fresh_topics(settings), args.messages, to_kafka=True)
         print(f"  into Kafka (traceparent only): {to_kafka['msgs_per_s']:,} msgs/s", flush=True)
         collector = Collector()
         try:
-            spans = synthetic(settings, args.messages, fresh_output(bootstrap, collector.url))
+            spans = synthetic(fresh_topics(settings, collector.url), args.messages, to_kafka=True)
         finally:
             collector.close()
         spans["otlp_posts"], spans["otlp_bytes"] = collector.posts, collector.bytes
@@ -284,13 +297,13 @@ def main() -> int:
             if real.is_dir()
             else (SAMPLES / "kraken_v1_session.txt",)
         )
-        as_is = replay(settings, captures, fresh_output(bootstrap))
+        as_is = replay(fresh_topics(settings), captures)
         big = state / "capture_x200.txt"
         with big.open("wb") as fh:
             for _ in range(200):
                 for capture in captures:
                     fh.write(capture.read_bytes())
-        enlarged = replay(settings, (big,), fresh_output(bootstrap))
+        enlarged = replay(fresh_topics(settings), (big,))
         enlarged["files"] = [f"{'+'.join(f.name for f in captures)} x200"]
         print(
             f"  as is: {as_is['messages']} msgs in {as_is['seconds']} s; "

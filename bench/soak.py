@@ -98,8 +98,6 @@ class Soak:
         }
         if settings.kafka.bootstrap_servers is not None:
             settings = renamed_topics(settings)
-            if opts.spark:
-                step("note: on a shared broker the Spark job reads the default topic names")
         self.stack = Stack(settings)
         self.sup: Supervisor | None = None
         self.client: subprocess.Popen[bytes] | None = None

@@ -7,7 +7,8 @@
 
 Run one as its own worker with ``python -m flows.run ingest-rawticker`` (see
 :mod:`flows.run` for scaling and recovery). ``topic`` picks the handler and the
-table; ``kafka_topic`` (default: the same) is the topic actually consumed. Tests
+table; ``kafka_topic`` (default: that topic in the topic map, ``Settings.kafka.topics``)
+is the topic actually consumed. Dead letters go to the map's ``deadletter`` topic. Tests
 pass ``source``/sinks to run the same flow on ``TestingSource``/``TestingSink``
 without a broker.
 """
@@ -55,7 +56,7 @@ def build_ingest_flow(
             "kafka_in",
             flow,
             brokers=[bootstrap],
-            topics=[kafka_topic or topic],
+            topics=[kafka_topic or kafka.topics.of(topic)],
             tail=True,
             starting_offset=OFFSET_BEGINNING,
             batch_size=settings.ingest.batch_size,
@@ -63,14 +64,14 @@ def build_ingest_flow(
         )
         messages: Stream[SourceMsg] = consumed.oks
         errors = op.map(
-            "kafka_errors", consumed.errs, kafka_error_letter(topic, kafka.dead_letter_topic)
+            "kafka_errors", consumed.errs, kafka_error_letter(topic, kafka.topics.deadletter)
         )
     else:
         messages = op.input("kafka_in", flow, source)
     parsed = op.flat_map_batch(
         "parse",
         messages,
-        BatchParser(topic, handler, settings.coin_table(), kafka.dead_letter_topic),
+        BatchParser(topic, handler, settings.coin_table(), kafka.topics.deadletter),
     )
     letters: Stream[SinkMsg] = op.flat_map("dead_letters", parsed, lambda b: b.dead_letters)
     if errors is not None:
@@ -83,7 +84,7 @@ def build_ingest_flow(
             spec,
             topic,
             settings.ingest,
-            dead_letter_topic=kafka.dead_letter_topic,
+            dead_letter_topic=kafka.topics.deadletter,
             bootstrap=bootstrap,
             tracer=otlp_commit_tracer(topic, settings.otlp_endpoint),
         )
@@ -99,7 +100,7 @@ def build_ingest_flow(
             "dlq",
             letters,
             brokers=[bootstrap],
-            topic=kafka.dead_letter_topic,
+            topic=kafka.topics.deadletter,
             add_config={"enable.idempotence": "true", "acks": "all", **PRODUCER_CONFIG},
         )
     return flow

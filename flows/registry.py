@@ -39,29 +39,27 @@ def _ingest_workers() -> dict[str, WorkerSpec]:
     }
 
 
-def _producer(entry: str) -> Callable[..., Dataflow]:
+def _producer(name: str) -> Callable[..., Dataflow]:
     """Imports the producer code only when that worker is built (ingest workers never pay)."""
 
     def build(settings: Any, kafka_topic: str | None = None) -> Dataflow:
-        from flows.producers import workers
+        from flows.producers.workers import producer_worker
 
-        flow: Dataflow = getattr(workers, entry)(settings, kafka_topic)
-        return flow
+        return producer_worker(name, settings, kafka_topic)
 
     return build
 
 
 def _producer_workers() -> dict[str, WorkerSpec]:
     specs = (
-        ("producer-kraken", "kraken_worker", "Kraken v2 ticker + trade -> rawticker, rawtrade"),
-        ("producer-rss", "rss_worker", "news feeds -> rawarticle (sentiment, coin mentions)"),
-        ("producer-alerts", "alerts_worker", "rawticker -> price alerts -> rawalert"),
-        ("producer-replay", "replay_worker", "recorded Kraken frames and feeds -> raw topics"),
-        ("producer-synthetic", "synthetic_worker", "generated market -> rawticker, rawtrade"),
+        ("producer-kraken", "Kraken v2 ticker + trade -> rawticker, rawtrade"),
+        ("producer-rss", "news feeds -> rawarticle (sentiment, coin mentions)"),
+        ("producer-alerts", "rawticker -> price alerts -> rawalert"),
+        ("producer-replay", "recorded Kraken frames and feeds -> raw topics"),
+        ("producer-synthetic", "generated market -> rawticker, rawtrade"),
     )
     return {
-        name: WorkerSpec(name=name, build=_producer(entry), description=text)
-        for name, entry, text in specs
+        name: WorkerSpec(name=name, build=_producer(name), description=text) for name, text in specs
     }
 
 

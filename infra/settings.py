@@ -1,25 +1,19 @@
-"""Typed settings, read once from the environment.
+"""The settings every program shares, read once from the environment.
 
 Every component (flows, Spark jobs, the API, the embedded stack) receives a
 :class:`Settings` built by :func:`load_settings`. The structs themselves never
 look at ``os.environ``: tests build them directly, and only the process edges
-call :func:`load_settings`.
+call :func:`load_settings`. Each field that comes from a variable declares it
+where it is defined (:func:`env`); the README's "Configuration" tables are
+generated from those declarations, so the variables, their defaults and their
+meaning are written down once. Programs add their own sections:
+:mod:`api.settings`, :mod:`spark_batch.settings`, :mod:`flows.producers.settings`,
+all read by the same reader (:mod:`infra._env`: one vocabulary, one error shape).
 
-Environment variables (all optional):
-
-===============================  ====================================================
-``DATABASE_URL``                 existing PostgreSQL/TimescaleDB; nothing is started
-``KAFKA_BOOTSTRAP_SERVERS``      existing Kafka brokers; nothing is started
-``CRYPTOVIZ_STATE_DIR``          local state (broker log, PG cluster, recovery, checkpoints)
-``CRYPTOVIZ_CACHE_DIR``          downloaded jars (outside the repo by default)
-``CRYPTOVIZ_KAFKA_PARTITIONS``   partitions per raw topic (default 3)
-``CRYPTOVIZ_DEAD_LETTER_TOPIC``  dead-letter topic name (default ``deadletter``)
-``CRYPTOVIZ_SENTIMENT_TOPIC``    Spark's sentiment rows for live views (default ``sentiment``)
-``CRYPTOVIZ_PREDICTION_TOPIC``   Spark's prediction rows for live views (default ``prediction``)
-``CRYPTOVIZ_COINS_FILE``         coin/alias table (default ``infra/coins.toml``)
-``CRYPTOVIZ_BATCH_SIZE``         max messages per ingestion batch (default 5000)
-``OTEL_EXPORTER_OTLP_ENDPOINT``  export traces (OTLP/HTTP) to this collector
-===============================  ====================================================
+:class:`Topics` is the one topic map: the Kafka topic behind each logical name.
+Producers, ingestion flows, dead letters, the Spark job and its result topics, the
+API's live relay and the stack's topic creation all take their topic names from
+``Settings.kafka.topics``.
 """
 
 from __future__ import annotations
@@ -28,44 +22,139 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
-from handlers import CoinTable, ConfigError
+from handlers import HANDLERS, CoinTable
+from infra._env import (
+    BOOLEAN_WORDS,
+    SettingsError,
+    Variable,
+    check_bounds,
+    env,
+    environment_of,
+    markdown_table,
+    read_env,
+    variables,
+)
+
+__all__ = [
+    "BOOLEAN_WORDS",
+    "RAW_TOPICS",
+    "REPO_ROOT",
+    "DatabaseSettings",
+    "IngestSettings",
+    "KafkaSettings",
+    "Settings",
+    "SettingsError",
+    "Topics",
+    "Variable",
+    "check_bounds",
+    "env",
+    "environment_of",
+    "load_coin_table",
+    "load_settings",
+    "markdown_table",
+    "read_env",
+    "variables",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-RAW_TOPICS: tuple[str, ...] = ("rawticker", "rawtrade", "rawarticle", "rawalert")
+RAW_TOPICS: tuple[str, ...] = tuple(HANDLERS)
+"""The logical raw topics, one per handler: ``rawticker``, ``rawtrade``, ``rawarticle``,
+``rawalert``. :class:`Topics` says which Kafka topic each one is."""
 
 
-class SettingsError(ConfigError):
-    """A setting is missing or malformed; ``detail`` says which and how to fix it."""
+class Topics(msgspec.Struct, frozen=True, kw_only=True):
+    """The Kafka topic behind each logical name (the names handlers and tables use)."""
+
+    rawticker: Annotated[
+        str, env("CRYPTOVIZ_TOPIC_RAWTICKER", "Kafka topic of the ticker messages")
+    ] = "rawticker"
+    rawtrade: Annotated[
+        str, env("CRYPTOVIZ_TOPIC_RAWTRADE", "Kafka topic of the trade messages")
+    ] = "rawtrade"
+    rawarticle: Annotated[
+        str, env("CRYPTOVIZ_TOPIC_RAWARTICLE", "Kafka topic of the news articles")
+    ] = "rawarticle"
+    rawalert: Annotated[str, env("CRYPTOVIZ_TOPIC_RAWALERT", "Kafka topic of the price alerts")] = (
+        "rawalert"
+    )
+    deadletter: Annotated[
+        str, env("CRYPTOVIZ_DEAD_LETTER_TOPIC", "dead-letter topic of every ingestion flow")
+    ] = "deadletter"
+    sentiment: Annotated[
+        str,
+        env(
+            "CRYPTOVIZ_SENTIMENT_TOPIC", "Spark's committed sentiment rows, relayed live by the API"
+        ),
+    ] = "sentiment"
+    prediction: Annotated[
+        str,
+        env(
+            "CRYPTOVIZ_PREDICTION_TOPIC",
+            "Spark's committed prediction rows, relayed live by the API",
+        ),
+    ] = "prediction"
+
+    def of(self, logical: str) -> str:
+        """The Kafka topic of a logical name (``"rawticker"``, ``"deadletter"``...)."""
+        if logical not in self.__struct_fields__:
+            raise SettingsError(
+                f"no topic is called {logical!r} (known: {', '.join(self.__struct_fields__)})"
+            )
+        topic: str = getattr(self, logical)
+        return topic
+
+    @property
+    def raw(self) -> tuple[str, ...]:
+        """The Kafka topics of :data:`RAW_TOPICS`, in that order."""
+        return tuple(self.of(name) for name in RAW_TOPICS)
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        """Every topic of the pipeline (what the stack creates)."""
+        return tuple(self.of(name) for name in self.__struct_fields__)
+
+    def with_suffix(self, suffix: str) -> Topics:
+        """Every topic renamed ``<topic><suffix>`` (fresh topics for a test or a run)."""
+        return Topics(**{name: self.of(name) + suffix for name in self.__struct_fields__})
 
 
 class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True):
-    bootstrap_servers: str | None = None
+    bootstrap_servers: Annotated[
+        str | None,
+        env(
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "use these Kafka brokers; nothing is started",
+            default="embedded broker",
+        ),
+    ] = None
     """``None`` means: start the embedded broker and use its address."""
-    partitions: int = 3
+    partitions: Annotated[
+        int, env("CRYPTOVIZ_KAFKA_PARTITIONS", "partitions per topic when created", ge=1)
+    ] = 3
     replication_factor: int = 1
-    dead_letter_topic: str = "deadletter"
-    raw_topics: tuple[str, ...] = RAW_TOPICS
-    sentiment_topic: str = "sentiment"
-    """Spark's committed sentiment rows, for the API's live routes."""
-    prediction_topic: str = "prediction"
-    """Spark's committed prediction rows, for the API's live routes."""
-
-    @property
-    def all_topics(self) -> tuple[str, ...]:
-        return (*self.raw_topics, self.dead_letter_topic, self.sentiment_topic,
-                self.prediction_topic)  # fmt: skip
+    topics: Topics = Topics()
 
 
 class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True):
-    url: str | None = None
+    url: Annotated[
+        str | None,
+        env(
+            "DATABASE_URL",
+            "use this PostgreSQL/TimescaleDB; nothing is started",
+            default="embedded server",
+        ),
+    ] = None
     """``None`` means: start the embedded PostgreSQL server and use its address."""
 
 
 class IngestSettings(msgspec.Struct, frozen=True, kw_only=True):
-    batch_size: int = 5000
+    batch_size: Annotated[
+        int, env("CRYPTOVIZ_BATCH_SIZE", "maximum rows per database write", ge=1)
+    ] = 5000
     """Upper bound of one database write. A batch is whatever one Kafka poll returns
     (at most this many), so at low rates every message is written within a poll
     interval (about 1 ms) instead of waiting for a full batch."""
@@ -73,14 +162,63 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True):
     retry_max_s: float = 10.0
 
 
+def _state_dir(environ: Mapping[str, str]) -> Path:
+    return (REPO_ROOT / ".state").resolve()
+
+
+def _cache_dir(environ: Mapping[str, str]) -> Path:
+    home = environ.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
+    return (Path(home) / "cryptoviz").resolve()
+
+
+def _coins_file(environ: Mapping[str, str]) -> Path:
+    return REPO_ROOT / "infra" / "coins.toml"
+
+
+def _resolved(raw: str) -> Path:
+    return Path(raw).resolve()
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    state_dir: Path
-    cache_dir: Path
-    coins_file: Path
+    state_dir: Annotated[
+        Path,
+        env(
+            "CRYPTOVIZ_STATE_DIR",
+            "broker log, database cluster, recovery, checkpoints, logs",
+            parse=_resolved,
+            fallback=_state_dir,
+            default="`./.state`",
+        ),
+    ]
+    cache_dir: Annotated[
+        Path,
+        env(
+            "CRYPTOVIZ_CACHE_DIR",
+            "downloaded jars (outside the repo)",
+            parse=_resolved,
+            fallback=_cache_dir,
+            default="`~/.cache/cryptoviz`",
+        ),
+    ]
+    coins_file: Annotated[
+        Path,
+        env(
+            "CRYPTOVIZ_COINS_FILE",
+            "coins, aliases (`xbt` = `bitcoin` = `BTC`), tracked pairs",
+            fallback=_coins_file,
+            default="`infra/coins.toml`",
+        ),
+    ]
     kafka: KafkaSettings = KafkaSettings()
     database: DatabaseSettings = DatabaseSettings()
     ingest: IngestSettings = IngestSettings()
-    otlp_endpoint: str | None = None
+    otlp_endpoint: Annotated[
+        str | None,
+        env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OpenTelemetry collector (OTLP/HTTP): every program exports its spans there",
+        ),
+    ] = None
     """OpenTelemetry collector (OTLP/HTTP); spans are exported only when set."""
 
     def coin_table(self) -> CoinTable:
@@ -97,41 +235,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             database=msgspec.structs.replace(self.database, url=database or self.database.url),
         )
 
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not an integer") from None
-    if value < minimum:
-        raise SettingsError(f"{name}={value} must be >= {minimum}")
-    return value
+    def with_topics(self, topics: Topics) -> Settings:
+        """A copy whose components all use ``topics`` (fresh topics for a test or a run)."""
+        return msgspec.structs.replace(
+            self, kafka=msgspec.structs.replace(self.kafka, topics=topics)
+        )
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build :class:`Settings` from environment variables (``os.environ`` by default)."""
-    env = os.environ if env is None else env
-    cache_default = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cryptoviz"
-    return Settings(
-        state_dir=Path(env.get("CRYPTOVIZ_STATE_DIR") or REPO_ROOT / ".state").resolve(),
-        cache_dir=Path(env.get("CRYPTOVIZ_CACHE_DIR") or cache_default).resolve(),
-        coins_file=Path(env.get("CRYPTOVIZ_COINS_FILE") or REPO_ROOT / "infra" / "coins.toml"),
-        kafka=KafkaSettings(
-            bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
-            partitions=_int(env, "CRYPTOVIZ_KAFKA_PARTITIONS", 3),
-            dead_letter_topic=env.get("CRYPTOVIZ_DEAD_LETTER_TOPIC") or "deadletter",
-            sentiment_topic=env.get("CRYPTOVIZ_SENTIMENT_TOPIC") or "sentiment",
-            prediction_topic=env.get("CRYPTOVIZ_PREDICTION_TOPIC") or "prediction",
-        ),
-        database=DatabaseSettings(url=env.get("DATABASE_URL") or None),
-        ingest=IngestSettings(
-            batch_size=_int(env, "CRYPTOVIZ_BATCH_SIZE", 5000),
-        ),
-        otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
-    )
+    return read_env(Settings, os.environ if env is None else env)
 
 
 def load_coin_table(path: Path) -> CoinTable:

@@ -88,12 +88,12 @@ class Stack:
         )
         created = ensure_topics(
             s.kafka.bootstrap_servers,
-            s.kafka.all_topics,
+            s.kafka.topics.all,
             s.kafka.partitions,
             s.kafka.replication_factor,
         )
         step(
-            f"Kafka topics ready ({', '.join(s.kafka.all_topics)}; "
+            f"Kafka topics ready ({', '.join(s.kafka.topics.all)}; "
             f"{len(created)} created, {s.kafka.partitions} partitions each)"
         )
 
@@ -237,7 +237,7 @@ def _up(settings: Settings, replay: bool) -> int:
             env=stack.env(),
             start_new_session=True,
         )
-        api = load_api_settings(raw_topics=settings.kafka.raw_topics)
+        api = load_api_settings(topics=settings.kafka.topics)
         base = f"http://{api.host}:{api.port}"
         step(f"dashboard {base}/  ·  API docs {base}/docs  ·  metrics {base}/metrics")
         step(f"running; logs in {settings.state_dir / 'logs'}")

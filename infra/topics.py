@@ -1,12 +1,24 @@
-"""Create the pipeline's Kafka topics (idempotent)."""
+"""Create the pipeline's Kafka topics (idempotent).
+
+    python -m infra.topics     # every topic of the topic map, on KAFKA_BOOTSTRAP_SERVERS
+
+(the compose file's one-shot ``topics`` job; ``make up`` does the same in
+:meth:`infra.stack.Stack.prepare`).
+"""
 
 from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from infra._console import StackError
+from infra.cli import run_program
+from infra.settings import SettingsError, load_settings
 
 
 def ensure_topics(
@@ -43,3 +55,23 @@ def ensure_topics(
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise StackError(f"creating Kafka topic {name!r} failed: {exc}") from exc
     return created
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argparse.ArgumentParser(prog="python -m infra.topics", description=__doc__).parse_args(argv)
+    return run_program("topics", _create_all)
+
+
+def _create_all() -> None:
+    kafka = load_settings().kafka
+    if kafka.bootstrap_servers is None:
+        raise SettingsError("set KAFKA_BOOTSTRAP_SERVERS to the brokers to create topics on")
+    names = kafka.topics.all
+    created = ensure_topics(
+        kafka.bootstrap_servers, names, kafka.partitions, kafka.replication_factor
+    )
+    print("topics ready:", ", ".join(names), "| created now:", ", ".join(created) or "none")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,8 +8,11 @@ query              topic         output
 ``predictions``    rawticker     ``prediction_data`` (upsert per coin, model, window)
 =================  ============  =====================================================
 
-Each query has its own checkpoint in ``<state_dir>/spark/checkpoints/<query>``
-and starts from the earliest Kafka offsets the first time.
+Topics are the logical names of the topic map (``Settings.kafka.topics``): a renamed
+``rawticker`` is read under its new name, and the results go to the configured
+``sentiment`` and ``prediction`` topics. Each query has its own checkpoint in
+``<state_dir>/spark/checkpoints/<query>`` and starts from the earliest Kafka offsets
+the first time.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from infra.settings import Settings, SettingsError
+from infra.settings import Settings, SettingsError, Topics
 from spark_batch import late, prediction, sentiment
 from spark_batch.publish import ResultPublisher
 from spark_batch.settings import SparkSettings
@@ -59,6 +62,10 @@ class Analytics:
         assert self.settings.kafka.bootstrap_servers is not None
         return self.settings.kafka.bootstrap_servers
 
+    @property
+    def _topics(self) -> Topics:
+        return self.settings.kafka.topics
+
     def _publisher(self, topic: str, columns: tuple[str, ...]) -> ResultPublisher:
         return ResultPublisher(self._bootstrap, topic, columns)
 
@@ -70,14 +77,14 @@ class Analytics:
     def articles(self) -> DataFrame:
         assert self.symbols is not None
         raw = kafka_stream(
-            self.spark, self._bootstrap, self.cfg.article_topic, self.cfg.max_offsets_per_trigger
+            self.spark, self._bootstrap, self._topics.rawarticle, self.cfg.max_offsets_per_trigger
         )
         return parse_articles(raw, self.symbols)
 
     def ticks(self) -> DataFrame:
         assert self.symbols is not None
         raw = kafka_stream(
-            self.spark, self._bootstrap, self.cfg.ticker_topic, self.cfg.max_offsets_per_trigger
+            self.spark, self._bootstrap, self._topics.rawticker, self.cfg.max_offsets_per_trigger
         )
         return parse_ticks(raw, self.symbols.maps, self.cfg.prediction.quote)
 
@@ -113,7 +120,6 @@ class Analytics:
         if unknown:
             raise ValueError(f"unknown queries {unknown}; known: {list(QUERY_NAMES)}")
         queries = []
-        kafka = self.settings.kafka
         for name in names:
             if name == sentiment.QUERY_NAME:
                 queries.append(
@@ -123,7 +129,7 @@ class Analytics:
                         sentiment.SentimentSink(
                             self._database,
                             self.cfg.sentiment,
-                            self._publisher(kafka.sentiment_topic, SENTIMENT.columns),
+                            self._publisher(self._topics.sentiment, SENTIMENT.columns),
                         ),
                         self.cfg.output_mode,
                         available_now,
@@ -148,7 +154,7 @@ class Analytics:
                         prediction.PredictionSink(
                             self._database,
                             self.cfg.prediction,
-                            self._publisher(kafka.prediction_topic, PREDICTION.columns),
+                            self._publisher(self._topics.prediction, PREDICTION.columns),
                         ),
                         self.cfg.output_mode,
                         available_now,

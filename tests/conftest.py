@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import msgspec
 import psycopg
 import pytest
 from psycopg import sql
@@ -66,16 +67,7 @@ def stack(server_dirs: Callable[[str], Path]) -> Iterator[Settings]:
     """Settings pointing at a running Kafka broker and a migrated PostgreSQL server."""
     from infra.stack import Stack
 
-    base = load_settings()
-    state = server_dirs("stack")
-    settings = Settings(
-        state_dir=state,
-        cache_dir=base.cache_dir,
-        coins_file=base.coins_file,
-        kafka=base.kafka,
-        database=base.database,
-        ingest=base.ingest,
-    )
+    settings = msgspec.structs.replace(load_settings(), state_dir=server_dirs("stack"))
     running = Stack(settings)
     try:
         settings = running.start()

@@ -39,7 +39,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from prometheus_client import Counter, Histogram
 
 from flows.producers import _metrics as m
-from flows.producers.settings import OutputSettings, ProducerSettings
+from flows.producers.settings import OutputSettings
 from handlers import (
     ArticleMessage,
     CryptoVizError,
@@ -47,6 +47,7 @@ from handlers import (
     encode_message,
     message_topic,
 )
+from infra.settings import Topics
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +81,12 @@ def message_key(msg: WireMessage) -> bytes | None:
     return msg.pair.encode()
 
 
-def to_record(msg: WireMessage, settings: ProducerSettings, parent: str | None = None) -> Keyed:
-    """``msg`` as a keyed :class:`OutRecord` for :class:`KafkaProducerSink`."""
+def to_record(msg: WireMessage, topics: Topics, parent: str | None = None) -> Keyed:
+    """``msg`` as a keyed :class:`OutRecord` for :class:`KafkaProducerSink`, on its topic
+    of the topic map (``Settings.kafka.topics``)."""
     seconds = msg.receive_ts if msg.receive_ts is not None else msg.timestamp
     record = OutRecord(
-        topic=settings.topic(message_topic(msg)),
+        topic=topics.of(message_topic(msg)),
         key=message_key(msg),
         value=encode_message(msg),
         created_ns=int(seconds * 1e9),
@@ -170,10 +172,13 @@ class KafkaProducerSink(FixedPartitionedSink[OutRecord, None]):
         output: OutputSettings,
         *,
         service: str = "cryptoviz-producer",
+        otlp_endpoint: str | None = None,
     ) -> None:
         self._bootstrap = bootstrap
         self._output = output
         self._service = service
+        self._otlp_endpoint = otlp_endpoint
+        """OTLP/HTTP base URL (``Settings.otlp_endpoint``); spans are only built when set."""
 
     def list_parts(self) -> list[str]:
         return [PARTITION]
@@ -184,11 +189,13 @@ class KafkaProducerSink(FixedPartitionedSink[OutRecord, None]):
     def build_part(
         self, step_id: str, for_part: str, resume_state: None
     ) -> StatefulSinkPartition[OutRecord, None]:
-        return _KafkaPartition(self._bootstrap, self._output, self._service)
+        return _KafkaPartition(self._bootstrap, self._output, self._service, self._otlp_endpoint)
 
 
 class _KafkaPartition(StatefulSinkPartition[OutRecord, None]):
-    def __init__(self, bootstrap: str, output: OutputSettings, service: str) -> None:
+    def __init__(
+        self, bootstrap: str, output: OutputSettings, service: str, otlp_endpoint: str | None
+    ) -> None:
         config: dict[str, Any] = {
             "bootstrap.servers": bootstrap,
             "acks": "all",
@@ -200,7 +207,7 @@ class _KafkaPartition(StatefulSinkPartition[OutRecord, None]):
         }
         self._producer = Producer(config)
         self._output = output
-        self._tracer = ProduceTracer(service, output.trace_sample_ratio, output.otlp_endpoint)
+        self._tracer = ProduceTracer(service, output.trace_sample_ratio, otlp_endpoint)
         self._retry: list[tuple[OutRecord, int, Span | None, Headers]] = []
         self._fatal: str | None = None
         self._failed = False

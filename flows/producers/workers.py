@@ -85,73 +85,44 @@ def _sink(
     bootstrap = settings.kafka.bootstrap_servers
     if bootstrap is None:
         raise SettingsError("KAFKA_BOOTSTRAP_SERVERS is not set and no sink was given")
-    return KafkaProducerSink(bootstrap, producer.output, service=service)
-
-
-def _publish(
-    messages: Stream[Any],
-    settings: Settings,
-    producer: ProducerSettings,
-    sink: Sink[Keyed] | None,
-    service: str,
-) -> None:
-    def record(msg: WireMessage) -> Keyed:
-        return to_record(msg, producer)
-
-    op.output(
-        "kafka", op.map("to_kafka", messages, record), _sink(settings, producer, sink, service)
+    return KafkaProducerSink(
+        bootstrap, producer.output, service=service, otlp_endpoint=settings.otlp_endpoint
     )
 
 
-def build_kraken_flow(
+SourceFactory = Callable[[Settings, ProducerSettings], Source[Any]]
+
+SOURCES: dict[str, tuple[str, SourceFactory]] = {
+    "producer-kraken": ("kraken", lambda s, p: KrakenSource(p.kraken, s.coin_table())),
+    "producer-rss": ("feeds", lambda s, p: RssSource(p.rss, s.coin_table())),
+    "producer-replay": ("replay", lambda s, p: ReplaySource(p.replay, s.coin_table())),
+    "producer-synthetic": ("synthetic", lambda s, p: SyntheticSource(p.synthetic, s.coin_table())),
+}
+"""Worker name -> (input step id, its source): every producer that reads the outside world."""
+
+
+def build_producer_flow(
+    name: str,
     settings: Settings,
     producer: ProducerSettings,
     *,
     source: Source[Any] | None = None,
     sink: Sink[Keyed] | None = None,
 ) -> Dataflow:
-    flow = Dataflow("producer_kraken")
-    source = source or KrakenSource(producer.kraken, settings.coin_table())
-    _publish(op.input("kraken", flow, source), settings, producer, sink, "producer-kraken")
-    return flow
+    """The dataflow of the source producer ``name`` (a key of :data:`SOURCES`).
 
+    source (default: the worker's own, from ``producer``) -> wire message ->
+    :func:`to_record` on the topic map of ``settings`` -> Kafka (or ``sink``).
+    """
+    step, make_source = SOURCES[name]
+    flow = Dataflow(name.replace("-", "_"))
+    messages = op.input(step, flow, source or make_source(settings, producer))
+    topics = settings.kafka.topics
 
-def build_rss_flow(
-    settings: Settings,
-    producer: ProducerSettings,
-    *,
-    source: Source[Any] | None = None,
-    sink: Sink[Keyed] | None = None,
-) -> Dataflow:
-    flow = Dataflow("producer_rss")
-    source = source or RssSource(producer.rss, settings.coin_table())
-    _publish(op.input("feeds", flow, source), settings, producer, sink, "producer-rss")
-    return flow
+    def record(msg: WireMessage) -> Keyed:
+        return to_record(msg, topics)
 
-
-def build_replay_flow(
-    settings: Settings,
-    producer: ProducerSettings,
-    *,
-    source: Source[Any] | None = None,
-    sink: Sink[Keyed] | None = None,
-) -> Dataflow:
-    flow = Dataflow("producer_replay")
-    source = source or ReplaySource(producer.replay, settings.coin_table())
-    _publish(op.input("replay", flow, source), settings, producer, sink, "producer-replay")
-    return flow
-
-
-def build_synthetic_flow(
-    settings: Settings,
-    producer: ProducerSettings,
-    *,
-    source: Source[Any] | None = None,
-    sink: Sink[Keyed] | None = None,
-) -> Dataflow:
-    flow = Dataflow("producer_synthetic")
-    source = source or SyntheticSource(producer.synthetic, settings.coin_table())
-    _publish(op.input("synthetic", flow, source), settings, producer, sink, "producer-synthetic")
+    op.output("kafka", op.map("to_kafka", messages, record), _sink(settings, producer, sink, name))
     return flow
 
 
@@ -200,17 +171,18 @@ def build_alert_flow(
     alert topic when reading the ticker topic from Kafka, else none).
     """
     flow = Dataflow("producer_alerts")
+    topics = settings.kafka.topics
     if source is None:
         bootstrap = settings.kafka.bootstrap_servers
         if bootstrap is None:
             raise SettingsError("KAFKA_BOOTSTRAP_SERVERS is not set and no source was given")
         if already_sent is None:
-            already_sent = published_alert_keys(bootstrap, producer.topic("rawalert"))
+            already_sent = published_alert_keys(bootstrap, topics.rawalert)
         consumed = kop.input(
             "rawticker_in",
             flow,
             brokers=[bootstrap],
-            topics=[kafka_topic or producer.topic("rawticker")],
+            topics=[kafka_topic or topics.rawticker],
             tail=True,
             starting_offset=OFFSET_BEGINNING if producer.alerts.from_beginning else OFFSET_END,
             add_config=dict(SMALL_MESSAGES_CONSUMER_CONFIG),
@@ -233,37 +205,27 @@ def build_alert_flow(
 
     def record(item: tuple[str, tuple[AlertMessage | None, str | None]]) -> Keyed | None:
         alert, parent = item[1]
-        return None if alert is None else to_record(alert, producer, parent)
+        return None if alert is None else to_record(alert, topics, parent)
 
     records: Stream[tuple[str, OutRecord]] = op.filter_map("to_kafka", found, record)
     op.output("kafka", records, _sink(settings, producer, sink, "producer-alerts"))
     return flow
 
 
-# -- worker entry points (process edges: the only place producer settings are loaded) -----
+# -- worker entry point (the process edge: the only place producer settings are loaded) ---
 
 
-def _no_topic(name: str, kafka_topic: str | None) -> None:
+def producer_worker(name: str, settings: Settings, kafka_topic: str | None = None) -> Dataflow:
+    """The dataflow of the producer worker ``name``, its settings read from the environment.
+
+    ``--topic`` (``kafka_topic``) names the ticker topic the alert worker watches; the
+    other producers write several topics, named by the topic map only.
+    """
+    producer = load_producer_settings()
+    if name == "producer-alerts":
+        return build_alert_flow(settings, producer, kafka_topic=kafka_topic)
     if kafka_topic is not None:
         raise SettingsError(
             f"{name} writes several topics; set CRYPTOVIZ_TOPIC_RAW* instead of --topic"
         )
-
-
-def _worker(name: str, build: Callable[..., Dataflow]) -> Callable[..., Dataflow]:
-    def entry(settings: Settings, kafka_topic: str | None = None) -> Dataflow:
-        _no_topic(name, kafka_topic)
-        return build(settings, load_producer_settings())
-
-    return entry
-
-
-kraken_worker = _worker("producer-kraken", build_kraken_flow)
-rss_worker = _worker("producer-rss", build_rss_flow)
-replay_worker = _worker("producer-replay", build_replay_flow)
-synthetic_worker = _worker("producer-synthetic", build_synthetic_flow)
-
-
-def alerts_worker(settings: Settings, kafka_topic: str | None = None) -> Dataflow:
-    """``--topic`` names the ticker topic to watch (default ``CRYPTOVIZ_TOPIC_RAWTICKER``)."""
-    return build_alert_flow(settings, load_producer_settings(), kafka_topic=kafka_topic)
+    return build_producer_flow(name, settings, producer)

@@ -6,12 +6,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from litestar import Litestar
 from litestar.testing import TestClient
 
 from infra.migrate import migrate
 from infra.postgres_server import EmbeddedPostgres
-from infra.settings import Settings
+from infra.settings import KafkaSettings, Settings
 from tests.api.conftest import AppFactory, test_api_settings
 
 TICKER = "/api/v1/ticker/BTC/USD/historique/"
@@ -96,12 +97,7 @@ def test_database_down_at_startup_and_kafka_down(stack: Settings, app_factory: A
 
 
 def test_kafka_not_configured(stack: Settings, app_factory: AppFactory) -> None:
-    settings = Settings(
-        state_dir=stack.state_dir,
-        cache_dir=stack.cache_dir,
-        coins_file=stack.coins_file,
-        database=stack.database,
-    )
+    settings = msgspec.structs.replace(stack, kafka=KafkaSettings())
     with TestClient(app_factory(settings=settings)) as client:
         body = client.get("/api/v1/health/").json()
     assert body["kafka"]["error"] == "not configured"

@@ -15,16 +15,16 @@ from api.settings import (
     parse_api_keys,
     parse_rate_limit,
 )
-from infra.settings import SettingsError
+from infra.settings import RAW_TOPICS, SettingsError, Topics, load_settings
 
 
 def test_defaults() -> None:
-    settings = load_api_settings({})
+    settings = load_api_settings({}, topics=Topics())
     assert settings == ApiSettings()
     assert settings.rate_limit == RateLimit(requests=1200, per="minute")
     assert settings.api_key_digests == frozenset()
     assert settings.cors_origins == ()
-    assert settings.otlp_endpoint is None
+    assert load_settings({}).otlp_endpoint is None  # shared by every program
     assert settings.live_topics == LiveTopics()
 
 
@@ -50,7 +50,11 @@ def test_every_variable() -> None:
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
         "OTEL_SERVICE_NAME": "api-1",
     }
-    s = load_api_settings(env, raw_topics=("t1", "t2", "t3", "t4"))
+    renamed = dict(zip(RAW_TOPICS, ("t1", "t2", "t3", "t4"), strict=True))
+    shared = load_settings(
+        {**env, **{f"CRYPTOVIZ_TOPIC_{raw.upper()}": t for raw, t in renamed.items()}}
+    )
+    s = load_api_settings(env, topics=shared.kafka.topics)
     assert (s.host, s.port, s.workers) == ("0.0.0.0", 9000, 4)
     assert s.api_key_digests == {hash_api_key("first-key"), hash_api_key("second-key")}
     assert s.accepts_key("second-key")
@@ -69,7 +73,7 @@ def test_every_variable() -> None:
         sentiment="analyzed-sentiment", prediction="predicted-price",
     )  # fmt: skip
     assert s.live_topics.by_topic()["predicted-price"] == "prediction"
-    assert (s.otlp_endpoint, s.service_name) == ("http://collector:4318", "api-1")
+    assert (shared.otlp_endpoint, s.service_name) == ("http://collector:4318", "api-1")
 
 
 @pytest.mark.parametrize(
@@ -88,13 +92,13 @@ def test_every_variable() -> None:
 )
 def test_bad_values_name_the_variable(env: dict[str, str], mentions: str) -> None:
     with pytest.raises(SettingsError) as exc:
-        load_api_settings(env)
+        load_api_settings(env, topics=Topics())
     assert mentions in exc.value.detail
 
 
 def test_rate_limit_can_be_turned_off() -> None:
     assert parse_rate_limit("off") is None
-    assert load_api_settings({"CRYPTOVIZ_RATE_LIMIT": "off"}).rate_limit is None
+    assert load_api_settings({"CRYPTOVIZ_RATE_LIMIT": "off"}, topics=Topics()).rate_limit is None
     assert parse_rate_limit(" 5 / hour ") == RateLimit(requests=5, per="hour")
 
 

@@ -12,8 +12,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from api.settings import ApiSettings, load_api_settings
 from api.telemetry import build_tracer_provider
-from infra.settings import Settings
-from tests.api.conftest import AppFactory, test_api_settings
+from infra.settings import Settings, load_settings
+from tests.api.conftest import AppFactory
 
 ROUTE = "/api/v1/ticker/{base}/{quote}/historique"
 
@@ -104,12 +104,15 @@ def test_prometheus_metrics(app_factory: AppFactory) -> None:
 
 
 def test_tracer_provider_exports_only_when_configured() -> None:
-    silent = build_tracer_provider(ApiSettings())
+    silent = build_tracer_provider(ApiSettings(), load_settings({}).otlp_endpoint)
     assert silent._active_span_processor._span_processors == ()
-    settings = load_api_settings({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
-    exporting = build_tracer_provider(settings)
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
+    shared = load_settings(env)  # the endpoint is shared by every program
+    exporting = build_tracer_provider(
+        load_api_settings(env, topics=shared.kafka.topics), shared.otlp_endpoint
+    )
     processors: tuple[Any, ...] = exporting._active_span_processor._span_processors
     assert len(processors) == 1
     assert processors[0].span_exporter._endpoint == "http://127.0.0.1:4318/v1/traces"
     exporting.shutdown()
-    assert test_api_settings().otlp_endpoint is None
+    assert load_settings({}).otlp_endpoint is None

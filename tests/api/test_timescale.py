@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import psycopg
 import pytest
 from litestar import Litestar
@@ -23,7 +24,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from api import create_app
 from infra.migrate import migrate
-from infra.settings import Settings
+from infra.settings import KafkaSettings, Settings
 from infra.timescale_pglite import PGliteUnavailableError, TimescalePGlite
 from tests.api.conftest import NOW, test_api_settings
 from tests.api.test_candles import WIDTHS, Tick, expected_candles, fetch_all, iso
@@ -78,12 +79,7 @@ def timescale(
 
 @contextmanager
 def api_client(stack: Settings, url: str) -> Iterator[TestClient[Litestar]]:
-    settings = Settings(
-        state_dir=stack.state_dir,
-        cache_dir=stack.cache_dir,
-        coins_file=stack.coins_file,
-        database=stack.database,
-    ).with_servers(database=url)
+    settings = msgspec.structs.replace(stack, kafka=KafkaSettings()).with_servers(database=url)
     api = test_api_settings(pool_min=1, pool_max=1, pool_timeout_s=10.0)
     app = create_app(settings, api, tracer_provider=TracerProvider(), clock=lambda: NOW)
     with TestClient(app) as client:

@@ -54,7 +54,7 @@ def test_valid_and_invalid_messages_are_split_and_counted(topic: str, settings: 
         assert headers["dlq.stage"] == "parse"
         assert headers["dlq.source.topic"] == topic
         assert headers["dlq.reason"]
-        assert letter.topic == settings.kafka.dead_letter_topic
+        assert letter.topic == settings.kafka.topics.deadletter
     # The dead letter keeps the original bytes and says where they came from.
     offsets = sorted(int(header_map(x.headers)["dlq.source.offset"]) for x in letters)
     assert offsets == list(range(10, 10 + len(INVALID) + 1))

@@ -76,7 +76,7 @@ def test_every_fuzzed_frame_is_a_record_or_an_explained_dead_letter(topic: str) 
         assert not headers["dlq.reason"].startswith("internal error"), headers["dlq.reason"]
         assert headers["dlq.stage"] == "parse"
         assert headers["dlq.source.topic"] == topic
-        assert letter.topic == settings.kafka.dead_letter_topic
+        assert letter.topic == settings.kafka.topics.deadletter
         offset = int(headers["dlq.source.offset"])
         assert letter.value == values[offset], "a dead letter must keep the original bytes"
         offsets.append(offset)

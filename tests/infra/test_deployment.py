@@ -459,11 +459,11 @@ def test_service_environments_are_accepted_by_the_settings_loaders(
         settings = load_settings(env)
         assert settings.kafka.bootstrap_servers == "kafka:9092", name
         if name == "api":
-            api = load_api_settings(env, raw_topics=settings.kafka.raw_topics)
+            api = load_api_settings(env, topics=settings.kafka.topics)
             assert api.host == "0.0.0.0"
             assert api.workers > 1, "the API runs several uvicorn workers"
             assert api.channels_backend == "postgres", "several workers need a shared backend"
-            assert api.otlp_endpoint == "http://otel-collector:4318"
+            assert settings.otlp_endpoint == "http://otel-collector:4318"
         elif name == "spark-analytics":
             spark = load_spark_settings(env)
             assert spark.ui, "the health check asks the Spark UI"

@@ -14,7 +14,7 @@ def test_defaults_start_everything_embedded() -> None:
     assert s.kafka.bootstrap_servers is None
     assert s.database.url is None
     assert s.kafka.partitions == 3
-    assert s.kafka.all_topics == (
+    assert s.kafka.topics.all == (
         "rawticker",
         "rawtrade",
         "rawarticle",
@@ -42,7 +42,7 @@ def test_environment_points_at_existing_servers(tmp_path: Path) -> None:
     assert s.database.url == "postgresql://u@db/x"
     assert s.state_dir == tmp_path.resolve()
     assert s.kafka.partitions == 6
-    assert s.kafka.dead_letter_topic == "dlq"
+    assert s.kafka.topics.deadletter == "dlq"
     assert s.ingest.batch_size == 100
 
 

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import psycopg
 import pytest
 from confluent_kafka import Producer
 
-from infra.settings import Settings
+from infra.settings import Settings, Topics
 from spark_batch.jobs import Analytics
 from spark_batch.settings import SparkSettings
 
@@ -46,6 +47,11 @@ class Harness:
     bootstrap: str
 
     @property
+    def topics(self) -> Topics:
+        """This test's fresh topics (``rawarticle`` and ``rawticker`` are its own)."""
+        return self.settings.kafka.topics
+
+    @property
     def url(self) -> str:
         assert self.settings.database.url is not None
         return self.settings.database.url
@@ -67,14 +73,7 @@ class Harness:
         """Run the named queries once over everything in their topics (availableNow)."""
         settings = self.settings
         if state_dir is not None:
-            settings = Settings(
-                state_dir=state_dir,
-                cache_dir=settings.cache_dir,
-                coins_file=settings.coins_file,
-                kafka=settings.kafka,
-                database=settings.database,
-                ingest=settings.ingest,
-            )
+            settings = msgspec.structs.replace(settings, state_dir=state_dir)
         analytics = Analytics(self.spark, settings, self.cfg, wrap_sink=wrap_sink)
         queries = analytics.start(names, available_now=True)
         errors: list[Exception] = []
@@ -106,20 +105,15 @@ def harness(
     tmp_path: Path,
 ) -> Harness:
     """Fresh topics, a fresh migrated database and a fresh state directory for one test."""
-    cfg = SparkSettings(
-        master=TEST_SPARK.master,
-        shuffle_partitions=TEST_SPARK.shuffle_partitions,
-        log_level=TEST_SPARK.log_level,
-        article_topic=new_topic("rawarticle"),
-        ticker_topic=new_topic("rawticker"),
+    topics = msgspec.structs.replace(
+        stack.kafka.topics, rawarticle=new_topic("rawarticle"), rawticker=new_topic("rawticker")
     )
-    settings = Settings(
-        state_dir=tmp_path / "state",
-        cache_dir=stack.cache_dir,
-        coins_file=stack.coins_file,
-        kafka=stack.kafka,
-        database=stack.database,
-        ingest=stack.ingest,
-    ).with_servers(database=fresh_db)
+    settings = (
+        msgspec.structs.replace(stack, state_dir=tmp_path / "state")
+        .with_servers(database=fresh_db)
+        .with_topics(topics)
+    )
     assert stack.kafka.bootstrap_servers is not None
-    return Harness(spark=spark, settings=settings, cfg=cfg, bootstrap=stack.kafka.bootstrap_servers)
+    return Harness(
+        spark=spark, settings=settings, cfg=TEST_SPARK, bootstrap=stack.kafka.bootstrap_servers
+    )

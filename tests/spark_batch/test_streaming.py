@@ -92,7 +92,7 @@ def snapshot(h: Harness) -> dict[str, list[tuple[Any, ...]]]:
 def test_sentiment_windows_are_exact(harness: Harness) -> None:
     h = harness
     h.produce(
-        h.cfg.article_topic,
+        h.topics.rawarticle,
         [
             article("a1", 1, 0.9, ["bitcoin", "XBT"]),
             article("a2", 2, 0.7, ["BTC", "eth"]),
@@ -121,13 +121,13 @@ def test_sentiment_windows_are_exact(harness: Harness) -> None:
 def test_late_articles_are_counted_and_closed_windows_kept(harness: Harness) -> None:
     h = harness
     h.produce(
-        h.cfg.article_topic, [article("on1", 1, 0.9, ["BTC"]), article("on2", 30, 0.5, ["BTC"])]
+        h.topics.rawarticle, [article("on1", 1, 0.9, ["BTC"]), article("on2", 30, 0.5, ["BTC"])]
     )
     h.run("sentiment", "late_articles")
     before = h.rows(SENTIMENT_ROWS)
     # The watermark is now 10:30 - 10 min = 10:20: an article at or before it is late.
     h.produce(
-        h.cfg.article_topic,
+        h.topics.rawarticle,
         [
             article("late1", 2, 0.1, ["BTC", "ETH"]),  # its window 10:00-10:05 is closed
             article("late2", 20, 0.1, ["BTC"]),  # exactly at the watermark: late too
@@ -194,7 +194,7 @@ def test_predictions_are_exact(harness: Harness) -> None:
         tick("ETH/USD", 25.0, "not a price"),
         tick("ETH/USD", 20.0, -1.0),  # not a price
     ]
-    h.produce(h.cfg.ticker_topic, messages)
+    h.produce(h.topics.rawticker, messages)
     h.run("predictions")
     expected = sorted(
         expected_predictions(BTC_TICKS, "BTC") + expected_predictions(ETH_TICKS, "ETH"),
@@ -242,12 +242,12 @@ class CrashAfterWrite:
 
 def _two_part_run(h: Harness, state_dir: Path, *, crash: bool) -> dict[str, list[Any]]:
     queries = ("sentiment", "late_articles", "predictions")
-    h.produce(h.cfg.article_topic, PART1_ARTICLES)
-    h.produce(h.cfg.ticker_topic, PART1_TICKS)
+    h.produce(h.topics.rawarticle, PART1_ARTICLES)
+    h.produce(h.topics.rawticker, PART1_TICKS)
     h.run(*queries, state_dir=state_dir)
     h.run(*queries, state_dir=state_dir)  # same checkpoint, nothing new: nothing changes
-    h.produce(h.cfg.article_topic, PART2_ARTICLES)
-    h.produce(h.cfg.ticker_topic, PART2_TICKS)
+    h.produce(h.topics.rawarticle, PART2_ARTICLES)
+    h.produce(h.topics.rawticker, PART2_TICKS)
     if crash:
         with pytest.raises(Exception, match="simulated crash"):
             h.run(*queries, state_dir=state_dir, wrap_sink=lambda _n, sink: CrashAfterWrite(sink))
@@ -272,10 +272,12 @@ def test_restart_from_checkpoint_gives_identical_tables(
 ) -> None:
     crashed = _two_part_run(harness, tmp_path / "crashed", crash=True)
     other_topics = msgspec.structs.replace(
-        harness.cfg, article_topic=new_topic("rawarticle"), ticker_topic=new_topic("rawticker")
+        harness.topics, rawarticle=new_topic("rawarticle"), rawticker=new_topic("rawticker")
     )
     reference = _two_part_run(
-        dataclasses.replace(harness, cfg=other_topics), tmp_path / "reference", crash=False
+        dataclasses.replace(harness, settings=harness.settings.with_topics(other_topics)),
+        tmp_path / "reference",
+        crash=False,
     )
     assert all(reference.values())  # sentiment, predictions and a late article
     for table, rows in reference.items():
@@ -287,8 +289,8 @@ def test_restart_from_checkpoint_gives_identical_tables(
 def test_replaying_the_same_input_changes_nothing(harness: Harness, tmp_path: Path) -> None:
     h = harness
     queries = ("sentiment", "late_articles", "predictions")
-    h.produce(h.cfg.article_topic, [*PART1_ARTICLES, article("late", 0.5, 0.4, ["BTC"])])
-    h.produce(h.cfg.ticker_topic, PART1_TICKS)
+    h.produce(h.topics.rawarticle, [*PART1_ARTICLES, article("late", 0.5, 0.4, ["BTC"])])
+    h.produce(h.topics.rawticker, PART1_TICKS)
     h.run(*queries, state_dir=tmp_path / "first")
     first = snapshot(h)
     stamps = h.rows("SELECT updated_at FROM prediction_data ORDER BY 1")
@@ -308,7 +310,7 @@ def test_actual_price_and_accuracy_on_a_known_path(harness: Harness) -> None:
     h = harness
     # p(t) = 100 + 0.01 t, one tick per second for 15 minutes, in Kafka and in ticker_data.
     path = [(float(t), round(100 + 0.01 * t, 2)) for t in range(900)]
-    h.produce(h.cfg.ticker_topic, [tick("XBT/USD", t, p) for t, p in path])
+    h.produce(h.topics.rawticker, [tick("XBT/USD", t, p) for t, p in path])
     with (
         psycopg.connect(h.url, autocommit=True) as conn,
         conn.cursor().copy("COPY ticker_data (timestamp, pair, last) FROM STDIN") as copy,
@@ -377,13 +379,13 @@ def test_junk_ingestion_refuses_cannot_move_the_watermarks(harness: Harness) -> 
     is not analysed: otherwise the watermark would jump there and drop everything after."""
     h = harness
     future = 99_999_999_999.0
-    h.produce(h.cfg.ticker_topic, [*PART1_TICKS, {"pair": "BTC/USD", "last": 100.0,
+    h.produce(h.topics.rawticker, [*PART1_TICKS, {"pair": "BTC/USD", "last": 100.0,
               "timestamp": future}, tick("BTC/USD", 1.0, 1e13)])  # fmt: skip
-    h.produce(h.cfg.article_topic, [*PART1_ARTICLES, {**article("junk", 1, 0.9, ["BTC"]),
+    h.produce(h.topics.rawarticle, [*PART1_ARTICLES, {**article("junk", 1, 0.9, ["BTC"]),
               "published_at": None, "timestamp": future}])  # fmt: skip
     h.run("predictions", "sentiment")
-    h.produce(h.cfg.ticker_topic, PART2_TICKS)
-    h.produce(h.cfg.article_topic, PART2_ARTICLES[:-1])
+    h.produce(h.topics.rawticker, PART2_TICKS)
+    h.produce(h.topics.rawarticle, PART2_ARTICLES[:-1])
     h.run("predictions", "sentiment")
     last_tick = datetime.fromtimestamp(PART2_TICKS[-1]["timestamp"], UTC)
     (newest_window,) = h.rows("SELECT max(window_start) FROM prediction_data")[0]

@@ -6,12 +6,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from flows.producers.settings import OutputSettings, ProducerSettings
+from flows.producers.settings import ProducerSettings
 from handlers import CoinTable
-from infra.settings import RAW_TOPICS, Settings, load_coin_table, load_settings
+from infra.settings import RAW_TOPICS, Settings, Topics, load_coin_table, load_settings
 
 HERE = Path(__file__).resolve().parent
 
@@ -24,18 +25,15 @@ def coins() -> CoinTable:
 @pytest.fixture
 def offline_settings(tmp_path: Path) -> Settings:
     """Shared settings for flows run on TestingSource/TestingSink (no servers)."""
-    base = load_settings({})
-    return Settings(
-        state_dir=tmp_path / "state", cache_dir=base.cache_dir, coins_file=base.coins_file
-    )
+    return msgspec.structs.replace(load_settings({}), state_dir=tmp_path / "state")
 
 
 @pytest.fixture
-def fresh_topics(new_topic: Callable[..., str]) -> Callable[[], OutputSettings]:
-    """Output settings writing every raw topic to a fresh, uniquely named topic."""
+def fresh_topics(new_topic: Callable[..., str]) -> Callable[[], Topics]:
+    """A topic map whose raw topics are fresh, uniquely named topics."""
 
-    def make(**extra: object) -> OutputSettings:
-        return OutputSettings(topics={t: new_topic(t) for t in RAW_TOPICS}, linger_ms=1, **extra)  # type: ignore[arg-type]
+    def make() -> Topics:
+        return msgspec.structs.replace(Topics(), **{t: new_topic(t) for t in RAW_TOPICS})
 
     return make
 

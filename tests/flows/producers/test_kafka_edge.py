@@ -18,7 +18,7 @@ from flows.producers.kafka_edge import (
     Keyed,
     to_record,
 )
-from flows.producers.settings import OutputSettings, ProducerSettings
+from flows.producers.settings import OutputSettings
 from handlers import (
     AlertMessage,
     ArticleMessage,
@@ -27,6 +27,7 @@ from handlers import (
     TradeMessage,
 )
 from infra._procs import free_port
+from infra.settings import Topics
 from tests.flows.producers._observe import Counters, logged
 from tests.flows.producers._servers import HttpServer
 from tests.flows.producers.conftest import read_records
@@ -55,13 +56,13 @@ def flow_of(records: list[Keyed], sink: KafkaProducerSink) -> Dataflow:
 
 
 def test_keys_values_and_trace_headers_land_in_kafka(
-    kafka_bootstrap: str, fresh_topics: Callable[..., OutputSettings]
+    kafka_bootstrap: str, fresh_topics: Callable[[], Topics]
 ) -> None:
-    output = fresh_topics()
-    producer = ProducerSettings(output=output)
+    topics = fresh_topics()
+    output = OutputSettings(linger_ms=1)
     alert = AlertMessage(pair="ADA/USD", last=Decimal("0.10035"), change=Decimal("-0.6"),
                          timestamp=TS, alert_type="down")  # fmt: skip
-    records = [to_record(m, producer) for m in messages()] + [to_record(alert, producer, PARENT)]
+    records = [to_record(m, topics) for m in messages()] + [to_record(alert, topics, PARENT)]
     counted = Counters()
     run_main(flow_of(records, KafkaProducerSink(kafka_bootstrap, output)))
     assert (
@@ -71,7 +72,7 @@ def test_keys_values_and_trace_headers_land_in_kafka(
     ) == (5, 0, 0)
 
     got = {
-        topic: read_records(kafka_bootstrap, output.topics[topic])
+        topic: read_records(kafka_bootstrap, topics.of(topic))
         for topic in ("rawticker", "rawtrade", "rawarticle", "rawalert")
     }
     assert [k for k, _v, _h in got["rawticker"]] == [b"BTC/USD"]
@@ -98,7 +99,7 @@ def test_failed_deliveries_are_counted_retried_and_fail_the_worker_loudly(
     output = OutputSettings(retries=2, flush_timeout_s=20, config={"message.timeout.ms": "300"})
     counted = Counters()
     sink = KafkaProducerSink(f"127.0.0.1:{free_port()}", output)
-    record = to_record(messages()[0], ProducerSettings(output=output))
+    record = to_record(messages()[0], Topics())
     with pytest.raises(Exception) as raised:
         run_main(flow_of([record], sink))
     chain: list[BaseException] = []
@@ -119,18 +120,19 @@ def test_failed_deliveries_are_counted_retried_and_fail_the_worker_loudly(
 
 
 def test_sampled_publish_spans_are_exported_over_otlp(
-    kafka_bootstrap: str, fresh_topics: Callable[..., OutputSettings]
+    kafka_bootstrap: str, fresh_topics: Callable[[], Topics]
 ) -> None:
     with HttpServer() as collector:
-        output = fresh_topics(trace_sample_ratio=1.0, otlp_endpoint=collector.base)
-        producer = ProducerSettings(output=output)
-        records = [to_record(m, producer) for m in messages()]
-        run_main(flow_of(records, KafkaProducerSink(kafka_bootstrap, output)))
+        topics = fresh_topics()
+        output = OutputSettings(linger_ms=1, trace_sample_ratio=1.0)
+        records = [to_record(m, topics) for m in messages()]
+        sink = KafkaProducerSink(kafka_bootstrap, output, otlp_endpoint=collector.base)
+        run_main(flow_of(records, sink))
         posts = list(collector.posts)
     assert posts, "the exporter flushed when the sink closed"
     assert {path for path, _body in posts} == {"/v1/traces"}
     body = b"".join(b for _p, b in posts)
     assert body.count(b"publish ") == len(records)
-    landed = read_records(kafka_bootstrap, output.topics["rawticker"])
+    landed = read_records(kafka_bootstrap, topics.rawticker)
     trace_id = bytes.fromhex(landed[0][2]["traceparent"].split("-")[1])
     assert trace_id in body, "the header names the exported span's trace"

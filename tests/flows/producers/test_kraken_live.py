@@ -26,9 +26,9 @@ from bytewax.testing import TestingSink, run_main
 from flows.producers.kafka_edge import Keyed
 from flows.producers.kraken import KrakenSource
 from flows.producers.settings import KrakenSettings, OutputSettings, ProducerSettings
-from flows.producers.workers import build_kraken_flow
+from flows.producers.workers import build_producer_flow
 from handlers import CoinTable
-from infra.settings import Settings
+from infra.settings import Settings, Topics
 from tests.flows.producers._observe import Counters, logged
 from tests.flows.producers._servers import (
     ConnectionScript,
@@ -81,7 +81,7 @@ def ids_by_pair(trades: list[dict[str, object]]) -> dict[str, list[int]]:
 def test_every_trade_lands_exactly_once_through_drops_gaps_and_silence(
     stack: Settings,
     kafka_bootstrap: str,
-    fresh_topics: Callable[..., OutputSettings],
+    fresh_topics: Callable[[], Topics],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="flows.producers")
@@ -92,7 +92,7 @@ def test_every_trade_lands_exactly_once_through_drops_gaps_and_silence(
         2: ConnectionScript(drop_after_s=0.05),
     }
     counted = Counters()
-    output = fresh_topics()
+    topics = fresh_topics()
     with (
         # A 10-trade snapshot (Kraken sends 50) so every reconnect surely leaves a gap.
         FakeKraken(market, scripts=scripts, snapshot_depth=10) as server,
@@ -100,13 +100,17 @@ def test_every_trade_lands_exactly_once_through_drops_gaps_and_silence(
     ):
         http.routes["/0/public/Trades"] = kraken_trades_route(market, REST_NAMES)
         settings = kraken_settings(server.url, f"{http.base}/0/public/Trades", run_for_s=8.5)
-        producer = ProducerSettings(output=output, kraken=settings)
+        producer = ProducerSettings(output=OutputSettings(linger_ms=1), kraken=settings)
         source = KrakenSource(settings, stack.coin_table())
-        run_main(build_kraken_flow(stack, producer, source=source))
+        run_main(
+            build_producer_flow(
+                "producer-kraken", stack.with_topics(topics), producer, source=source
+            )
+        )
         connections = list(server.connections)
 
-    trades = read_records(kafka_bootstrap, output.topics["rawtrade"])
-    tickers = read_records(kafka_bootstrap, output.topics["rawticker"])
+    trades = read_records(kafka_bootstrap, topics.rawtrade)
+    tickers = read_records(kafka_bootstrap, topics.rawticker)
     decoded = [msgspec.json.decode(value or b"") for _k, value, _h in trades]
 
     # Every trade exactly once: per pair, consecutive ids from the first snapshot on.
@@ -199,8 +203,8 @@ def test_restart_neither_resends_nor_skips_trades(
             time.sleep(pause)
             counted = Counters()
             source = KrakenSource(producer.kraken, coins)
-            flow = build_kraken_flow(
-                offline_settings, producer, source=source, sink=TestingSink(out)
+            flow = build_producer_flow(
+                "producer-kraken", offline_settings, producer, source=source, sink=TestingSink(out)
             )
             run_main(
                 flow,
@@ -240,7 +244,8 @@ def test_after_maintenance_reconnects_wait_at_least_the_minimum_interval(
         )
         source = KrakenSource(settings, coins)
         out: list[Keyed] = []
-        flow = build_kraken_flow(
+        flow = build_producer_flow(
+            "producer-kraken",
             offline_settings,
             ProducerSettings(kraken=settings),
             source=source,

@@ -13,7 +13,6 @@ import pytest
 from flows.producers._util import Backoff
 from flows.producers.kafka_edge import to_record
 from flows.producers.kraken import ConnectBudget
-from flows.producers.settings import ProducerSettings
 from flows.producers.trades import Gap, TradeSequencer, rest_pair, rest_rows_to_trades
 from handlers import (
     CoinTable,
@@ -24,6 +23,7 @@ from handlers import (
     parse_kraken_v2,
     parse_ticker,
 )
+from infra.settings import Topics
 
 NOW = datetime(2026, 5, 1, 10, 0, 5, tzinfo=UTC)
 ADA_FRAME = (
@@ -39,7 +39,7 @@ def test_price_0_10035_survives_from_v2_frame_to_rawticker_bytes(coins: CoinTabl
     (msg,) = event.messages
     assert isinstance(msg, TickerMessage)
     assert msg.last == Decimal("0.10035")
-    _key, record = to_record(msg, ProducerSettings())
+    _key, record = to_record(msg, Topics())
     assert record.topic == "rawticker"
     assert record.key == b"ADA/USD"
     assert b'"last":0.10035,' in record.value

@@ -18,7 +18,7 @@ from flows.producers.kafka_edge import Keyed
 from flows.producers.replay import ReplaySource, capture_line, parse_frame
 from flows.producers.settings import SAMPLES, AlertSettings, ProducerSettings, ReplaySettings
 from flows.producers.trades import TradeSequencer
-from flows.producers.workers import build_alert_flow, build_replay_flow
+from flows.producers.workers import build_alert_flow, build_producer_flow
 from handlers import (
     AlertRecord,
     CoinTable,
@@ -41,10 +41,14 @@ def replay(
     recovery: Path | None = None,
 ) -> list[Keyed]:
     out: list[Keyed] = []
-    replay_settings = ReplaySettings(files=files, speed=speed)
+    replay_settings = ReplaySettings(files=files, speed=speed, exit_at_end=True)
     source = ReplaySource(replay_settings, settings.coin_table())
-    flow = build_replay_flow(
-        settings, ProducerSettings(replay=replay_settings), source=source, sink=TestingSink(out)
+    flow = build_producer_flow(
+        "producer-replay",
+        settings,
+        ProducerSettings(replay=replay_settings),
+        source=source,
+        sink=TestingSink(out),
     )
     config = None if recovery is None else RecoveryConfig(str(recovery))
     run_main(flow, epoch_interval=timedelta(milliseconds=50), recovery_config=config)

@@ -17,7 +17,7 @@ from bytewax.testing import TestingSink, run_main
 from flows.producers.kafka_edge import Keyed
 from flows.producers.rss import RssSource
 from flows.producers.settings import FeedSpec, ProducerSettings, RssSettings
-from flows.producers.workers import build_rss_flow
+from flows.producers.workers import build_producer_flow
 from handlers import ArticleRecord, CoinTable, HandlerContext, parse_article
 from infra.settings import Settings
 from tests.flows.producers._observe import Counters, logged
@@ -123,7 +123,8 @@ def test_feeds_poll_conditionally_back_off_alone_and_never_resend(
             out: list[Keyed] = []
             counted, mark = Counters(), len(caplog.records)
             source = RssSource(settings, coins)
-            flow = build_rss_flow(
+            flow = build_producer_flow(
+                "producer-rss",
                 offline_settings,
                 ProducerSettings(rss=settings),
                 source=source,

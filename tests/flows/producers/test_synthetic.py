@@ -23,15 +23,15 @@ from flows.producers.settings import (
     load_producer_settings,
 )
 from flows.producers.synthetic import record_capture, synthetic_pairs
-from flows.producers.workers import build_replay_flow, build_synthetic_flow
+from flows.producers.workers import build_producer_flow
 from handlers import CoinTable, HandlerContext, TickerRecord, handler_for
 from infra.settings import Settings, SettingsError
 
 
 def generate(settings: Settings, synthetic: SyntheticSettings) -> list[Keyed]:
     out: list[Keyed] = []
-    flow = build_synthetic_flow(
-        settings, ProducerSettings(synthetic=synthetic), sink=TestingSink(out)
+    flow = build_producer_flow(
+        "producer-synthetic", settings, ProducerSettings(synthetic=synthetic), sink=TestingSink(out)
     )
     run_main(flow, epoch_interval=timedelta(milliseconds=200))
     return out
@@ -114,7 +114,8 @@ def test_a_recorded_capture_is_reproducible_and_replays_with_its_own_times(
 
     out: list[Keyed] = []
     replay = ReplaySettings(files=(first,), speed=0, exit_at_end=True)
-    run_main(build_replay_flow(offline_settings, ProducerSettings(replay=replay),
+    run_main(build_producer_flow(
+    "producer-replay", offline_settings, ProducerSettings(replay=replay),
                                sink=TestingSink(out)))  # fmt: skip
     assert len(out) == 200
     times = sorted(msgspec.json.decode(record.value)["timestamp"] for _, record in out)

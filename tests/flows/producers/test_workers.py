@@ -26,7 +26,7 @@ from flows.producers.workers import (
 )
 from flows.registry import INGEST_WORKERS, WORKERS
 from infra._procs import free_port
-from infra.settings import RAW_TOPICS, Settings, SettingsError
+from infra.settings import RAW_TOPICS, Settings, SettingsError, load_settings
 from tests.flows.producers.conftest import read_records
 
 REPO = Path(__file__).resolve().parents[3]
@@ -45,7 +45,8 @@ def test_defaults_and_environment_overrides() -> None:
     assert defaults.alerts.threshold_for("BTC/USD") == Decimal("0.5")
     assert defaults.alerts.window_s == 60
     assert not defaults.alerts.from_beginning
-    assert defaults.topic("rawtrade") == "rawtrade"
+    # Producers write the topics of the one topic map (infra.settings.Topics).
+    assert load_settings({}).kafka.topics.of("rawtrade") == "rawtrade"
     assert not defaults.replay.exit_at_end
     assert defaults.replay.files
     env = {
@@ -65,8 +66,9 @@ def test_defaults_and_environment_overrides() -> None:
         "CRYPTOVIZ_SYNTHETIC_SEED": "7",
     }
     s = load_producer_settings(env)
-    assert s.topic("rawtrade") == "trades-x"
-    assert s.topic("rawticker") == "rawticker"
+    topics = load_settings(env).kafka.topics
+    assert topics.of("rawtrade") == "trades-x"
+    assert topics.of("rawticker") == "rawticker"
     assert s.kraken.pairs == ("BTC/USD", "ETH/USD")
     assert s.rss.feeds == (
         FeedSpec(name="a", url="http://127.0.0.1:1/a.xml"),
