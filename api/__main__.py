@@ -37,8 +37,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", help="bind address (default CRYPTOVIZ_API_HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default CRYPTOVIZ_API_PORT or 8000)")
     parser.add_argument("--workers", type=int, help="worker processes (CRYPTOVIZ_API_WORKERS)")
+    parser.add_argument(
+        "--urls", action="store_true", help="print where the dashboard, docs and metrics are"
+    )
     args = parser.parse_args(argv)
-    return run_program("python -m api", lambda: _serve(args))
+    return run_program("python -m api", lambda: _urls(args) if args.urls else _serve(args))
+
+
+def _urls(args: argparse.Namespace) -> None:
+    settings = load_settings()
+    api_settings = load_api_settings(topics=settings.kafka.topics)
+    base = f"http://{args.host or api_settings.host}:{args.port or api_settings.port}"
+    print(f"dashboard {base}/  ·  API docs {base}/docs  ·  metrics {base}/metrics")
 
 
 def _serve(args: argparse.Namespace) -> None:

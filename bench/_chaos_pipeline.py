@@ -25,13 +25,15 @@ from typing import Literal
 import msgspec
 
 from flows.registry import INGEST_WORKERS
-from infra._procs import descendants, free_port, port_is_free
+from infra._procs import descendants, free_port
+from infra.programs import PROGRAMS as REGISTRY
 from infra.settings import Settings, load_settings
-from infra.stack import Stack, service_programs, supervisor_config, worker_programs
+from infra.stack import supervisor_config, temporary_stack
 
 PRODUCERS: tuple[str, ...] = ("producer-replay", "producer-alerts")
 SERVICES: tuple[str, ...] = ("spark-analytics", "api")
 PROGRAMS: tuple[str, ...] = (*PRODUCERS, *INGEST_WORKERS, *SERVICES)
+"""The programs of ``make up REPLAY=1`` but the synthetic market (the input is fixed)."""
 
 FaultKind = Literal["kill", "kafka-restart", "postgres-stop"]
 
@@ -51,13 +53,6 @@ class FaultOutcome(msgspec.Struct):
     """Until the program runs again under a new pid, or the server answers again."""
 
 
-def _consecutive_free_ports(count: int) -> int:
-    while True:
-        first = free_port()
-        if all(port_is_free(first + i) for i in range(count)):
-            return first
-
-
 class Pipeline:
     def __init__(self, state_dir: Path, env: Mapping[str, str]) -> None:
         self.state_dir = state_dir
@@ -67,22 +62,27 @@ class Pipeline:
         base.update(env)
         base.update(CRYPTOVIZ_STATE_DIR=str(state_dir), CRYPTOVIZ_API_PORT=str(self.api_port))
         self._base_env = base
-        self.stack = Stack(load_settings(base))
-        self.settings: Settings = self.stack.settings
+        self.settings: Settings = load_settings(base)
+        self._servers = contextlib.ExitStack()
         self._supervisor: subprocess.Popen[bytes] | None = None
         self._conf: Path | None = None
         self.t0 = 0.0
 
     def __enter__(self) -> Pipeline:
-        self.settings = self.stack.start()
-        self.stack.prepare()
+        # Servers of its own (the faults stop and restart them), in the run's directory.
+        self.stack = self._servers.enter_context(
+            temporary_stack(self.state_dir, settings=self.settings, embedded=True)
+        )
+        self.settings = self.stack.settings
         env = {**self.stack.env(), **{k: v for k, v in self._base_env.items()
                                       if k.startswith("CRYPTOVIZ_")}}  # fmt: skip
         env.update(KAFKA_BOOTSTRAP_SERVERS=self.bootstrap, DATABASE_URL=self.database_url)
-        first = _consecutive_free_ports(len(PRODUCERS) + len(INGEST_WORKERS))
+        # Their own metrics ports: a `make up` may be running on the registry's.
         programs = {
-            **worker_programs([*INGEST_WORKERS, *PRODUCERS], first_port=first),
-            **service_programs(spark_metrics_port=free_port()),
+            name: REGISTRY[name].command(
+                metrics_port=free_port() if REGISTRY[name].metrics_port else None
+            )
+            for name in (*INGEST_WORKERS, *PRODUCERS, *SERVICES)
         }
         self._conf = supervisor_config(self.settings, env, programs)
         self._supervisor = subprocess.Popen(
@@ -103,17 +103,15 @@ class Pipeline:
                 self._supervisor.wait(timeout=90)
             except subprocess.TimeoutExpired:
                 self._supervisor.kill()
-        self.stack.stop()
+        self._servers.close()
 
     @property
     def bootstrap(self) -> str:
-        assert self.settings.kafka.bootstrap_servers is not None
-        return self.settings.kafka.bootstrap_servers
+        return self.stack.bootstrap
 
     @property
     def database_url(self) -> str:
-        assert self.settings.database.url is not None
-        return self.settings.database.url
+        return self.stack.database_url
 
     def elapsed(self) -> float:
         return time.monotonic() - self.t0

@@ -8,13 +8,13 @@ supervisord config ``make up`` would, with the producers held back for the load.
 from __future__ import annotations
 
 import shutil
-import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from flows.registry import INGEST_WORKERS
 from infra._procs import free_port
+from infra.programs import PROGRAMS
 from infra.settings import RAW_TOPICS, Settings, environment_of
 from infra.stack import supervisor_config
 
@@ -69,8 +69,11 @@ def renamed_topics(settings: Settings) -> Settings:
     return settings.with_topics(settings.kafka.topics.with_suffix(f"-soak{uuid.uuid4().hex[:6]}"))
 
 
-def _flow(worker: str, recovery: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "flows.run", worker, "--recovery-dir", str(recovery), *args]
+def _flow(program: str, recovery: Path, *args: str, metrics_port: int | None = None) -> list[str]:
+    """A registered flow as ``make up`` runs it, with its own recovery and metrics port."""
+    return PROGRAMS[program].command(
+        metrics_port=metrics_port or free_port(), extra=("--recovery-dir", str(recovery), *args)
+    )
 
 
 def plan(settings: Settings, opts: Options) -> Layout:
@@ -90,7 +93,7 @@ def plan(settings: Settings, opts: Options) -> Layout:
         layout.ingest.append(w)
         layout.consumers.append((name, w.kafka_topic, w.recovery))
         layout.programs[name] = _flow(
-            name, w.recovery, "--topic", w.kafka_topic, "--metrics-port", str(w.metrics_port)
+            name, w.recovery, "--topic", w.kafka_topic, metrics_port=w.metrics_port
         )
     alerts = "producer-alerts"
     layout.programs[alerts] = _flow(
@@ -109,9 +112,10 @@ def plan(settings: Settings, opts: Options) -> Layout:
             *_flow("producer-synthetic", state / "recovery" / name),
         ]
     if opts.spark:
-        spark = ["-m", "spark_batch.run", "--metrics-port", str(free_port())]
-        layout.programs["spark-analytics"] = [sys.executable, *spark]
-    layout.programs["api"] = [sys.executable, "-m", "api"]
+        layout.programs["spark-analytics"] = PROGRAMS["spark-analytics"].command(
+            metrics_port=free_port()
+        )
+    layout.programs["api"] = PROGRAMS["api"].command()
     return layout
 
 

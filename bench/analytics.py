@@ -57,12 +57,10 @@ import math
 import os
 import random
 import re
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -76,13 +74,14 @@ import msgspec
 import psycopg
 from confluent_kafka import KafkaError, Message, Producer
 
-from bench._results import git_commit, machine
+from bench._results import git_commit, machine, report
 from bench.ingest import new_database
 from flows.producers.settings import SyntheticSettings
 from flows.producers.synthetic import SyntheticPartition, synthetic_pairs
 from infra._procs import descendants, process_table
-from infra.settings import DatabaseSettings, KafkaSettings, Settings, Topics, load_settings
-from infra.stack import Stack
+from infra.cli import run_program
+from infra.settings import Settings, Topics, load_settings
+from infra.stack import temporary_stack
 from infra.topics import ensure_topics
 from spark_batch.accuracy import NAIVE, Accuracy, Scored, accuracy, fetch_scored, summarise
 from spark_batch.backfill import backfill_actual_prices
@@ -854,26 +853,17 @@ def main() -> int:
     wall = time.monotonic()
     load_before = os.getloadavg()
 
-    base = load_settings()
-    state = Path(tempfile.mkdtemp(prefix="cryptoviz-bench-analytics-"))
-    stack = Stack(
-        Settings(
-            state_dir=state,
-            cache_dir=base.cache_dir,
-            coins_file=base.coins_file,
-            # Always the embedded servers: the job reads the fixed topic rawticker.
-            kafka=KafkaSettings(),
-            database=DatabaseSettings(),
-            ingest=base.ingest,
-        )
-    )
-    try:
-        settings = stack.start()
-        stack.prepare()
-        bootstrap = settings.kafka.bootstrap_servers
-        admin = settings.database.url
-        assert bootstrap is not None
-        assert admin is not None
+    # Always servers of its own (the lag is read from the broker's end offsets), and the
+    # default topic map (the load goes to TOPIC).
+    with temporary_stack(
+        prefix="cryptoviz-bench-analytics-",
+        settings=load_settings().with_topics(Topics()),
+        embedded=True,
+        keep=args.keep_state,
+    ) as stack:
+        settings = stack.settings
+        state = settings.state_dir
+        bootstrap, admin = stack.bootstrap, stack.database_url
         pairs = synthetic_pairs(settings.coin_table(), args.pairs)
         env = {**stack.env(), "PYTHONPATH": str(REPO)}
         env["DATABASE_URL"] = new_database(admin)
@@ -894,13 +884,6 @@ def main() -> int:
         )
         print(f"replay of {args.replay_hours:g} h for prediction quality ...", flush=True)
         quality = replay(settings, admin, state, args.replay_hours)
-    except BaseException:
-        print(f"state and logs kept in {state}", file=sys.stderr)
-        raise
-    finally:
-        stack.stop()
-    if not args.keep_state:
-        shutil.rmtree(state, ignore_errors=True)
 
     good = [s["target_ticks_per_s"] for s in run["steps"] if s["kept_up"]]
     overload = [
@@ -970,12 +953,9 @@ def main() -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": git_commit(),
     }
-    print(json.dumps(result, indent=2))
-    if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    report(result, RESULTS, write=not args.no_write)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_program("bench.analytics", main))

@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -37,11 +35,11 @@ import httpx
 import psycopg
 from psycopg import sql
 
-from bench._results import machine
+from bench._results import machine, report
 from infra._procs import free_port
+from infra.cli import run_program
 from infra.migrate import migrate
-from infra.settings import Settings, load_settings
-from infra.stack import Stack
+from infra.stack import temporary_stack
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "api.json"
@@ -244,19 +242,9 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true", help="don't update bench/results")
     args = parser.parse_args()
 
-    base = load_settings()
-    state = Path(tempfile.mkdtemp(prefix="cryptoviz-bench-api-"))
-    stack = Stack(
-        Settings(
-            state_dir=state,
-            cache_dir=base.cache_dir,
-            coins_file=base.coins_file,
-            database=base.database,
-        )
-    )
     result: dict[str, Any] = {"endpoints": {}, "saturation": {}}
-    try:
-        settings = stack.start(kafka=False)
+    with temporary_stack(prefix="cryptoviz-bench-api-", kafka=False, prepare=False) as stack:
+        settings = stack.settings
         assert settings.database.url is not None
         print(f"loading {args.rows:,} ticker rows ...", flush=True)
         url = load(settings.database.url, args.rows)
@@ -293,8 +281,6 @@ def main() -> int:
                 result["saturation"][str(workers)] = per_endpoint
             finally:
                 stop(proc)
-    finally:
-        stack.stop()
 
     best = {
         name: max(
@@ -320,12 +306,9 @@ def main() -> int:
         "candles_1h_30d_without_cache (1M ticks aggregated per request).",
         date=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    print(json.dumps(result, indent=2))
-    if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    report(result, RESULTS, write=not args.no_write)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_program("bench.api", main))

@@ -49,6 +49,7 @@ from bench._chaos_input import ChaosInput, build_input
 from bench._chaos_pipeline import FaultOutcome, Pipeline, fault_schedule
 from bench._chaos_ws import LiveWatcher
 from bench._results import REPO, provenance, report
+from infra.cli import run_program
 from infra.settings import load_settings
 
 
@@ -281,4 +282,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_program("bench.chaos", main))

@@ -24,7 +24,6 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -40,9 +39,10 @@ from flows._pg_writer import KAFKA_TIME
 from flows._tables import TICKER, rows_for
 from handlers import HandlerContext, Rejection, parse_ticker
 from infra._procs import free_port
+from infra.cli import run_program
 from infra.migrate import migrate
-from infra.settings import Settings, load_settings
-from infra.stack import Stack
+from infra.settings import Settings
+from infra.stack import temporary_stack
 from infra.topics import ensure_topics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -226,25 +226,10 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true", help="don't update bench/results")
     args = parser.parse_args()
 
-    base = load_settings()
-    state = Path(tempfile.mkdtemp(prefix="cryptoviz-bench-"))
-    stack = Stack(
-        Settings(
-            state_dir=state,
-            cache_dir=base.cache_dir,
-            coins_file=base.coins_file,
-            kafka=base.kafka,
-            database=base.database,
-            ingest=base.ingest,
-        )
-    )
-    try:
-        settings = stack.start()
-        stack.prepare()
-        bootstrap = settings.kafka.bootstrap_servers
-        admin = settings.database.url
-        assert bootstrap is not None
-        assert admin is not None
+    with temporary_stack(prefix="cryptoviz-bench-") as stack:
+        settings = stack.settings
+        state = settings.state_dir
+        bootstrap, admin = stack.bootstrap, stack.database_url
         env = {**os.environ, **stack.env(), "PYTHONPATH": str(REPO)}
         env["CRYPTOVIZ_STATE_DIR"] = str(state / "workers")
 
@@ -275,8 +260,6 @@ def main() -> int:
         print(
             f"  p50 {lat['latency_p50_ms']:.1f} ms, p99 {lat['latency_p99_ms']:.1f} ms", flush=True
         )
-    finally:
-        stack.stop()
 
     result: dict[str, Any] = {
         "msgs_per_s": round(tp["msgs_per_s"]),
@@ -296,4 +279,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_program("bench.ingest", main))

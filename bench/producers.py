@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import resource
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -53,8 +52,9 @@ from flows.producers.settings import (
 )
 from flows.producers.workers import build_producer_flow
 from handlers import CoinTable, HandlerContext, encode_message, parse_kraken_v1, parse_kraken_v2
-from infra.settings import RAW_TOPICS, DatabaseSettings, Settings, load_settings
-from infra.stack import Stack
+from infra.cli import run_program
+from infra.settings import RAW_TOPICS, Settings
+from infra.stack import temporary_stack
 from infra.topics import ensure_topics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -254,22 +254,12 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true", help="don't update bench/results")
     args = parser.parse_args()
 
-    base = load_settings()
-    state = Path(tempfile.mkdtemp(prefix="cryptoviz-bench-producers-"))
-    # Only Kafka is needed: a placeholder database URL keeps PostgreSQL from starting.
-    stack = Stack(
-        Settings(
-            state_dir=state,
-            cache_dir=base.cache_dir,
-            coins_file=base.coins_file,
-            kafka=base.kafka,
-            database=DatabaseSettings(url="postgresql://unused"),
-        )
-    )
-    try:
-        settings = stack.start()
-        bootstrap = settings.kafka.bootstrap_servers
-        assert bootstrap is not None
+    # Only Kafka is needed.
+    with temporary_stack(
+        prefix="cryptoviz-bench-producers-", database=False, prepare=False
+    ) as stack:
+        settings = stack.settings
+        state = settings.state_dir
         coins = settings.coin_table()
 
         print("parse cost per Kraken frame ...", flush=True)
@@ -310,8 +300,6 @@ def main() -> int:
             f"x200: {enlarged['msgs_per_s']:,} msgs/s",
             flush=True,
         )
-    finally:
-        stack.stop()
 
     result: dict[str, Any] = {
         "parse": parse,
@@ -328,4 +316,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_program("bench.producers", main))

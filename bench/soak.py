@@ -54,12 +54,9 @@ import contextlib
 import io
 import json
 import math
-import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -75,7 +72,7 @@ from bench._soak_supervisor import Supervisor
 from infra._console import step
 from infra.cli import run_program
 from infra.settings import load_settings
-from infra.stack import Stack
+from infra.stack import Stack, temporary_stack
 
 PER_PRODUCER_RATE = 7000.0
 """Default share of one producer process: half its solo ceiling, the cores are shared."""
@@ -83,22 +80,20 @@ UNSAVED_OPTIONS = ("write", "results", "keep_state")
 
 
 class Soak:
-    """One run: its stack and workers (:meth:`start`), the load, the catch-up, the figures.
+    """One run on a running stack: its workers (:meth:`start`), the load, the catch-up,
+    the figures.
 
-    :meth:`close` stops everything started, whatever happened before.
+    :meth:`close` stops every worker started, whatever happened before.
     """
 
-    def __init__(self, opts: Options) -> None:
+    def __init__(self, opts: Options, stack: Stack) -> None:
         self.opts = opts
-        self.state = Path(tempfile.mkdtemp(prefix="cryptoviz-soak-"))
-        settings = load_settings({**os.environ, "CRYPTOVIZ_STATE_DIR": str(self.state)})
+        self.stack = stack
+        self.state = stack.settings.state_dir
         self.servers = {
-            "kafka": "external" if settings.kafka.bootstrap_servers else "embedded",
-            "postgres": "external" if settings.database.url else "embedded",
+            "kafka": "embedded" if stack.kafka is not None else "external",
+            "postgres": "embedded" if stack.postgres is not None else "external",
         }
-        if settings.kafka.bootstrap_servers is not None:
-            settings = renamed_topics(settings)
-        self.stack = Stack(settings)
         self.sup: Supervisor | None = None
         self.client: subprocess.Popen[bytes] | None = None
         self.probe: Probe | None = None
@@ -113,9 +108,8 @@ class Soak:
         return self.stack.settings.database.url
 
     def start(self) -> None:
-        """Servers, migrations, topics; then every worker but the producers, until ready."""
-        settings = self.stack.start()
-        self.stack.prepare()
+        """Every worker but the producers, until ready."""
+        settings = self.stack.settings
         if self.opts.spark:
             from infra.jars import ensure_jars
 
@@ -203,7 +197,7 @@ class Soak:
             "samples": self.samples,
         }
 
-    def close(self, *, keep_state: bool) -> None:
+    def close(self) -> None:
         if self.client is not None and self.client.poll() is None:
             self.client.kill()
             self.client.wait()
@@ -212,25 +206,24 @@ class Soak:
         if self.sup is not None:
             step("stopping the workers")
             self.sup.shutdown()
-        self.stack.stop()
-        if keep_state:
-            step(f"state and worker logs kept in {self.state}")
-        else:
-            shutil.rmtree(self.state, ignore_errors=True)
 
 
 def run(opts: Options) -> dict[str, Any]:
-    soak = Soak(opts)
-    ok = False
-    try:
-        soak.start()
-        soak.load()
-        soak.catch_up()
-        result = soak.result()
-        ok = True
-        return result
-    finally:
-        soak.close(keep_state=opts.keep_state or not ok)
+    """One soak run on a stack of its own (its topics renamed on a shared broker)."""
+    settings = load_settings()
+    if settings.kafka.bootstrap_servers is not None:
+        settings = renamed_topics(settings)
+    with temporary_stack(
+        prefix="cryptoviz-soak-", settings=settings, keep=opts.keep_state
+    ) as stack:
+        soak = Soak(opts, stack)
+        try:
+            soak.start()
+            soak.load()
+            soak.catch_up()
+            return soak.result()
+        finally:
+            soak.close()
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -1,8 +1,9 @@
-"""The workers this project can deploy, by name.
+"""The dataflow of each Bytewax worker, by program name.
 
-A worker is a Bytewax dataflow plus how it runs. Each runs as its own process
-(``python -m flows.run NAME``); deploying one more means adding an entry here,
-not new plumbing.
+The workers themselves (name, command, metrics port, ``make up`` profile) are
+declared once in :mod:`infra.programs`; this module attaches to each
+``python -m flows.run NAME`` program the dataflow it runs. Each runs as its own
+process; deploying one more means an entry there and its dataflow here.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any
 
 from bytewax.dataflow import Dataflow
 
-from flows._tables import TABLES
 from flows.ingest import build_ingest_flow
+from infra.programs import flow_programs
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,17 +27,6 @@ class WorkerSpec:
     description: str
     recovery: bool = True
     """Bytewax recovery (offsets and state snapshots) under ``<state>/recovery/<name>``."""
-
-
-def _ingest_workers() -> dict[str, WorkerSpec]:
-    return {
-        f"ingest-{topic}": WorkerSpec(
-            name=f"ingest-{topic}",
-            build=partial(build_ingest_flow, topic),
-            description=f"{topic} -> {spec.table} (dead letters to the DLQ topic)",
-        )
-        for topic, spec in TABLES.items()
-    }
 
 
 def _producer(name: str) -> Callable[..., Dataflow]:
@@ -50,18 +40,14 @@ def _producer(name: str) -> Callable[..., Dataflow]:
     return build
 
 
-def _producer_workers() -> dict[str, WorkerSpec]:
-    specs = (
-        ("producer-kraken", "Kraken v2 ticker + trade -> rawticker, rawtrade"),
-        ("producer-rss", "news feeds -> rawarticle (sentiment, coin mentions)"),
-        ("producer-alerts", "rawticker -> price alerts -> rawalert"),
-        ("producer-replay", "recorded Kraken frames and feeds -> raw topics"),
-        ("producer-synthetic", "generated market -> rawticker, rawtrade"),
-    )
-    return {
-        name: WorkerSpec(name=name, build=_producer(name), description=text) for name, text in specs
-    }
+def _dataflow(name: str) -> Callable[..., Dataflow]:
+    """``ingest-<topic>`` ingests that raw topic; every other worker is a producer."""
+    topic = name.removeprefix("ingest-")
+    return partial(build_ingest_flow, topic) if topic != name else _producer(name)
 
 
-WORKERS: dict[str, WorkerSpec] = {**_ingest_workers(), **_producer_workers()}
-INGEST_WORKERS: tuple[str, ...] = tuple(_ingest_workers())
+WORKERS: dict[str, WorkerSpec] = {
+    p.name: WorkerSpec(name=p.name, build=_dataflow(p.name), description=p.description)
+    for p in flow_programs()
+}
+INGEST_WORKERS: tuple[str, ...] = tuple(name for name in WORKERS if name.startswith("ingest-"))

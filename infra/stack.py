@@ -6,7 +6,8 @@
 
 With ``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL`` set, those servers are used
 and nothing is started for them. Workers run under supervisord (restarted when
-they crash, reported on the console) with their logs in ``<state>/logs/``.
+they crash, reported on the console) with their logs in ``<state>/logs/``; which
+programs, on which metrics ports, is :mod:`infra.programs`.
 Exit statuses: :mod:`infra.cli` (``up`` and ``services`` stopped by Ctrl-C exit 0).
 """
 
@@ -16,16 +17,24 @@ import argparse
 import contextlib
 import os
 import shlex
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import urllib.parse
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from infra._console import step
 from infra.cli import ExitCode, run_program
-from infra.settings import Settings, load_settings
+from infra.programs import Program, profile
+from infra.settings import Settings, environment_of, load_settings
 
 if TYPE_CHECKING:
     from infra.kafka_broker import EmbeddedKafka
@@ -40,8 +49,9 @@ class Stack:
         self._kafka: object | None = None
         self._postgres: object | None = None
 
-    def start(self, *, kafka: bool = True) -> Settings:
-        """Start what is needed; return settings pointing at the running servers."""
+    def start(self, *, kafka: bool = True, database: bool = True) -> Settings:
+        """Start what is needed (``kafka``/``database``: False leaves that server out);
+        return settings pointing at the running servers."""
         from infra.jars import ensure_jars
         from infra.java import find_java
         from infra.kafka_broker import EmbeddedKafka
@@ -49,7 +59,7 @@ class Stack:
 
         s = self.settings
         bootstrap = s.kafka.bootstrap_servers
-        database = s.database.url
+        url = s.database.url
         if bootstrap is None and kafka:
             java = find_java()
             jars = ensure_jars("kafka", s.cache_dir)
@@ -60,15 +70,15 @@ class Stack:
             step(f"Kafka ready at {bootstrap}")
         elif bootstrap is not None:
             step(f"using Kafka at {bootstrap} (KAFKA_BOOTSTRAP_SERVERS)")
-        if database is None:
+        if url is None and database:
             step("starting PostgreSQL (embedded)")
             postgres = EmbeddedPostgres(s.state_dir / "postgres")
             self._postgres = postgres
-            database = postgres.start()
-            step(f"PostgreSQL ready at {database}")
-        else:
+            url = postgres.start()
+            step(f"PostgreSQL ready at {url}")
+        elif url is not None:
             step("using PostgreSQL from DATABASE_URL")
-        self.settings = s.with_servers(kafka=bootstrap, database=database)
+        self.settings = s.with_servers(kafka=bootstrap, database=url)
         return self.settings
 
     def prepare(self) -> None:
@@ -98,6 +108,20 @@ class Stack:
         )
 
     @property
+    def bootstrap(self) -> str:
+        """The address of the running Kafka brokers (after :meth:`start`)."""
+        bootstrap = self.settings.kafka.bootstrap_servers
+        assert bootstrap is not None, "Kafka is not running: start() first"
+        return bootstrap
+
+    @property
+    def database_url(self) -> str:
+        """The URL of the running database (after :meth:`start`)."""
+        url = self.settings.database.url
+        assert url is not None, "PostgreSQL is not running: start() first"
+        return url
+
+    @property
     def kafka(self) -> EmbeddedKafka | None:
         """The broker this stack started (``None`` when it uses KAFKA_BOOTSTRAP_SERVERS)."""
         from infra.kafka_broker import EmbeddedKafka
@@ -123,39 +147,73 @@ class Stack:
             self._postgres.stop()
 
     def env(self) -> dict[str, str]:
-        """Environment for child processes: point them at the running servers."""
+        """Environment for child processes: the running servers, this stack's state and
+        its topic map (so a stack whose topics were renamed in code hands them down)."""
         s = self.settings
         env = dict(os.environ)
         env["KAFKA_BOOTSTRAP_SERVERS"] = s.kafka.bootstrap_servers or ""
         env["DATABASE_URL"] = s.database.url or ""
         env["CRYPTOVIZ_STATE_DIR"] = str(s.state_dir)
         env["CRYPTOVIZ_CACHE_DIR"] = str(s.cache_dir)
+        env.update(environment_of(s.kafka.topics))
         return env
 
 
-SPARK_METRICS_PORT = 9300
+@contextlib.contextmanager
+def temporary_stack(
+    state_dir: Path | None = None,
+    *,
+    prefix: str = "cryptoviz-",
+    settings: Settings | None = None,
+    embedded: bool = False,
+    kafka: bool = True,
+    database: bool = True,
+    prepare: bool = True,
+    keep: bool = False,
+) -> Iterator[Stack]:
+    """A started stack in its own state directory, stopped when the block ends.
+
+    The servers are those of ``settings`` (default: the environment's), started where
+    they point nowhere (``embedded``: always start them; ``kafka``/``database``: False
+    leaves that one out); ``prepare`` migrates and creates the topics. The state
+    directory is ``state_dir`` or a new temporary one, deleted at the end unless
+    ``keep`` or the block failed (then its path is printed, for the logs).
+    """
+    temporary = state_dir is None
+    state = Path(tempfile.mkdtemp(prefix=prefix)) if state_dir is None else state_dir
+    base = load_settings() if settings is None else settings
+    if embedded:
+        base = msgspec.structs.replace(
+            base,
+            kafka=msgspec.structs.replace(base.kafka, bootstrap_servers=None),
+            database=msgspec.structs.replace(base.database, url=None),
+        )
+    stack = Stack(msgspec.structs.replace(base, state_dir=state))
+    failed = True
+    try:
+        stack.start(kafka=kafka, database=database)
+        if prepare:
+            stack.prepare()
+        yield stack
+        failed = False
+    finally:
+        stack.stop()
+        if temporary and (keep or failed):
+            step(f"state and logs kept in {state}")
+        elif temporary:
+            shutil.rmtree(state, ignore_errors=True)
 
 
-def worker_programs(workers: list[str], first_port: int = 9200) -> dict[str, list[str]]:
-    """Registered Bytewax workers as supervisor programs, each with a metrics port."""
-    return {
-        name: [sys.executable, "-m", "flows.run", name, "--metrics-port", str(first_port + index)]
-        for index, name in enumerate(workers)
-    }
-
-
-def service_programs(
-    *, analytics: bool = True, api: bool = True, spark_metrics_port: int = SPARK_METRICS_PORT
-) -> dict[str, list[str]]:
-    """The Spark analytics job and the API (with the dashboard), as supervisor programs."""
-    programs: dict[str, list[str]] = {}
-    if analytics:
-        programs["spark-analytics"] = [
-            sys.executable, "-m", "spark_batch.run", "--metrics-port", str(spark_metrics_port)
-        ]  # fmt: skip
-    if api:
-        programs["api"] = [sys.executable, "-m", "api"]
-    return programs
+def unreachable(url: str, timeout: float = 3.0) -> str | None:
+    """Why ``url`` cannot be reached from here (DNS or TCP), or ``None`` when it can."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme in ("wss", "https") else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"{host}:{port}: {exc}"
 
 
 def supervisor_config(
@@ -207,10 +265,23 @@ def supervisor_config(
     return path
 
 
+def supervisor_programs(programs: Sequence[Program]) -> dict[str, list[str]]:
+    """``programs`` as supervisord runs them for ``make up``: name -> argv."""
+    return {p.name: p.command() for p in programs}
+
+
+def _urls(program: Program, env: dict[str, str]) -> str | None:
+    """The line ``program`` prints about where to reach it (``None`` when it says nothing)."""
+    if program.urls is None:
+        return None
+    done = subprocess.run(
+        [sys.executable, "-m", program.module, *program.urls],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    return done.stdout.strip() or None
+
+
 def _up(settings: Settings, replay: bool) -> int:
-    from api.settings import load_api_settings
-    from flows.producers.workers import live_network_problem, producer_workers
-    from flows.registry import INGEST_WORKERS
     from infra.jars import ensure_jars
 
     stack = Stack(settings)
@@ -223,23 +294,24 @@ def _up(settings: Settings, replay: bool) -> int:
     try:
         settings = stack.start()
         stack.prepare()
-        problem = None if replay else live_network_problem()
-        if problem is not None:
-            step(f"network unreachable ({problem}): live producers keep retrying; "
-                 "`make up REPLAY=1` replays recorded data offline")  # fmt: skip
+        programs = profile("replay" if replay else "live")
+        for program in programs:
+            problem = unreachable(program.reaches) if program.reaches else None
+            if problem is not None:
+                step(f"network unreachable ({problem}): {program.name} keeps retrying; "
+                     "`make up REPLAY=1` replays recorded data offline")  # fmt: skip
         ensure_jars("spark", settings.cache_dir)
-        workers = [*INGEST_WORKERS, *producer_workers(replay)]
-        programs = {**worker_programs(workers), **service_programs()}
-        conf = supervisor_config(settings, stack.env(), programs)
-        step(f"starting under supervisord: {', '.join(programs)}")
+        conf = supervisor_config(settings, stack.env(), supervisor_programs(programs))
+        step(f"starting under supervisord: {', '.join(p.name for p in programs)}")
         supervisor = subprocess.Popen(
             [sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)],
             env=stack.env(),
             start_new_session=True,
         )
-        api = load_api_settings(topics=settings.kafka.topics)
-        base = f"http://{api.host}:{api.port}"
-        step(f"dashboard {base}/  ·  API docs {base}/docs  ·  metrics {base}/metrics")
+        for program in programs:
+            line = _urls(program, stack.env())
+            if line:
+                step(line)
         step(f"running; logs in {settings.state_dir / 'logs'}")
         step("press Ctrl-C to stop everything")
         supervisor.wait()

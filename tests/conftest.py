@@ -16,12 +16,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import msgspec
 import psycopg
 import pytest
 from psycopg import sql
 
-from infra.settings import Settings, load_settings
+from infra.settings import Settings
 from tests._kafka_clients import assert_kafka_clients_closed
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
@@ -65,17 +64,11 @@ def server_dir(server_dirs: Callable[[str], Path]) -> Path:
 @pytest.fixture(scope="session")
 def stack(server_dirs: Callable[[str], Path]) -> Iterator[Settings]:
     """Settings pointing at a running Kafka broker and a migrated PostgreSQL server."""
-    from infra.stack import Stack
+    from infra.stack import temporary_stack
 
-    settings = msgspec.structs.replace(load_settings(), state_dir=server_dirs("stack"))
-    running = Stack(settings)
-    try:
-        settings = running.start()
-        running.prepare()
-        yield settings
+    with temporary_stack(server_dirs("stack")) as running:
+        yield running.settings
         assert_kafka_clients_closed()  # before the broker goes (tests/_kafka_clients.py)
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from typing import Annotated
 
 import msgspec
 
+from infra.programs import KRAKEN_WS_URL
 from infra.settings import REPO_ROOT, SettingsError, env, read_env
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
@@ -132,7 +133,6 @@ class OutputSettings(msgspec.Struct, frozen=True, kw_only=True):
     ] = 1.0
 
 
-KRAKEN_WS_URL = "wss://ws.kraken.com/v2"
 KRAKEN_REST_TRADES_URL = "https://api.kraken.com/0/public/Trades"
 
 

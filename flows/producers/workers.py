@@ -1,9 +1,13 @@
-"""Producer dataflows and their worker entry points (registered in :mod:`flows.registry`).
+"""Producer dataflows and their worker entry point (:func:`producer_worker`).
 
 Every flow ends the same way: wire message -> :func:`~flows.producers.kafka_edge.to_record`
--> :class:`~flows.producers.kafka_edge.KafkaProducerSink`. Tests pass ``source``
-and ``sink`` (``TestingSource``/``TestingSink``) to run the same flows without a
-broker or the network.
+(on the topic map, ``Settings.kafka.topics``) ->
+:class:`~flows.producers.kafka_edge.KafkaProducerSink`. The producers reading the
+outside world share one builder, :func:`build_producer_flow` (:data:`SOURCES` names
+each one's source); the alert producer reads the ticker topic
+(:func:`build_alert_flow`). Tests pass ``source`` and ``sink``
+(``TestingSource``/``TestingSink``) to run the same flows without a broker or the
+network. The programs themselves are declared in :mod:`infra.programs`.
 
     python -m flows.run producer-kraken      # live Kraken v2 ticker + trade
     python -m flows.run producer-rss         # news feeds
@@ -15,8 +19,6 @@ broker or the network.
 from __future__ import annotations
 
 import logging
-import socket
-import urllib.parse
 from collections.abc import Callable, Set
 from datetime import UTC, datetime
 from typing import Any
@@ -38,7 +40,6 @@ from flows.producers.kraken import KrakenSource
 from flows.producers.replay import ReplaySource
 from flows.producers.rss import RssSource
 from flows.producers.settings import (
-    KRAKEN_WS_URL,
     ProducerSettings,
     load_producer_settings,
 )
@@ -46,6 +47,7 @@ from flows.producers.synthetic import SyntheticSource
 from handlers import (
     AlertMessage,
     CoinTable,
+    ConfigError,
     HandlerContext,
     Rejection,
     TickerRecord,
@@ -55,26 +57,6 @@ from handlers import (
 from infra.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
-
-LIVE_WORKERS: tuple[str, ...] = ("producer-kraken", "producer-rss", "producer-alerts")
-REPLAY_WORKERS: tuple[str, ...] = ("producer-replay", "producer-synthetic", "producer-alerts")
-
-
-def producer_workers(replay: bool) -> tuple[str, ...]:
-    """The producer workers ``make up`` runs: live ones, or offline replay + synthetic."""
-    return REPLAY_WORKERS if replay else LIVE_WORKERS
-
-
-def live_network_problem(url: str = KRAKEN_WS_URL, timeout: float = 3.0) -> str | None:
-    """Why Kraken cannot be reached from here (DNS or TCP), or ``None`` when it can."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme in ("wss", "https") else 80)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return None
-    except OSError as exc:
-        return f"{host}:{port}: {exc}"
 
 
 def _sink(
@@ -224,6 +206,8 @@ def producer_worker(name: str, settings: Settings, kafka_topic: str | None = Non
     producer = load_producer_settings()
     if name == "producer-alerts":
         return build_alert_flow(settings, producer, kafka_topic=kafka_topic)
+    if name not in SOURCES:
+        raise ConfigError(f"no producer is called {name!r} (known: {', '.join(SOURCES)})")
     if kafka_topic is not None:
         raise SettingsError(
             f"{name} writes several topics; set CRYPTOVIZ_TOPIC_RAW* instead of --topic"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import secrets
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from psycopg import sql
 from api import create_app
 from api.settings import ApiSettings, hash_api_key
 from infra.settings import Settings
+from tests._wait import wait_for
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 # Generated per run: the suite holds no fixed credential.
@@ -117,11 +117,12 @@ def serve(app: Litestar) -> Iterator[int]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
+
+    def started() -> bool:
         assert thread.is_alive(), "uvicorn stopped while starting"
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
+        return bool(server.started)
+
+    wait_for(started, 20, "uvicorn to start", interval=0.05)
     port: int = server.servers[0].sockets[0].getsockname()[1]
     try:
         yield port

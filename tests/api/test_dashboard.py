@@ -28,9 +28,11 @@ from api.context import utc_now
 from api.dashboard import CONTENT_SECURITY_POLICY, dashboard_router
 from api.errors import exception_handlers
 from api.settings import LiveTopics
+from tests._wait import wait_for
 from tests.api import seed
 from tests.api.browser import Browser, missing_prerequisites
 from tests.api.conftest import AppFactory, serve, test_api_settings
+from tests.api.test_live import relay_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "api" / "dashboard" / "static"
@@ -238,13 +240,12 @@ def browser() -> Iterator[Browser]:
 
 
 def _wait_relay(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        live = httpx.get(f"http://127.0.0.1:{port}/api/v1/health/").json()["live"]
-        if live["status"] == "running" and live["assigned_partitions"] >= 1:
-            return
-        assert time.monotonic() < deadline, f"relay not ready: {live}"
-        time.sleep(0.2)
+    wait_for(
+        lambda: relay_ready(httpx.get(f"http://127.0.0.1:{port}/api/v1/health/").json(), 1),
+        timeout,
+        "the live relay",
+        interval=0.2,
+    )
 
 
 def _produce_until_shown(
@@ -256,9 +257,9 @@ def _produce_until_shown(
     partitions assigned, so the first message can be missed; the price shown must then
     be one of those produced, and it must have arrived without a reload.
     """
-    deadline = time.monotonic() + timeout
     sent: list[float] = []
-    while time.monotonic() < deadline:
+
+    def attempt() -> float | None:
         price = first_price + len(sent)
         sent.append(price)
         value = {"pair": "XBT/USD", "last": price, "bid": price - 0.5, "ask": price + 0.5,
@@ -266,18 +267,21 @@ def _produce_until_shown(
         producer.produce(topic, json.dumps(value).encode())
         producer.flush(5)
         try:
-            shown = browser.wait_for(
-                f"(() => {{ const t = window.cryptoviz.state.lastTick;"
-                f" return t && t.price >= {first_price} && t.price; }})()",
-                timeout=1.0,
+            return float(
+                browser.wait_for(
+                    f"(() => {{ const t = window.cryptoviz.state.lastTick;"
+                    f" return t && t.price >= {first_price} && t.price; }})()",
+                    timeout=1.0,
+                )
             )
         except AssertionError:
-            continue
-        assert shown in sent
-        text = browser.evaluate("document.getElementById('last-price').textContent")
-        assert text == _price_text(shown)
-        return float(shown)
-    raise AssertionError(f"no produced tick reached the page in {timeout} s")
+            return None
+
+    shown = wait_for(attempt, timeout, "a produced tick on the page", interval=0)
+    assert shown in sent
+    text = browser.evaluate("document.getElementById('last-price').textContent")
+    assert text == _price_text(shown)
+    return shown
 
 
 @pytest.mark.browser

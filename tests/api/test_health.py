@@ -13,6 +13,7 @@ from litestar.testing import TestClient
 from infra.migrate import migrate
 from infra.postgres_server import EmbeddedPostgres
 from infra.settings import KafkaSettings, Settings
+from tests._wait import wait_for
 from tests.api.conftest import AppFactory, test_api_settings
 
 TICKER = "/api/v1/ticker/BTC/USD/historique/"
@@ -66,10 +67,12 @@ def test_database_stopped_then_restarted(
             assert client.get(TICKER).headers["Retry-After"] == "1"
 
             server.start()
-            deadline = time.monotonic() + 20
-            while client.get(TICKER).status_code != 200:
-                assert time.monotonic() < deadline, "the API did not recover"
-                time.sleep(0.2)
+            wait_for(
+                lambda: client.get(TICKER).status_code == 200,
+                20,
+                "the API to recover",
+                interval=0.2,
+            )
             assert client.get("/api/v1/health/").status_code == 200
     finally:
         server.stop()

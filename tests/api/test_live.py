@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import socket
@@ -24,18 +25,24 @@ from opentelemetry.trace import SpanKind
 from websockets.sync.client import connect
 
 from api.settings import LiveTopics
+from tests._wait import wait_for
 from tests.api.conftest import AppFactory, serve, test_api_settings
 
 
 def wait_live(client: TestClient[Litestar], partitions: int, timeout: float = 30.0) -> None:
     """Until the relay's consumer owns every partition of its topics."""
-    deadline = time.monotonic() + timeout
-    while True:
-        live = client.get("/api/v1/health/").json()["live"]
-        if live["status"] == "running" and live["assigned_partitions"] >= partitions:
-            return
-        assert time.monotonic() < deadline, f"relay not ready: {live}"
-        time.sleep(0.2)
+    wait_for(
+        lambda: relay_ready(client.get("/api/v1/health/").json(), partitions),
+        timeout,
+        "the live relay",
+        interval=0.2,
+    )
+
+
+def relay_ready(health: dict[str, Any], partitions: int) -> bool:
+    """Whether a health body says the relay's consumer owns ``partitions`` partitions."""
+    live = health["live"]
+    return bool(live["status"] == "running" and live["assigned_partitions"] >= partitions)
 
 
 def traceparent(trace_id: int, span_id: int) -> str:
@@ -51,17 +58,15 @@ def produce_until(
 ) -> dict[str, Any]:
     """Produce message 0, 1, 2... until one arrives: a consumer that has just been
     assigned its partitions may still be resolving the "latest" offset."""
-    deadline = time.monotonic() + timeout
-    seq = 0
-    while time.monotonic() < deadline:
-        value, headers = make(seq)
+    sequence = itertools.count()
+
+    def attempt() -> dict[str, Any] | None:
+        value, headers = make(next(sequence))
         producer.produce(topic, value, headers=headers)
         producer.flush(5)
-        got = received(1.0)
-        if got is not None:
-            return got
-        seq += 1
-    raise AssertionError("no message reached the client")
+        return received(1.0)
+
+    return wait_for(attempt, timeout, "a message to reach the client", interval=0)
 
 
 def test_kafka_message_reaches_subscribed_client_with_its_trace(
@@ -297,13 +302,13 @@ def test_slow_client_loses_its_oldest_messages_and_never_stalls_a_fast_one(
         slow = RawWebSocket(port, "/ws/ticker/BTC/USD/")
         fast_seqs: list[int] = []
         with connect(f"{url}/ws/ticker/BTC/USD/", max_size=None) as fast:
-            deadline = time.monotonic() + 30
-            while True:
-                live = httpx.get(f"http://127.0.0.1:{port}/api/v1/health/").json()["live"]
-                if live["assigned_partitions"] >= 1:
-                    break
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+            health = f"http://127.0.0.1:{port}/api/v1/health/"
+            wait_for(
+                lambda: httpx.get(health).json()["live"]["assigned_partitions"] >= 1,
+                30,
+                "the relay's partition",
+                interval=0.2,
+            )
             # Warm-up message until the relay delivers (its offset may still be resolving).
             for _ in range(100):
                 producer.produce(topic, json.dumps({"pair": "BTC/USD", "seq": -1}).encode())

@@ -8,13 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 from websockets.sync.client import connect
 
 from infra.settings import Settings
+from tests._wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,15 +45,15 @@ def test_python_m_api_serves_from_the_environment(stack: Settings, fresh_db: str
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
+
+        def answered() -> httpx.Response | None:
             assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
             try:
-                health = httpx.get(f"{base}/api/v1/health/", timeout=5)
-                break
+                return httpx.get(f"{base}/api/v1/health/", timeout=5)
             except httpx.TransportError:
-                assert time.monotonic() < deadline, "python -m api did not start"
-                time.sleep(0.2)
+                return None
+
+        health = wait_for(answered, 30, "python -m api to start", interval=0.2)
         assert health.status_code == 200, health.text
         assert health.json()["live"]["status"] in ("starting", "running")
         # The rate limit came from the environment.

@@ -71,15 +71,6 @@ def count_rows(url: str, table: str) -> int:
         return int(row[0])
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
 class Worker:
     """``python -m flows.run`` as a real subprocess, with its metrics endpoint."""
 

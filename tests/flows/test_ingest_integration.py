@@ -15,8 +15,9 @@ import pytest
 from flows._tables import TABLES
 from infra.migrate import migrate
 from infra.postgres_server import EmbeddedPostgres
+from tests._wait import wait_for
 from tests.flows._payloads import INVALID, VALID
-from tests.flows.conftest import Worker, count_rows, produce, read_all, wait_for
+from tests.flows.conftest import Worker, count_rows, produce, read_all
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,8 @@ from flows._tables import TABLES
 from flows.ingest import build_ingest_flow
 from handlers import HANDLERS
 from infra.settings import Settings, load_settings
-from tests.flows.conftest import Worker, count_rows, read_all, wait_for
+from tests._wait import wait_for
+from tests.flows.conftest import Worker, count_rows, read_all
 
 FRAMES_PER_TOPIC = 1_500
 BIG = 5 * 1024 * 1024

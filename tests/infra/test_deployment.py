@@ -33,6 +33,7 @@ import psycopg
 import pytest
 import yaml
 
+from infra.programs import PROGRAMS, flow_programs
 from tests.infra import _metric_catalog as mc
 from tests.infra._deploycheck import DeployCheck, build, go_or_skip
 
@@ -399,16 +400,16 @@ def test_one_shot_jobs_complete_before_the_workers_start(
 
 
 def test_every_registered_worker_is_its_own_service(services: dict[str, dict[str, Any]]) -> None:
-    from flows.registry import WORKERS
+    workers = {p.name for p in flow_programs()}
 
     flows = {flow: name for name, s in services.items() if (flow := _flow_name(s))}
-    missing = sorted(set(WORKERS) - set(flows))
+    missing = sorted(set(workers) - set(flows))
     assert not missing, (
-        f"workers registered in flows/registry.py without a service in "
+        f"workers registered in infra/programs.py without a service in "
         f"infra/docker-compose.yml: {missing} (copy an ingest-*/producer-* service, give it "
         "its own state volume, and add its target to infra/prometheus/prometheus.yml)"
     )
-    unknown = sorted(set(flows) - set(WORKERS))
+    unknown = sorted(set(flows) - set(workers))
     assert not unknown, f"services run unregistered workers: {unknown}"
     volumes = []
     for worker, name in flows.items():
@@ -424,6 +425,18 @@ def test_every_registered_worker_is_its_own_service(services: dict[str, dict[str
         volumes.append(state[0]["source"])
         assert "3030" in service["healthcheck"]["test"][-1], name
     assert len(volumes) == len(set(volumes)), "two flows share a recovery volume"
+
+
+def test_every_registered_program_is_the_service_of_its_name(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name, program in PROGRAMS.items():
+        assert name in services, f"{name} (infra/programs.py) is no service of the compose file"
+        command = _command(services[name])
+        assert command[: 3 + len(program.args)] == ["python", "-m", program.module, *program.args]
+        if "--metrics-port" in command:
+            port = command[command.index("--metrics-port") + 1]
+            assert int(port) == program.metrics_port, f"{name} serves metrics on another port"
 
 
 def test_python_services_run_modules_of_the_image(services: dict[str, dict[str, Any]]) -> None:

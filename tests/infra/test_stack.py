@@ -6,15 +6,16 @@ import configparser
 from pathlib import Path
 
 from flows.registry import INGEST_WORKERS
+from infra.programs import PROGRAMS
 from infra.settings import load_settings
-from infra.stack import service_programs, supervisor_config, worker_programs
+from infra.stack import supervisor_config, supervisor_programs
 
 
 def test_every_worker_is_supervised_with_restart_and_server_addresses(tmp_path: Path) -> None:
     settings = load_settings({"CRYPTOVIZ_STATE_DIR": str(tmp_path)})
     env = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "DATABASE_URL": "postgresql://x@h/db"}
     conf = configparser.RawConfigParser()
-    wanted = {**worker_programs(list(INGEST_WORKERS)), **service_programs()}
+    wanted = supervisor_programs([PROGRAMS[n] for n in (*INGEST_WORKERS, "spark-analytics", "api")])
     conf.read(supervisor_config(settings, env, wanted))
     programs = [s.removeprefix("program:") for s in conf.sections() if s.startswith("program:")]
     assert programs == [*INGEST_WORKERS, "spark-analytics", "api"]

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from infra._procs import free_port
+from tests._wait import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -72,27 +73,31 @@ def test_replay_shows_data_within_60_s_and_ctrl_c_stops_everything(server_dir: P
         start_new_session=True,
     )
     try:
-        price: dict[str, object] = {}
-        while time.monotonic() - started < 60:
+
+        def log_tail() -> str:
+            return (server_dir / "up.log").read_text()[-3000:]
+
+        def price_shown() -> dict[str, object] | None:
+            assert proc.poll() is None, log_tail()
             status, price = _get(f"http://127.0.0.1:{port}/api/v1/prix/BTC/temps_reel/")
-            if status == 200:
-                break
-            assert proc.poll() is None, (server_dir / "up.log").read_text()[-3000:]
-            time.sleep(1)
-        else:
-            pytest.fail(
-                "no BTC price on the API within 60 s:\n"
-                + (server_dir / "up.log").read_text()[-3000:]
-            )
+            return price if status == 200 else None
+
+        price = wait_for(
+            price_shown,
+            60 - (time.monotonic() - started),
+            "a BTC price on the API within 60 s",
+            interval=1,
+            explain=log_tail,
+        )
         assert isinstance(price.get("price"), float | int)
+
         # Health checks Kafka and the database for real; while Spark's JVM starts on
         # the same two cores a check can be slow, so give it a few tries.
-        deadline = time.monotonic() + 30
-        status, health = _get(f"http://127.0.0.1:{port}/api/v1/health/", timeout=10)
-        while status != 200 and time.monotonic() < deadline:
-            time.sleep(1)
+        def answered() -> dict[str, object] | None:
             status, health = _get(f"http://127.0.0.1:{port}/api/v1/health/", timeout=10)
-        assert status == 200, health
+            return health if status == 200 else None
+
+        health = wait_for(answered, 30, "a 200 from the health check", interval=1)
         assert health["status"] == "ok"
         status, page = 0, None
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=15) as response:
@@ -111,7 +116,11 @@ def test_replay_shows_data_within_60_s_and_ctrl_c_stops_everything(server_dir: P
     assert code == 0, output[-3000:]
     assert "==> dashboard http://127.0.0.1:" in output
     assert "==> stopping PostgreSQL" in output
-    deadline = time.monotonic() + 15
-    while _survivors(state) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    wait_for(
+        lambda: not _survivors(state),
+        15,
+        "every process it started to stop",
+        interval=0.5,
+        explain=lambda: "\n".join(_survivors(state)),
+    )
     assert _survivors(state) == []

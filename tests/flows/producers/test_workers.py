@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -18,15 +19,11 @@ from flows.producers.settings import (
     load_producer_settings,
     parse_feeds,
 )
-from flows.producers.workers import (
-    LIVE_WORKERS,
-    REPLAY_WORKERS,
-    live_network_problem,
-    producer_workers,
-)
 from flows.registry import INGEST_WORKERS, WORKERS
 from infra._procs import free_port
+from infra.programs import profile
 from infra.settings import RAW_TOPICS, Settings, SettingsError, load_settings
+from infra.stack import unreachable
 from tests.flows.producers.conftest import read_records
 
 REPO = Path(__file__).resolve().parents[3]
@@ -105,11 +102,14 @@ def test_bad_settings_say_what_to_fix(env: dict[str, str], message: str) -> None
 
 
 def test_workers_are_registered_and_make_up_picks_live_or_replay() -> None:
-    assert set(LIVE_WORKERS) | set(REPLAY_WORKERS) <= set(WORKERS)
+    def producers(name: Literal["live", "replay"]) -> tuple[str, ...]:
+        return tuple(p.name for p in profile(name) if p.name.startswith("producer-"))
+
+    assert set(producers("live")) | set(producers("replay")) <= set(WORKERS)
     assert set(INGEST_WORKERS) == {f"ingest-{t}" for t in RAW_TOPICS}
-    assert producer_workers(False) == ("producer-kraken", "producer-rss", "producer-alerts")
-    assert producer_workers(True) == ("producer-replay", "producer-synthetic", "producer-alerts")
-    problem = live_network_problem(f"wss://127.0.0.1:{free_port()}/v2", timeout=1)
+    assert producers("live") == ("producer-kraken", "producer-rss", "producer-alerts")
+    assert producers("replay") == ("producer-replay", "producer-synthetic", "producer-alerts")
+    problem = unreachable(f"wss://127.0.0.1:{free_port()}/v2", timeout=1)
     assert problem is not None
     assert "127.0.0.1" in problem
 
