@@ -33,35 +33,55 @@ def produce(bootstrap: str, topic: str, payloads: Iterable[bytes], key: bytes | 
     return count
 
 
-def read_all(
-    bootstrap: str, topic: str, timeout: float = 5.0
-) -> list[tuple[bytes | None, dict[str, str]]]:
-    """Every message currently in ``topic``: (value, headers)."""
+Record = tuple[bytes | None, bytes | None, dict[str, str]]
+"""One message read back: (key, value, headers)."""
+
+
+def read_keyed(
+    bootstrap: str, topic: str, timeout: float = 5.0, *, complete: bool = False
+) -> list[Record]:
+    """Every message currently in ``topic``, partition by partition.
+
+    ``complete``: fail unless every partition was read to its end within ``timeout``.
+    """
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": f"reader-{time.time_ns()}",
          "enable.auto.commit": False, "auto.offset.reset": "earliest"}
     )  # fmt: skip
-    meta = consumer.list_topics(topic, timeout=10).topics[topic]
-    parts = [TopicPartition(topic, p) for p in meta.partitions]
-    ends = {p.partition: consumer.get_watermark_offsets(p, timeout=10)[1] for p in parts}
-    consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-    out: list[tuple[bytes | None, dict[str, str]]] = []
-    remaining = {p for p, end in ends.items() if end > 0}
-    deadline = time.monotonic() + timeout
-    while remaining and time.monotonic() < deadline:
-        msg = consumer.poll(0.2)
-        if msg is None or msg.error():
-            continue
-        headers = {h[0]: h[1].decode() for h in msg.headers() or [] if isinstance(h[1], bytes)}
-        value = msg.value()
-        out.append((value if isinstance(value, bytes) else None, headers))
-        partition, offset = msg.partition(), msg.offset()
-        assert partition is not None
-        assert offset is not None
-        if offset + 1 >= ends[partition]:
-            remaining.discard(partition)
-    consumer.close()
-    return out
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        parts = [TopicPartition(topic, p) for p in meta.partitions]
+        ends = {p.partition: consumer.get_watermark_offsets(p, timeout=10)[1] for p in parts}
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        out: list[Record] = []
+        remaining = {p for p, end in ends.items() if end > 0}
+        deadline = time.monotonic() + timeout
+        while remaining and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None or msg.error():
+                continue
+            headers = {h[0]: h[1].decode() for h in msg.headers() or [] if isinstance(h[1], bytes)}
+            key, value = msg.key(), msg.value()
+            out.append(
+                (key if isinstance(key, bytes) else None,
+                 value if isinstance(value, bytes) else None, headers)
+            )  # fmt: skip
+            partition, offset = msg.partition(), msg.offset()
+            assert partition is not None
+            assert offset is not None
+            if offset + 1 >= ends[partition]:
+                remaining.discard(partition)
+        assert not (complete and remaining), f"could not read all of {topic}"
+        return out
+    finally:
+        consumer.close()
+
+
+def read_all(
+    bootstrap: str, topic: str, timeout: float = 5.0
+) -> list[tuple[bytes | None, dict[str, str]]]:
+    """Every message currently in ``topic``: (value, headers)."""
+    return [(value, headers) for _key, value, headers in read_keyed(bootstrap, topic, timeout)]
 
 
 def count_rows(url: str, table: str) -> int:

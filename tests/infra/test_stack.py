@@ -7,8 +7,8 @@ from pathlib import Path
 
 from flows.registry import INGEST_WORKERS
 from infra.programs import PROGRAMS
-from infra.settings import load_settings
-from infra.stack import supervisor_config, supervisor_programs
+from infra.settings import Settings, load_settings
+from infra.stack import supervisor_config, supervisor_programs, temporary_stack
 
 
 def test_every_worker_is_supervised_with_restart_and_server_addresses(tmp_path: Path) -> None:
@@ -29,3 +29,24 @@ def test_every_worker_is_supervised_with_restart_and_server_addresses(tmp_path: 
         assert 'KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1"' in section["environment"]
         assert 'DATABASE_URL="postgresql://x@h/db"' in section["environment"]
         assert section["stdout_logfile"].startswith(str(tmp_path))
+
+
+def test_a_temporary_stack_keeps_every_setting_but_its_state_dir(tmp_path: Path) -> None:
+    # The copies it replaced rebuilt Settings field by field and lost otlp_endpoint.
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+        "DATABASE_URL": "postgresql://x@h/db",
+        "CRYPTOVIZ_TOPIC_RAWALERT": "alerts-x",
+        "CRYPTOVIZ_BATCH_SIZE": "7",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+    }
+    original = load_settings(env)
+    with temporary_stack(tmp_path / "state", settings=original, prepare=False) as stack:
+        running = stack.settings
+        assert stack.kafka is None  # the settings name servers: nothing was started
+        assert stack.postgres is None
+    assert running.state_dir == tmp_path / "state"
+    for name in Settings.__struct_fields__:
+        if name != "state_dir":
+            assert getattr(running, name) == getattr(original, name), name
+    assert running.otlp_endpoint == "http://collector:4318"
