@@ -33,13 +33,10 @@ import argparse
 import contextlib
 import json
 import math
-import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from decimal import Decimal
@@ -57,7 +54,9 @@ from flows.producers.synthetic import synthetic_pairs
 from handlers import CoinTable, TickerMessage, encode_message
 from infra._console import StackError, step
 from infra._procs import process_table
+from infra.cli import run_program
 from infra.settings import load_settings
+from infra.stack import Stack, temporary_stack
 from infra.topics import ensure_topics
 
 RESULTS = Path(__file__).resolve().parent / "results" / "alert-memory.json"
@@ -103,40 +102,25 @@ def _flat(start: float, middle: float, end: float) -> bool:
 
 
 class Run:
-    def __init__(self, args: argparse.Namespace) -> None:
+    """One run on a running stack (Kafka only; its topics renamed on a shared broker)."""
+
+    def __init__(self, args: argparse.Namespace, stack: Stack) -> None:
         self.args = args
-        self.state = Path(tempfile.mkdtemp(prefix="cryptoviz-alert-memory-"))
-        self.settings = load_settings({**os.environ, "CRYPTOVIZ_STATE_DIR": str(self.state)})
-        self.broker: Any = None
+        self.settings = stack.settings
+        self.state = self.settings.state_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.kafka: Kafka | None = None
         self.samples: list[dict[str, Any]] = []
+        self.bootstrap = stack.bootstrap
+        self.ticker_topic = self.settings.kafka.topics.rawticker
+        self.env = {**stack.env(), "CRYPTOVIZ_SYNTHETIC_PAIRS": str(args.pairs)}
 
     def start(self) -> None:
         s = self.settings
-        bootstrap = s.kafka.bootstrap_servers
-        suffix = ""
-        if bootstrap is None:
-            from infra.jars import ensure_jars
-            from infra.java import find_java
-            from infra.kafka_broker import EmbeddedKafka
-
-            step("starting Kafka broker (KRaft, embedded)")
-            self.broker = EmbeddedKafka(self.state / "kafka", ensure_jars("kafka", s.cache_dir),
-                                        find_java())  # fmt: skip
-            bootstrap = self.broker.start()
-        else:
-            suffix = f"-alertmem{uuid.uuid4().hex[:6]}"
-        self.bootstrap = bootstrap
-        self.topics = {raw: raw + suffix for raw in ("rawticker", "rawtrade", "rawalert")}
-        ensure_topics(bootstrap, tuple(self.topics.values()), s.kafka.partitions)
-        self.env = {
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "CRYPTOVIZ_STATE_DIR": str(self.state),
-            **{f"CRYPTOVIZ_TOPIC_{raw.upper()}": t for raw, t in self.topics.items()},
-            "CRYPTOVIZ_SYNTHETIC_PAIRS": str(self.args.pairs),
-        }
+        bootstrap = self.bootstrap
+        topics = s.kafka.topics
+        ensure_topics(bootstrap, (topics.rawticker, topics.rawtrade, topics.rawalert),
+                      s.kafka.partitions)  # fmt: skip
         self.recovery = self.state / "recovery" / WORKER
         runner = ["-m", "flows.run"]
         if self.args.heap_every_s:
@@ -147,11 +131,11 @@ class Run:
             runner = ["-m", "memray", "run", "--native", "--aggregate", "-f", "-o",
                       str(self.args.memray), "-m", "flows.run"]  # fmt: skip
         command = [sys.executable, *runner, WORKER, "--recovery-dir", str(self.recovery)]
-        self.kafka = Kafka(bootstrap, [self.topics["rawticker"]])
+        self.kafka = Kafka(bootstrap, [self.ticker_topic])
         deadline = time.monotonic() + 60
         while True:  # new topics: their partitions may have no leader yet
             try:
-                self.base = self.kafka.high()[self.topics["rawticker"]]
+                self.base = self.kafka.high()[self.ticker_topic]
                 break
             except KafkaException:
                 if time.monotonic() > deadline:
@@ -159,7 +143,7 @@ class Run:
                 time.sleep(0.5)
         if self.args.backlog:
             step(f"writing a backlog of {self.args.backlog:,} tickers")
-            produce_backlog(bootstrap, self.topics["rawticker"], self.args.backlog,
+            produce_backlog(bootstrap, self.ticker_topic, self.args.backlog,
                             self.args.backlog_rate, self.args.pairs * max(self.args.producers, 1),
                             s.coin_table())  # fmt: skip
             self.env["CRYPTOVIZ_ALERT_FROM"] = "beginning"
@@ -172,7 +156,7 @@ class Run:
 
     def sample(self, t: float, phase: str) -> dict[str, Any]:
         assert self.kafka is not None
-        high = self.kafka.high()[self.topics["rawticker"]]
+        high = self.kafka.high()[self.ticker_topic]
         produced = sum(high.values()) - sum(self.base.values())
         lag: int | None = None
         with contextlib.suppress(Exception):  # a store being written: the next sample reads it
@@ -253,13 +237,6 @@ class Run:
                     proc.wait()
         if self.kafka is not None:
             self.kafka.close()
-        if self.broker is not None:
-            step("stopping Kafka broker")
-            self.broker.stop()
-        if self.args.keep_state:
-            step(f"state and logs kept in {self.state}")
-        else:
-            shutil.rmtree(self.state, ignore_errors=True)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -290,21 +267,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
-    run = Run(args)
-    try:
-        run.start()
-        run.load()
-        result = run.result()
-    except KeyboardInterrupt:
-        step("interrupted")
-        return 130
-    except StackError as exc:
-        print(f"error: {exc.detail}", file=sys.stderr)
-        return 1
-    finally:
-        run.close()
+    return run_program("bench.alert_memory", lambda: _measure(args))
+
+
+def _measure(args: argparse.Namespace) -> None:
+    settings = load_settings()
+    if settings.kafka.bootstrap_servers is not None:  # others' messages stay out of the lag
+        settings = settings.with_topics(
+            settings.kafka.topics.with_suffix(f"-alertmem{uuid.uuid4().hex[:6]}")
+        )
+    with temporary_stack(
+        prefix="cryptoviz-alert-memory-",
+        settings=settings,
+        database=False,
+        prepare=False,
+        keep=args.keep_state,
+    ) as stack:
+        run = Run(args, stack)
+        try:
+            run.start()
+            run.load()
+            result = run.result()
+        finally:
+            run.close()
     report(result, args.results, write=not args.no_write)
-    return 0
 
 
 if __name__ == "__main__":

@@ -31,10 +31,8 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -43,7 +41,6 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import psycopg
 from psycopg import sql
 
@@ -52,8 +49,9 @@ from bench._peers_run import System, restart_test, throughput
 from bench._results import git_commit, provenance, report
 from bench.ingest import copy_ceiling, new_database, preload, start_worker
 from infra._procs import die_with_parent
-from infra.settings import Settings, load_settings
-from infra.stack import Stack
+from infra.cli import run_program
+from infra.settings import Settings
+from infra.stack import temporary_stack
 from infra.topics import ensure_topics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -279,18 +277,10 @@ def main() -> int:
     if unknown := set(only) - set(SYSTEMS):
         parser.error(f"unknown systems {sorted(unknown)}; choose from {SYSTEMS}")
 
-    state = Path(tempfile.mkdtemp(prefix="cryptoviz-peers-"))
-    stack = Stack(msgspec.structs.replace(load_settings(), state_dir=state))
-    try:
-        settings = stack.start()
-        stack.prepare()
-        result = compare(settings, args.messages, state, only=only, env=stack.env())
-    except BaseException:
-        print(f"logs and server state kept in {state}", file=sys.stderr)
-        raise
-    finally:
-        stack.stop()
-    shutil.rmtree(state, ignore_errors=True)  # the broker's log holds every message
+    # The state goes after a good run (the broker's log holds every message).
+    with temporary_stack(prefix="cryptoviz-peers-") as stack:
+        settings = stack.settings
+        result = compare(settings, args.messages, settings.state_dir, only=only, env=stack.env())
     result["command"] = " ".join(["python -m bench.peers", *sys.argv[1:]])
     result.update(provenance())
     report(result, RESULTS, write=not args.no_write)
@@ -298,4 +288,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_program("bench.peers", main))

@@ -29,8 +29,9 @@ from flows._tracing import CommitTracer, otlp_commit_tracer, sampled
 from flows.producers.settings import SyntheticSettings
 from flows.producers.synthetic import record_capture
 from infra.settings import RAW_TOPICS, Settings
+from tests._wait import wait_for
 from tests.api.conftest import test_api_settings
-from tests.flows.conftest import REPO, Worker, count_rows, wait_for
+from tests.flows.conftest import REPO, Worker, count_rows
 from tests.flows.producers._servers import HttpServer
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -179,10 +180,9 @@ def test_one_sampled_event_is_traced_through_producer_ingestion_and_live_relay(
             live_topics=LiveTopics(
                 **{**dict.fromkeys(LiveTopics.__struct_fields__), "ticker": ticker_topic}
             ),
-            otlp_endpoint=collector.base,
             service_name="api",
         )
-        provider = build_tracer_provider(api)
+        provider = build_tracer_provider(api, collector.base)  # Settings.otlp_endpoint
         app = create_app(stack.with_servers(database=fresh_db), api, tracer_provider=provider)
         with TestClient(app) as client, client.websocket_connect("/ws/ticker/BTC/USD/") as ws:
             wait_for(
