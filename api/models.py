@@ -14,7 +14,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-Side = Literal["b", "s"]
+from handlers import AlertType, Side
+
 ChartType = Literal["line", "candlestick", "area", "bar", "ohlc"]
 
 
@@ -88,7 +89,7 @@ class AlertPoint(msgspec.Struct, frozen=True, kw_only=True):
     last_price: float
     change_percent: float
     threshold: float | None
-    alert_type: Literal["up", "down"]
+    alert_type: AlertType
     reference_price: float | None
     window_s: int | None
 

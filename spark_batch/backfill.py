@@ -18,6 +18,8 @@ from typing import Any
 
 import psycopg
 
+from handlers import GENESIS
+
 _BACKFILL = """
 UPDATE prediction_data AS p
 SET actual_price = tick.last, updated_at = now()
@@ -44,7 +46,6 @@ WHERE p.crypto_symbol = q.crypto_symbol
   )
 """
 
-_FAR_PAST = datetime.fromisoformat("2009-01-03T00:00:00+00:00")
 _FAR_FUTURE = datetime.fromisoformat("9999-01-01T00:00:00+00:00")
 
 
@@ -68,7 +69,7 @@ def backfill_actual_prices(
         {
             "quote": quote,
             "stale": max_staleness_s,
-            "since": since or _FAR_PAST,
+            "since": since or GENESIS,
             "until": until or _FAR_FUTURE,
         },
     )
