@@ -1,7 +1,9 @@
 """The database pool: opened in the app's lifespan, traced, failing fast when down.
 
 Every statement is a :class:`Query` constant (fixed SQL text, values only as
-parameters). Outages become :class:`~api.errors.Unavailable` (503) within the
+parameters) that names its row type: rows come back as instances of it, built by
+column name (psycopg's ``class_row``), so a SELECT list's aliases are the row
+type's fields. Outages become :class:`~api.errors.Unavailable` (503) within the
 pool timeout: the pool is opened without waiting, so the app starts (and
 ``health/`` reports) while the database is down, and it reconnects by itself.
 """
@@ -12,36 +14,51 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Final, Literal
+from dataclasses import dataclass
+from typing import Any, Final, Generic, TypeVar
 
 import msgspec
 import psycopg
 from opentelemetry.trace import SpanKind
 from psycopg import AsyncConnection
+from psycopg.rows import class_row
 from psycopg.types.numeric import FloatLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from api.errors import Unavailable
 from api.settings import ApiSettings
 from api.telemetry import Telemetry
+from infra.migrate import Flavour
 
 log = logging.getLogger("api.db")
 
-Flavour = Literal["plain", "timescale"]
-Row = tuple[Any, ...]
+R = TypeVar("R")
+Connection = AsyncConnection[Any]
 
 # While the database is known to be down, requests wait only this long for a
 # connection (one may just have been re-established) instead of the full timeout.
 FAST_FAIL_TIMEOUT_S: Final = 0.25
 
 
-class Query(msgspec.Struct, frozen=True):
-    """One parameterised statement; ``name`` labels its span and latency metric."""
+@dataclass(frozen=True, slots=True)
+class Query(Generic[R]):
+    """One parameterised statement; ``name`` labels its span and latency metric.
+
+    ``row`` is the type of its rows, built with the columns as keywords: the SELECT
+    list's names (aliases where needed) are exactly its fields.
+    """
 
     name: str
     operation: str
     table: str
     sql: str
+    row: type[R]
+
+
+class One(msgspec.Struct, Generic[R], frozen=True):
+    """The row of a statement returning one column, named ``value``."""
+
+    value: R
 
 
 class Database:
@@ -54,7 +71,7 @@ class Database:
         self._healthy = True
         self.flavour: Flavour | None = None
         self.name = psycopg.conninfo.conninfo_to_dict(url).get("dbname") or "postgres"
-        self.pool: AsyncConnectionPool[AsyncConnection[Row]] = AsyncConnectionPool(
+        self.pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             url,
             min_size=settings.pool_min,
             max_size=settings.pool_max,
@@ -100,12 +117,12 @@ class Database:
     async def _reconnect_failed(self, _: AsyncConnectionPool[Any]) -> None:
         self._healthy = False
 
-    def _tracked_connection_class(self) -> type[AsyncConnection[Row]]:
+    def _tracked_connection_class(self) -> type[Connection]:
         """A connection class recording failed connection attempts: the pool retries them
         in the background, and meanwhile requests should fail fast, not wait in line."""
         database = self
 
-        class TrackedConnection(AsyncConnection[Row]):
+        class TrackedConnection(AsyncConnection[Any]):
             @classmethod
             async def connect(cls, conninfo: str = "", **kwargs: Any) -> TrackedConnection:
                 try:
@@ -117,7 +134,7 @@ class Database:
         return TrackedConnection
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[AsyncConnection[Row]]:
+    async def connection(self) -> AsyncIterator[Connection]:
         """A pooled connection; an outage raises :class:`Unavailable` quickly."""
         timeout = self._settings.pool_timeout_s if self._healthy else FAST_FAIL_TIMEOUT_S
         try:
@@ -144,10 +161,10 @@ class Database:
 
     async def fetch(
         self,
-        query: Query,
+        query: Query[R],
         params: Mapping[str, Any] | Sequence[Any] | None = None,
-        conn: AsyncConnection[Row] | None = None,
-    ) -> list[Row]:
+        conn: Connection | None = None,
+    ) -> list[R]:
         """All rows of ``query``; on ``conn`` when given (e.g. inside a transaction)."""
         if conn is not None:
             return await self._run(conn, query, params)
@@ -156,19 +173,19 @@ class Database:
 
     async def fetch_one(
         self,
-        query: Query,
+        query: Query[R],
         params: Mapping[str, Any] | Sequence[Any] | None = None,
-        conn: AsyncConnection[Row] | None = None,
-    ) -> Row | None:
+        conn: Connection | None = None,
+    ) -> R | None:
         rows = await self.fetch(query, params, conn)
         return rows[0] if rows else None
 
     async def _run(
         self,
-        conn: AsyncConnection[Row],
-        query: Query,
+        conn: Connection,
+        query: Query[R],
         params: Mapping[str, Any] | Sequence[Any] | None,
-    ) -> list[Row]:
+    ) -> list[R]:
         t = self._telemetry
         with t.tracer.start_as_current_span(
             f"{query.operation} {query.table}",
@@ -185,8 +202,9 @@ class Database:
         ) as span:
             started = time.perf_counter()
             try:
-                cur = await conn.execute(query.sql, params)
-                rows = await cur.fetchall() if cur.description is not None else []
+                async with conn.cursor(row_factory=class_row(query.row)) as cur:
+                    await cur.execute(query.sql, params)
+                    rows = await cur.fetchall() if cur.description is not None else []
             finally:
                 t.db_queries.labels(query.name).observe(time.perf_counter() - started)
             span.set_attribute("db.response.returned_rows", len(rows))

@@ -55,6 +55,18 @@ PAIR_TYPES: Final = frozenset({"ticker", "trade", "alert"})
 SYMBOL_TYPES: Final = frozenset({"article", "sentiment", "prediction"})
 # Types with an "all symbols" channel (the seeds' /ws/alert/ has no symbol).
 GLOBAL_TYPES: Final = frozenset({"alert", "article"})
+SocketSubject = Literal["pair", "coin", "all"]
+SOCKETS: Final[dict[LiveType, SocketSubject]] = {
+    "ticker": "pair",
+    "trade": "pair",
+    "sentiment": "coin",
+    "prediction": "coin",
+    "alert": "all",
+}
+"""The seeds' dedicated sockets: one series of one pair (``/ws/ticker/BTC/USD/``) or
+coin (``/ws/sentiment/BTC/``), or of all of them (``/ws/alert/``). Other series
+(articles) are followed on the multiplexed ``/ws/live``."""
+MULTIPLEX_PATH: Final = "/ws/live"
 BATCH_SIZE: Final = 500
 POLL_TIMEOUT_S: Final = 0.2
 HANDOFF_TIMEOUT_S: Final = 30.0
@@ -103,6 +115,19 @@ def channel_names(kind: str, routing: _Routing, symbols: Symbols) -> tuple[str |
     if coin is None:
         return None, []
     return coin, [f"{kind}:{coin}"]
+
+
+def channel_of(kind: LiveType, key: str | None) -> str:
+    """The channel of one series: ``ticker:BTC/USD``, or ``alert`` for all of them."""
+    return kind if key is None else f"{kind}:{key}"
+
+
+def socket_path(kind: LiveType, key: str | None) -> str:
+    """The dedicated socket of a series (see :data:`SOCKETS`), else the multiplexed one."""
+    subject = SOCKETS.get(kind)
+    if subject is None:
+        return MULTIPLEX_PATH
+    return f"/ws/{kind}/" if subject == "all" or key is None else f"/ws/{kind}/{key}/"
 
 
 def parse_channel(raw: object, symbols: Symbols) -> str:
@@ -205,8 +230,10 @@ class LiveRelay:
             log.exception("live relay stopped by an unexpected error")
             self.status = "failed"
         finally:
-            with contextlib.suppress(Exception):
+            try:
                 consumer.close()
+            except Exception:
+                log.warning("live relay: closing the Kafka consumer failed", exc_info=True)
 
     def _hand_off(self, batch: list[tuple[bytes, list[str]]]) -> None:
         loop = self._loop

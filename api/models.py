@@ -280,7 +280,9 @@ class ModelAccuracy(msgspec.Struct, frozen=True, kw_only=True):
     """Share of evaluated predictions whose actual price fell inside their interval."""
 
 
-class ModelPrediction(msgspec.Struct, frozen=True, kw_only=True):
+class StoredPrediction(msgspec.Struct, frozen=True, kw_only=True):
+    """A model's prediction as stored (the row of ``LATEST_PREDICTIONS``)."""
+
     model_name: str
     timestamp: datetime
     window_start: datetime | None
@@ -291,6 +293,9 @@ class ModelPrediction(msgspec.Struct, frozen=True, kw_only=True):
     horizon_s: int
     target_time: datetime
     last_price: float | None
+
+
+class ModelPrediction(StoredPrediction, frozen=True, kw_only=True):
     accuracy: ModelAccuracy | None
 
 

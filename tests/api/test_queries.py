@@ -1,0 +1,62 @@
+"""Every API statement's columns are its row type's fields, by name (real PostgreSQL)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import psycopg
+import pytest
+
+from api import candles, queries
+from api.db import Query
+from api.models import ModelPrediction
+
+T0 = datetime(2026, 1, 15, tzinfo=UTC)
+PARAMETERS: dict[str, Any] = {
+    "key": "BTC", "pair": "BTC/USD", "symbol": "BTC", "pairs": ["BTC/USD"],
+    "lo": T0 - timedelta(days=1), "hi": T0, "cts": T0, "since": T0 - timedelta(days=7),
+    "n": 10, "width": timedelta(hours=1), "id": 1, "name": "n", "active": True,
+    "time_range": "1h", "chart_type": "line", "indicators": [],
+}  # fmt: skip
+"""A value for every parameter name the statements use (cursor keys: after_<column>)."""
+
+
+def _statements() -> list[tuple[str, Query[Any]]]:
+    found: list[tuple[str, Query[Any]]] = []
+    for module in (queries, candles):
+        for name, value in vars(module).items():
+            if isinstance(value, Query):
+                found.append((f"{module.__name__}.{name}", value))
+            elif isinstance(value, dict) and all(isinstance(q, Query) for q in value.values()):
+                # flavour -> statement: the plain one runs here (test_timescale runs the others)
+                found.append((f"{module.__name__}.{name}[plain]", value["plain"]))
+    return found
+
+
+STATEMENTS = _statements()
+
+
+def test_every_statement_is_found() -> None:
+    assert len(STATEMENTS) >= 25
+    assert {q.name for _, q in STATEMENTS} >= {"ticker_page", "alert_page", "candles_raw"}
+
+
+@pytest.mark.parametrize(("label", "query"), STATEMENTS, ids=[label for label, _ in STATEMENTS])
+def test_columns_are_the_row_fields(label: str, query: Query[Any], fresh_db: str) -> None:
+    """A field added to a point type and not to its SELECT (or the other way) fails here."""
+    names = set(re.findall(r"%\((\w+)\)s", query.sql))
+    params = {n: "" if n.startswith("after_") else PARAMETERS[n] for n in names}
+    with psycopg.connect(fresh_db) as conn:
+        cur = conn.execute(query.sql, params)
+        assert cur.description is not None, label
+        columns = [c.name for c in cur.description]
+        conn.rollback()
+    assert columns == [f.name for f in msgspec.structs.fields(query.row)], label
+
+
+def test_latest_predictions_rows_are_model_predictions_but_accuracy() -> None:
+    row = queries.LATEST_PREDICTIONS.row
+    assert (*row.__struct_fields__, "accuracy") == ModelPrediction.__struct_fields__
