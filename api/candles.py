@@ -21,7 +21,7 @@ from api.context import ApiContext
 from api.db import Connection, Database, One, Query
 from api.models import Candle
 from api.params import OPEN_END, OPEN_START, Page, floor_to
-from infra.migrate import Flavour
+from infra.migrate import FLAVOURS, Flavour
 
 
 class CandleTicks(msgspec.Struct, frozen=True, kw_only=True):
@@ -41,121 +41,68 @@ class BucketVolume(msgspec.Struct, frozen=True, kw_only=True):
     trade_count: int
 
 
-_ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
-
-RAW_CANDLES: Final[dict[Flavour, Query[CandleTicks]]] = {
-    "plain": Query(
-        "candles_raw",
-        "SELECT",
-        "ticker_data",
-        f"""SELECT date_bin(%(width)s, timestamp, {_ORIGIN}) AS timestamp,
-       (array_agg(last ORDER BY timestamp))[1] AS open, max(last) AS high,
-       min(last) AS low, (array_agg(last ORDER BY timestamp DESC))[1] AS close,
-       count(*) AS tick_count
-FROM ticker_data
-WHERE pair = %(pair)s AND timestamp >= %(lo)s AND timestamp < %(hi)s
-GROUP BY 1
-ORDER BY 1 DESC
-LIMIT %(n)s""",
-        CandleTicks,
-    ),
-    "timescale": Query(
-        "candles_raw",
-        "SELECT",
-        "ticker_data",
-        """SELECT time_bucket(%(width)s, timestamp) AS timestamp,
-       first(last, timestamp) AS open, max(last) AS high, min(last) AS low,
-       last(last, timestamp) AS close, count(*) AS tick_count
-FROM ticker_data
-WHERE pair = %(pair)s AND timestamp >= %(lo)s AND timestamp < %(hi)s
-GROUP BY 1
-ORDER BY 1 DESC
-LIMIT %(n)s""",
-        CandleTicks,
-    ),
+_BUCKET: Final[dict[Flavour, str]] = {
+    "plain": "date_bin(%(width)s, {time}, TIMESTAMPTZ '2000-01-01 00:00:00+00')",
+    "timescale": "time_bucket(%(width)s, {time})",
+}
+_FIRST: Final[dict[Flavour, str]] = {
+    "plain": "(array_agg({value} ORDER BY {time}))[1]",
+    "timescale": "first({value}, {time})",
+}
+_LAST: Final[dict[Flavour, str]] = {
+    "plain": "(array_agg({value} ORDER BY {time} DESC))[1]",
+    "timescale": "last({value}, {time})",
 }
 
-HOURLY_CANDLES: Final[dict[Flavour, Query[CandleTicks]]] = {
-    "plain": Query(
-        "candles_hourly",
-        "SELECT",
-        "ticker_ohlc_hourly",
-        f"""SELECT date_bin(%(width)s, bucket, {_ORIGIN}) AS timestamp,
-       (array_agg(open ORDER BY bucket))[1] AS open, max(high) AS high, min(low) AS low,
-       (array_agg(close ORDER BY bucket DESC))[1] AS close,
-       sum(tick_count)::bigint AS tick_count
-FROM ticker_ohlc_hourly
-WHERE pair = %(pair)s AND bucket >= %(lo)s AND bucket < %(hi)s
+
+def _candles(
+    name: str, table: str, time: str, ohlc: tuple[str, str, str, str], ticks: str
+) -> dict[Flavour, Query[CandleTicks]]:
+    """Per flavour: the candles of ``table`` (whose prices are ``ohlc``) in ``[lo, hi)``."""
+    o, h, low, c = ohlc
+
+    def sql(flavour: Flavour) -> str:
+        first = _FIRST[flavour].format(value=o, time=time)
+        last = _LAST[flavour].format(value=c, time=time)
+        return f"""SELECT {_BUCKET[flavour].format(time=time)} AS timestamp,
+       {first} AS open, max({h}) AS high, min({low}) AS low,
+       {last} AS close, {ticks} AS tick_count
+FROM {table}
+WHERE pair = %(pair)s AND {time} >= %(lo)s AND {time} < %(hi)s
 GROUP BY 1
 ORDER BY 1 DESC
-LIMIT %(n)s""",
-        CandleTicks,
-    ),
-    "timescale": Query(
-        "candles_hourly",
-        "SELECT",
-        "ticker_ohlc_hourly",
-        """SELECT time_bucket(%(width)s, bucket) AS timestamp,
-       first(open, bucket) AS open, max(high) AS high, min(low) AS low,
-       last(close, bucket) AS close, sum(tick_count)::bigint AS tick_count
-FROM ticker_ohlc_hourly
-WHERE pair = %(pair)s AND bucket >= %(lo)s AND bucket < %(hi)s
-GROUP BY 1
-ORDER BY 1 DESC
-LIMIT %(n)s""",
-        CandleTicks,
-    ),
-}
+LIMIT %(n)s"""
 
-RAW_VOLUMES: Final[dict[Flavour, Query[BucketVolume]]] = {
-    "plain": Query(
-        "candle_volumes_raw",
-        "SELECT",
-        "trade_data",
-        f"""SELECT date_bin(%(width)s, timestamp, {_ORIGIN}) AS timestamp,
-       sum(volume) AS volume, count(*) AS trade_count
-FROM trade_data
-WHERE pair = %(pair)s AND timestamp >= %(lo)s AND timestamp < %(hi)s
-GROUP BY 1""",
-        BucketVolume,
-    ),
-    "timescale": Query(
-        "candle_volumes_raw",
-        "SELECT",
-        "trade_data",
-        """SELECT time_bucket(%(width)s, timestamp) AS timestamp,
-       sum(volume) AS volume, count(*) AS trade_count
-FROM trade_data
-WHERE pair = %(pair)s AND timestamp >= %(lo)s AND timestamp < %(hi)s
-GROUP BY 1""",
-        BucketVolume,
-    ),
-}
+    return {f: Query(name, "SELECT", table, sql(f), CandleTicks) for f in FLAVOURS}
 
-HOURLY_VOLUMES: Final[dict[Flavour, Query[BucketVolume]]] = {
-    "plain": Query(
-        "candle_volumes_hourly",
-        "SELECT",
-        "trade_volume_hourly",
-        f"""SELECT date_bin(%(width)s, bucket, {_ORIGIN}) AS timestamp,
-       sum(volume) AS volume, sum(trade_count)::bigint AS trade_count
-FROM trade_volume_hourly
-WHERE pair = %(pair)s AND bucket >= %(lo)s AND bucket < %(hi)s
-GROUP BY 1""",
-        BucketVolume,
-    ),
-    "timescale": Query(
-        "candle_volumes_hourly",
-        "SELECT",
-        "trade_volume_hourly",
-        """SELECT time_bucket(%(width)s, bucket) AS timestamp,
-       sum(volume) AS volume, sum(trade_count)::bigint AS trade_count
-FROM trade_volume_hourly
-WHERE pair = %(pair)s AND bucket >= %(lo)s AND bucket < %(hi)s
-GROUP BY 1""",
-        BucketVolume,
-    ),
-}
+
+def _volumes(name: str, table: str, time: str, trades: str) -> dict[Flavour, Query[BucketVolume]]:
+    """Per flavour: the traded volume of ``table`` per bucket in ``[lo, hi)``."""
+
+    def sql(flavour: Flavour) -> str:
+        return f"""SELECT {_BUCKET[flavour].format(time=time)} AS timestamp,
+       sum(volume) AS volume, {trades} AS trade_count
+FROM {table}
+WHERE pair = %(pair)s AND {time} >= %(lo)s AND {time} < %(hi)s
+GROUP BY 1"""
+
+    return {f: Query(name, "SELECT", table, sql(f), BucketVolume) for f in FLAVOURS}
+
+
+RAW_CANDLES = _candles(
+    "candles_raw", "ticker_data", "timestamp", ("last", "last", "last", "last"), "count(*)"
+)
+HOURLY_CANDLES = _candles(
+    "candles_hourly",
+    "ticker_ohlc_hourly",
+    "bucket",
+    ("open", "high", "low", "close"),
+    "sum(tick_count)::bigint",
+)
+RAW_VOLUMES = _volumes("candle_volumes_raw", "trade_data", "timestamp", "count(*)")
+HOURLY_VOLUMES = _volumes(
+    "candle_volumes_hourly", "trade_volume_hourly", "bucket", "sum(trade_count)::bigint"
+)
 
 # The newest data before a window that came back short: lets the page loop jump
 # over a gap in one index probe instead of walking it window by window.
