@@ -19,6 +19,7 @@ from typing import Any, Generic, Literal, NamedTuple, TypeVar
 import msgspec
 
 from handlers._context import HandlerContext
+from handlers._generated import generated
 from handlers._numbers import to_decimal
 from handlers._time import parse_time_within
 
@@ -527,11 +528,8 @@ def _check_declaration(
 def _builder(
     record: type[R], at: Mapping[str, int], derived: tuple[Derived, ...]
 ) -> Callable[[Values], R]:
-    """``build(values)``: ``record(name=values[i], ...)`` for every attribute, by name.
-
-    Generated once per table (as dataclasses generate ``__init__``): a keyword call
-    spelt out costs far less than unpacking a dict of keywords for every message.
-    """
+    """``build(values)``: ``record(name=values[i], ...)`` for every attribute, by name
+    (generated: see :mod:`handlers._generated`)."""
     namespace: dict[str, object] = {"record": record}
     computed = {d.name: d for d in derived}
     arguments: list[str] = []
@@ -552,10 +550,7 @@ def _builder(
                 namespace[f"factory_{name}"] = info.default_factory
                 default = f"factory_{name}()"
             arguments.append(f"{name}={default} if values[{i}] is None else values[{i}]")
-    source = f"def build(values):\n    return record({', '.join(arguments)})\n"
-    exec(source, namespace)  # noqa: S102 - the text is made of attribute names and indices
-    build: Callable[[Values], R] = namespace["build"]  # type: ignore[assignment]
-    return build
+    return generated("build", "values", f"record({', '.join(arguments)})", namespace)
 
 
 def _number_field(kind: NumberKind) -> FieldCheck:

@@ -11,15 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
-from operator import attrgetter
 from types import MappingProxyType
-from typing import Generic, TypeAlias, TypeVar, get_args, overload
+from typing import TypeAlias, TypeVar, get_args, overload
 
 import msgspec
 
 from handlers._alert import FIELDS as ALERT_FIELDS
 from handlers._errors import HandlerError
 from handlers._fields import Fields, R
+from handlers._generated import generated
 from handlers._records import (
     AlertRecord,
     AlertType,
@@ -143,55 +143,43 @@ def _iso(moment: datetime | None) -> str | None:
 M = TypeVar("M", bound=msgspec.Struct)
 
 
-class WireForm(Generic[R, M]):
+def wire_form(fields: Fields[R], message: type[M]) -> Callable[[R], M]:
     """record -> wire message, by name, from the handler's field declaration.
 
     Each wire field is the first key of one declared field, which names the record
     attribute it carries (``exchange_ts`` <- ``exchange_time``); a record time
     becomes epoch seconds, or ISO-8601 text where the wire field is a string. A
-    wire field that no declared field reads fails here, at import.
+    wire field that no declared field reads fails here, at import. (Generated: see
+    :mod:`handlers._generated`.)
     """
-
-    __slots__ = ("_get", "_message", "_names", "_times")
-
-    def __init__(self, fields: Fields[R], message: type[M]) -> None:
-        attribute = {field.keys[0]: field.name for field in fields.fields}
-        record_types = {f.name: f.type for f in msgspec.structs.fields(fields.record)}
-        names: list[str] = []
-        times: list[tuple[str, Callable[[datetime | None], object]]] = []
-        for wire in msgspec.structs.fields(message):
-            if wire.name not in attribute:
-                raise TypeError(f"{message.__name__}.{wire.name}: no declared field reads it")
-            names.append(wire.name)
-            if _is_time(record_types[attribute[wire.name]]):
-                times.append((wire.name, _iso if _is_text(wire.type) else _epoch))
-        self._message = message
-        self._names = tuple(names)
-        self._get = attrgetter(*(attribute[name] for name in names))
-        self._times = tuple(times)
-
-    def __call__(self, record: R) -> M:
-        values = dict(zip(self._names, self._get(record), strict=True))
-        for name, convert in self._times:
-            values[name] = convert(values[name])
-        return self._message(**values)
-
-
-def _members(annotation: object) -> tuple[object, ...]:
-    return get_args(annotation) or (annotation,)
+    attribute = {field.keys[0]: field.name for field in fields.fields}
+    record_types = {f.name: f.type for f in msgspec.structs.fields(fields.record)}
+    arguments: list[str] = []
+    for wire in msgspec.structs.fields(message):
+        if wire.name not in attribute:
+            raise TypeError(f"{message.__name__}.{wire.name}: no declared field reads it")
+        name = attribute[wire.name]
+        value = f"record.{name}"
+        kinds = get_args(record_types[name]) or (record_types[name],)
+        if datetime in kinds:
+            text = str in (get_args(wire.type) or (wire.type,))
+            optional = type(None) in kinds
+            convert = ("iso" if text else "epoch") + ("_or_none" if optional else "")
+            value = f"{convert}({value})"
+        arguments.append(f"{wire.name}={value}")
+    namespace = {
+        "message": message,
+        "epoch": epoch_seconds,
+        "epoch_or_none": _epoch,
+        "iso": iso_utc,
+        "iso_or_none": _iso,
+    }
+    return generated("to_message", "record", f"message({', '.join(arguments)})", namespace)
 
 
-def _is_time(annotation: object) -> bool:
-    return datetime in _members(annotation)
-
-
-def _is_text(annotation: object) -> bool:
-    return str in _members(annotation)
-
-
-_TICKER = WireForm(TICKER_FIELDS, TickerMessage)
-_TRADE = WireForm(TRADE_FIELDS, TradeMessage)
-_ALERT = WireForm(ALERT_FIELDS, AlertMessage)
+_TICKER = wire_form(TICKER_FIELDS, TickerMessage)
+_TRADE = wire_form(TRADE_FIELDS, TradeMessage)
+_ALERT = wire_form(ALERT_FIELDS, AlertMessage)
 
 
 @overload

@@ -239,7 +239,7 @@ def test_fast_fields_read() -> None:
 
 
 def _number_outcomes(raw: object, kind: F.NumberKind) -> tuple[str, str]:
-    """(a FastFields read, check_number) for one value: the checked value or a problem."""
+    """(a one-pass Fields read, check_number) for one value: the checked value or a problem."""
     values = F.Fields(_X, F.Field("x", ("x",), kind)).read({"x": raw}, ctx())
     fast = "invalid" if values is None else repr(values[0])  # repr: 1.0 != 1.00 here
     try:

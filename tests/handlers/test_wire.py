@@ -35,7 +35,7 @@ from handlers import (
     to_message,
 )
 from handlers import _fields as F
-from handlers._wire import WireForm
+from handlers._wire import wire_form
 from tests.handlers._support import ctx, encode, seed
 
 D = Decimal
@@ -307,4 +307,4 @@ def test_a_wire_field_no_table_reads_is_refused() -> None:
         colour: str
 
     with pytest.raises(TypeError, match=r"Extended\.colour: no declared field reads it"):
-        WireForm(_trade.FIELDS, Extended)
+        wire_form(_trade.FIELDS, Extended)
