@@ -358,11 +358,9 @@ class Fields(Generic[R]):
     __slots__ = (
         "_build",
         "_by_key",
+        "_conclusive",
         "_in_order",
-        "_required",
-        "_rules",
         "_size",
-        "_waived",
         "fields",
         "index",
         "record",
@@ -398,15 +396,7 @@ class Fields(Generic[R]):
             )
             for i, (field, check) in enumerate(zip(fields, checks, strict=True))
         )
-        self._required = tuple(at[f.name] for f in fields if f.required and f.unless is None)
-        self._waived = tuple(
-            (at[f.name], at[f.unless]) for f in fields if f.required and f.unless is not None
-        )
-        self._rules = tuple(
-            (at[f.name], f.keys[0], f.then.check, _getter(f.then.reads, at))
-            for f in fields
-            if f.then is not None
-        )
+        self._conclusive: Callable[[Values], bool] = _conclusive(fields, at)
         self._build: Callable[[Values], R] = _builder(record, at, derived)
 
     def parse(self, obj: Obj, ctx: HandlerContext) -> R:
@@ -451,15 +441,8 @@ class Fields(Generic[R]):
                         values[index] = raw
                         continue
                 values[index] = check(key, raw, ctx)
-            for index in self._required:
-                if values[index] is None:
-                    return None
-            for index, unless in self._waived:
-                if values[index] is None and values[unless] is None:
-                    return None
-            for index, label, rule, reads in self._rules:
-                if values[index] is not None:
-                    rule(label, values[index], *reads(values))
+            if not self._conclusive(values):
+                return None
         except Invalid:
             return None
         return values
@@ -481,6 +464,28 @@ class Fields(Generic[R]):
                 rule, reads = then
                 rule(key, raw, *reads(values))
         return values
+
+
+def _conclusive(fields: tuple[Field, ...], at: Mapping[str, int]) -> Callable[[Values], bool]:
+    """``conclusive(values)``: whether the required fields are there; the rules across
+    fields run too (an :class:`Invalid` they raise means no). Generated (see
+    :mod:`handlers._generated`): it runs after every one-pass read."""
+    namespace: dict[str, object] = {}
+    tests: list[str] = []
+    for field in fields:
+        own = f"values[{at[field.name]}]"
+        if field.required and field.unless is None:
+            tests.append(f"{own} is not None")
+        elif field.required and field.unless is not None:
+            tests.append(f"({own} is not None or values[{at[field.unless]}] is not None)")
+    for index, field in enumerate(fields):
+        if field.then is not None:
+            namespace[f"rule_{index}"] = field.then.check
+            own = f"values[{at[field.name]}]"
+            reads = ", ".join(f"values[{at[name]}]" for name in field.then.reads)
+            call = f"rule_{index}({field.keys[0]!r}, {own}, {reads})"
+            tests.append(f"({own} is None or {call} is None)")
+    return generated("conclusive", "values", " and ".join(tests) or "True", namespace)
 
 
 def _getter(names: tuple[str, ...], at: Mapping[str, int]) -> Callable[[Values], tuple[Any, ...]]:
