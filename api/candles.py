@@ -104,24 +104,17 @@ HOURLY_VOLUMES = _volumes(
     "candle_volumes_hourly", "trade_volume_hourly", "bucket", "sum(trade_count)::bigint"
 )
 
-# The newest data before a window that came back short: lets the page loop jump
-# over a gap in one index probe instead of walking it window by window.
-RAW_PREVIOUS: Final[Query[One[datetime | None]]] = Query(
-    "candles_raw_previous",
-    "SELECT",
-    "ticker_data",
-    """SELECT max(timestamp) AS value FROM ticker_data
-WHERE pair = %(pair)s AND timestamp >= %(lo)s AND timestamp < %(hi)s""",
-    One[datetime | None],
-)
-HOURLY_PREVIOUS: Final[Query[One[datetime | None]]] = Query(
-    "candles_hourly_previous",
-    "SELECT",
-    "ticker_ohlc_hourly",
-    """SELECT max(bucket) AS value FROM ticker_ohlc_hourly
-WHERE pair = %(pair)s AND bucket >= %(lo)s AND bucket < %(hi)s""",
-    One[datetime | None],
-)
+
+def _previous(name: str, table: str, time: str) -> Query[One[datetime | None]]:
+    """The newest data of ``table`` in ``[lo, hi)``: lets the page loop jump over a gap
+    before a window that came back short in one index probe, not window by window."""
+    sql = f"""SELECT max({time}) AS value FROM {table}
+WHERE pair = %(pair)s AND {time} >= %(lo)s AND {time} < %(hi)s"""
+    return Query(name, "SELECT", table, sql, One[datetime | None])
+
+
+RAW_PREVIOUS = _previous("candles_raw_previous", "ticker_data", "timestamp")
+HOURLY_PREVIOUS = _previous("candles_hourly_previous", "ticker_ohlc_hourly", "bucket")
 
 
 def use_hourly_aggregate(flavour: Flavour, width: timedelta, force: bool | None) -> bool:
