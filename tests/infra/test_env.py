@@ -10,6 +10,7 @@ import pytest
 
 from api.settings import ApiSettings, load_api_settings
 from flows.producers.settings import ProducerSettings, load_producer_settings
+from infra.monitor import MonitorSettings
 from infra.settings import (
     BOOLEAN_WORDS,
     Settings,
@@ -29,6 +30,7 @@ SECTIONS: tuple[tuple[str, type[msgspec.Struct]], ...] = (
     ("API (`api/settings.py`)", ApiSettings),
     ("Spark analytics job (`spark_batch/settings.py`)", SparkSettings),
     ("Producers (`flows/producers/settings.py`)", ProducerSettings),
+    ("Monitor (`infra/monitor.py`)", MonitorSettings),
 )
 BEGIN = "<!-- variables: generated from the settings declarations (tests/infra/test_env.py) -->"
 END = "<!-- end of the generated variables -->"

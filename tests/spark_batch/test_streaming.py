@@ -17,9 +17,13 @@ import msgspec
 import psycopg
 import pytest
 
+from infra.kafka_offsets import KafkaOffsets
+from infra.programs import consumer_group
 from spark_batch.backfill import backfill_actual_prices
+from spark_batch.metrics import PROGRAM, Positions, kafka_positions
 from spark_batch.models import forecasts, stats_from_ticks
 from spark_batch.report import main as report_main
+from tests._wait import wait_for
 
 from .conftest import Harness
 
@@ -116,6 +120,32 @@ def test_sentiment_windows_are_exact(harness: Harness) -> None:
         ("ETH", B, b5, r6(0.45), "neutral", r6(0.2), 2, "aggregated_articles"),
         ("SOL", b5, b10, r6(0.5), "neutral", r6(0.25), 1, "aggregated_articles"),
     ]
+
+
+def test_a_query_leaves_its_kafka_position_for_the_lag(harness: Harness) -> None:
+    """What ``spark_batch.run`` does with each progress report: the query's position is
+    committed to its consumer group, so the lag is known with the job stopped."""
+    h = harness
+    h.produce(h.topics.rawarticle, [article(f"p{i}", i, 0.5, ["BTC"]) for i in range(5)])
+    progress = h.run("sentiment")
+    assert kafka_positions(progress["sentiment"]), "no Kafka end offsets in the progress"
+    offsets = KafkaOffsets(h.bootstrap)
+    try:
+        positions = Positions(offsets)
+        group = consumer_group(PROGRAM, "sentiment")
+
+        def lag() -> list[tuple[int, int]] | None:
+            positions.update("sentiment", progress["sentiment"])
+            found = [(p.position, p.lag) for p in offsets.lag(group, [h.topics.rawarticle])]
+            return found or None  # empty until the group coordinator took the commit
+
+        assert sum(position for position, _lag in wait_for(lag, 60, "the commit")) == 5
+        assert all(p.lag == 0 for p in offsets.lag(group, [h.topics.rawarticle]))
+        h.produce(h.topics.rawarticle, [article(f"q{i}", i, 0.5, ["ETH"]) for i in range(3)])
+        lags = offsets.lag(group, [h.topics.rawarticle])
+        assert sum(p.lag for p in lags) == 3, "produced while the query was not running"
+    finally:
+        offsets.close()
 
 
 def test_late_articles_are_counted_and_closed_windows_kept(harness: Harness) -> None:
