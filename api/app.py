@@ -29,7 +29,7 @@ from api.live import LiveRelay
 from api.routes.config import config_router
 from api.routes.history import history_router
 from api.routes.market import market_router
-from api.routes.ops import KafkaProbe, make_ops_router
+from api.routes.ops import DeadLetterProbe, KafkaProbe, PipelineProbe, make_ops_router
 from api.routes.ws import WS_HANDLERS
 from api.settings import ApiSettings
 from api.symbols import Symbols
@@ -106,10 +106,14 @@ def create_app(
                 await live.stop()
                 await db.close()
                 probe.close()
+                pipeline.close()
                 if owns_provider:
                     telemetry.shutdown()
 
     probe = KafkaProbe(settings.kafka.bootstrap_servers)
+    pipeline = PipelineProbe(
+        DeadLetterProbe(settings.kafka.bootstrap_servers, settings.kafka.topics.deadletter)
+    )
     middleware: list[DefineMiddleware] = [
         DefineMiddleware(TelemetryMiddleware, telemetry=telemetry)
     ]
@@ -142,7 +146,7 @@ def create_app(
             history_router,
             market_router,
             config_router,
-            make_ops_router(probe),
+            make_ops_router(probe, pipeline),
             *WS_HANDLERS,
             dashboard_router(),  # the dashboard page at / (api/dashboard/)
         ],

@@ -342,6 +342,37 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     live: LiveHealth
 
 
+class DeadLetterCount(msgspec.Struct, frozen=True, kw_only=True):
+    topic: str
+    retained: int | None
+    """Dead letters in the topic now (what Kafka's retention kept); ``None``: unknown."""
+    last_24h: int | None
+    """Of those, the ones written in the last 24 hours."""
+    error: str | None
+
+
+class PairTradeGaps(msgspec.Struct, frozen=True, kw_only=True):
+    pair: str
+    gaps: int
+    missing_trades: int
+
+
+class TradeGapCount(msgspec.Struct, frozen=True, kw_only=True):
+    window_hours: int
+    gaps: int | None
+    """Holes in the stored ``trade_id`` sequences (every pair) over the window."""
+    missing_trades: int | None
+    """Trade ids those holes leave out."""
+    pairs: list[PairTradeGaps]
+    error: str | None
+
+
+class PipelineCounts(msgspec.Struct, frozen=True, kw_only=True):
+    checked_at: datetime
+    dead_letters: DeadLetterCount
+    trade_gaps: TradeGapCount
+
+
 # -- configuration -------------------------------------------------------------------
 
 SymbolText = Annotated[str, Meta(min_length=1, max_length=40, description="symbol or alias")]

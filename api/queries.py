@@ -39,6 +39,7 @@ from api.models import (
     VisualizationConfig,
 )
 from api.params import Page
+from infra.db_state import TRADE_GAPS_SQL, PairGaps
 
 ONE_MICROSECOND: Final = timedelta(microseconds=1)
 P = TypeVar("P", bound=msgspec.Struct)
@@ -252,6 +253,8 @@ FROM unnest(%(pairs)s::text[]) AS p(pair)""",
 )
 
 PING = Query("ping", "SELECT", "", "SELECT 1 AS value", One[int])
+TRADE_GAPS = Query("trade_gaps", "SELECT", "trade_data", TRADE_GAPS_SQL, PairGaps)
+"""The monitor's statement (:mod:`infra.db_state`), so both count the same gaps."""
 
 # -- configuration -------------------------------------------------------------------
 

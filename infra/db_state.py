@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import class_row
 
 from infra.migrate import MIGRATIONS_TABLE
 
@@ -96,13 +97,15 @@ _LIVE_TUPLES = """
 SELECT coalesce(sum(s.n_live_tup), 0)::bigint FROM pg_stat_user_tables s
 WHERE s.relid = %(oid)s OR s.relid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = %(oid)s)
 """
-_GAPS = """
-SELECT pair, count(*) FILTER (WHERE step > 1),
-       coalesce(sum(step - 1) FILTER (WHERE step > 1), 0)
+TRADE_GAPS_SQL = """
+SELECT pair, count(*) FILTER (WHERE step > 1) AS gaps,
+       coalesce(sum(step - 1) FILTER (WHERE step > 1), 0)::bigint AS missing
 FROM (SELECT pair, trade_id - lag(trade_id) OVER (PARTITION BY pair ORDER BY trade_id) AS step
-      FROM trade_data WHERE "timestamp" >= %s AND trade_id IS NOT NULL) AS steps
+      FROM trade_data WHERE "timestamp" >= %(since)s AND trade_id IS NOT NULL) AS steps
 GROUP BY pair ORDER BY pair
 """
+"""Holes in each pair's ``trade_id`` sequence since ``%(since)s``, as :class:`PairGaps`
+rows (run by the monitor here, and by the API as its ``trade_gaps`` query)."""
 
 
 def _has_timescale(conn: Conn) -> bool:
@@ -188,7 +191,5 @@ def table_states(
 def trade_gaps(conn: Conn, since: datetime) -> list[PairGaps]:
     """Holes in each pair's ``trade_id`` sequence among its trades since ``since``
     (every pair with a numbered trade there, holes or not)."""
-    return [
-        PairGaps(str(pair), int(gaps), int(missing))
-        for pair, gaps, missing in conn.execute(_GAPS, (since,)).fetchall()
-    ]
+    with conn.cursor(row_factory=class_row(PairGaps)) as cur:
+        return cur.execute(TRADE_GAPS_SQL, {"since": since}).fetchall()

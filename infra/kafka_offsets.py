@@ -144,7 +144,10 @@ class KafkaOffsets:
 
     def partitions(self, topics: Iterable[str]) -> list[TopicPartitionKey]:
         """Every partition of ``topics`` (topics that do not exist have none)."""
-        metadata = self._admin().list_topics(timeout=self._timeout)
+        try:
+            metadata = self._admin().list_topics(timeout=self._timeout)
+        except KafkaException as exc:
+            raise OffsetsUnavailable(f"Kafka did not list its topics: {exc}") from exc
         out = []
         for topic in sorted(set(topics)):
             meta = metadata.topics.get(topic)
