@@ -49,6 +49,7 @@
     lastTick: null, // {ts, price}
     fresh: { ticks: null, trades: null, articles: null, alerts: null, sentiment: null, predictions: null },
     health: null,
+    pipeline: null, // health/pipeline/: dead letters and trade gaps
     articles: [],
     alerts: []
   };
@@ -555,10 +556,21 @@
       chips.push(chip(kind[0], ts ? fmtDuration(Date.now() / 1000 - ts) + " old" : "none",
         levelOf(kind[0], ts), ts ? "newest " + kind[1] + " at " + iso(ts) : "no " + kind[1] + " stored yet"));
     });
-    chips.push(chip("dead letters", "n/a", "na",
-      "not exposed by the API: the ingestion workers count them in cryptoviz_dead_letters_total"));
-    chips.push(chip("gaps", "n/a", "na",
-      "not exposed by the API: the Kraken producer counts them in cryptoviz_kraken_trade_gaps_total"));
+    // Counted by the API's health/pipeline/ (dead-letter topic offsets, holes in the stored
+    // trade_id sequences); any dead letter or hole is worth a look, hence "warn".
+    var p = state.pipeline;
+    var dl = p ? p.dead_letters : null;
+    chips.push(dl && dl.last_24h !== null
+      ? chip("dead letters", dl.last_24h + " in 24 h", dl.last_24h > 0 ? "warn" : "ok",
+        dl.retained + " kept in topic " + dl.topic + "; by reason: cryptoviz_dead_letters_total")
+      : chip("dead letters", "n/a", "na", dl ? dl.error || "" : "health/pipeline/ did not answer"));
+    var gaps = p ? p.trade_gaps : null;
+    chips.push(gaps && gaps.gaps !== null
+      ? chip("gaps", String(gaps.gaps), gaps.gaps > 0 ? "warn" : "ok",
+        gaps.missing_trades + " trade ids missing in the last " + gaps.window_hours + " h" +
+        gaps.pairs.filter(function (g) { return g.gaps > 0; })
+          .map(function (g) { return "; " + g.pair + ": " + g.gaps; }).join(""))
+      : chip("gaps", "n/a", "na", gaps ? gaps.error || "" : "health/pipeline/ did not answer"));
     clear(strip);
     chips.forEach(function (c) { strip.appendChild(c); });
   }
@@ -585,6 +597,7 @@
   function loadStatus() {
     return Promise.all([
       getJSON(API + "/health/", 503).then(function (h) { state.health = h; }, function () { state.health = null; }),
+      getJSON(API + "/health/pipeline/").then(function (p) { state.pipeline = p; }, function () { state.pipeline = null; }),
       getJSON(API + "/cryptos/").then(function (body) { state.coins = body.data || []; applyFreshness(); }),
       getJSON(API + "/article/historique/?periode=30d&limit=1").then(function (body) {
         var newest = body.data && body.data[0];
