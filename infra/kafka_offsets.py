@@ -18,12 +18,13 @@ retention deleted messages past the commit (those are gone, not late).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from handlers import CryptoVizError
@@ -33,6 +34,14 @@ TopicPartitionKey = tuple[str, int]
 
 _LOG = logging.getLogger("infra.kafka")
 _MARGIN_S = 10.0
+_RETRY_S = 0.25
+_COORDINATOR_MOVING = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
 _EARLIEST: OffsetSpec = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
 _LATEST: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 
@@ -122,10 +131,25 @@ class KafkaOffsets:
         asked = [TopicPartition(t, p) for t, p in partitions]
         if not asked:
             return {}
-        try:
-            answer = self._consumer(group).committed(asked, timeout=self._timeout)
-        except KafkaException as exc:
-            raise OffsetsUnavailable(f"Kafka did not give group {group}'s offsets: {exc}") from exc
+        # A group's coordinator can move or still be loading (a new group, a broker
+        # starting): Kafka then answers NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS,
+        # retriable, which the client resolves by asking again within the timeout.
+        deadline = time.monotonic() + self._timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                answer = self._consumer(group).committed(asked, timeout=max(remaining, 0.1))
+                break
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                retriable = isinstance(error, KafkaError) and (
+                    error.code() in _COORDINATOR_MOVING or error.retriable()
+                )
+                if not retriable or remaining <= _RETRY_S:
+                    raise OffsetsUnavailable(
+                        f"Kafka did not give group {group}'s offsets: {exc}"
+                    ) from exc
+                time.sleep(_RETRY_S)
         return {(tp.topic, tp.partition): tp.offset for tp in answer if tp.offset >= 0}
 
     def commit(self, group: str, positions: Mapping[TopicPartitionKey, int]) -> None:
