@@ -28,6 +28,7 @@ from spark_batch.accuracy import (
 from spark_batch.late import late_rows, tumbling_window, watermark_before
 from spark_batch.models import bar_from_ticks
 from spark_batch.prediction import bar_from_row, bars_by_symbol, prediction_row
+from spark_batch.report import parse_duration
 from spark_batch.sentiment import sentiment_rows
 from spark_batch.sentiment_math import confidence, label
 from spark_batch.settings import (
@@ -322,6 +323,19 @@ def test_settings_from_environment() -> None:
 def test_bad_settings_are_refused(env: dict[str, str]) -> None:
     with pytest.raises(SettingsError):
         load_spark_settings(env)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90m", 5400), ("24h", 86400), ("7d", 604800), ("1.5h", 5400)]
+)
+def test_report_trailing_windows(text: str, seconds: int) -> None:
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", "0h", "24", "h", "-1d", "2w"])
+def test_bad_trailing_windows_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
 
 
 def test_time_helpers_are_timezone_aware() -> None:

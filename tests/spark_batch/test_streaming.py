@@ -438,6 +438,9 @@ def test_report_refuses_bad_ranges(capsys: pytest.CaptureFixture[str]) -> None:
     assert report_main(["--from", "2025-01-02T00:00:00Z", "--to", "2025-01-01T00:00:00Z"]) == 2
     assert report_main(["--from", "2025-01-01T00:00:00", "--to", "2025-01-02T00:00:00Z"]) == 2
     assert "timezone" in capsys.readouterr().err
+    assert report_main(["--last", "24h", "--from", "2025-01-01T00:00:00Z"]) == 2
+    assert report_main(["--last", "soon"]) == 2
+    assert "90m, 24h or 7d" in capsys.readouterr().err
 
 
 def test_junk_ingestion_refuses_cannot_move_the_watermarks(harness: Harness) -> None:
