@@ -30,7 +30,8 @@ Binance BTC/USDT and ETH/USDT month of ``../shared/fixtures/real/market``.
 
 Results: printed as a table and, for the default files and configuration, written
 to ``bench/results/backtest.json`` (keys ``results[file][model][horizon_s]``, interval
-figures under ``levels[level]``). Exit status 1 when a target is missed.
+figures under ``levels[level]``). Exit status (:mod:`infra.cli`): 1 when a target is
+missed, 2 when there is no candle file.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ from typing import Any
 import msgspec
 
 from bench._results import REPO, provenance
+from handlers import ConfigError
+from infra.cli import ExitCode, run_program
 from spark_batch import models
 from spark_batch.accuracy import NAIVE, SHOWN_FIRST, Accuracy, Scored, accuracy
 from spark_batch.timeutil import from_micros
@@ -291,10 +294,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-write", action="store_true", help="don't update bench/results")
     args = parser.parse_args(argv)
+    return run_program("bench.backtest", lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
     files = args.files or default_files()
     if not files:
-        print(f"backtest: no candle file given and none in {MARKET}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"no candle file given and none in {MARKET}")
     cfg = models.ModelConfig()
     if args.gaussian_halflife_min is not None:
         cfg = msgspec.structs.replace(cfg, plain_vol_halflife_bars=args.gaussian_halflife_min)
@@ -307,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"written to {RESULTS.relative_to(REPO)}")
     for miss in result["target_misses"]:
         print(f"target missed: {miss}", file=sys.stderr)
-    return 0 if result["targets_met"] else 1
+    return ExitCode.OK if result["targets_met"] else ExitCode.FAILED
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def test_spark_gives_the_backtests_forecasts_on_a_real_slice(
     state = tmp_path / "state"
     crash: Callable[[str, Any], Any] = lambda _n, sink: CrashAfterWrite(sink)  # noqa: E731
     for part, (lo, hi) in enumerate(itertools.pairwise(cuts)):
-        h.produce(h.cfg.ticker_topic, [_message(pair, t, p) for t, pair, p in feed[lo:hi]])
+        h.produce(h.topics.rawticker, [_message(pair, t, p) for t, pair, p in feed[lo:hi]])
         if part != 1:
             h.run("predictions", state_dir=state)
             continue
@@ -67,7 +67,7 @@ def test_spark_gives_the_backtests_forecasts_on_a_real_slice(
                 raise
     # A tick 5 minutes after the slice moves the watermark past its last minute.
     last = feed[-1][0]
-    h.produce(h.cfg.ticker_topic, [_message("XBT/USD", last + 300_000_000, 1.0)])
+    h.produce(h.topics.rawticker, [_message("XBT/USD", last + 300_000_000, 1.0)])
     h.run("predictions", state_dir=state)
     h.run("predictions", state_dir=state)  # nothing new: nothing changes
 
