@@ -10,6 +10,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -26,7 +27,7 @@ from websockets.sync.client import connect
 
 from api.settings import LiveTopics
 from tests._wait import wait_for
-from tests.api.conftest import AppFactory, serve, test_api_settings
+from tests.api.conftest import NOW, AppFactory, serve, test_api_settings
 
 
 def wait_live(client: TestClient[Litestar], partitions: int, timeout: float = 30.0) -> None:
@@ -228,6 +229,47 @@ def test_shared_postgres_channels_backend(
         )
     assert (message["type"], message["key"]) == ("trade", "ETH/USD")
     assert message["data"]["price"] == 2500
+
+
+def test_a_forecast_issued_after_the_clock_is_not_relayed(
+    app_factory: AppFactory, new_topic: Callable[..., str], kafka_bootstrap: str
+) -> None:
+    # The app's clock is NOW: a forecast stamped a minute later (its bar made of ticks
+    # from the future) is skipped, as the REST routes skip it; one issued by NOW passes.
+    topic = new_topic("prediction", 1)
+    api = test_api_settings(
+        live_enabled=True, live_topics=LiveTopics(**{**_none(), "prediction": topic})
+    )
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+
+    def forecast(at: datetime, n: int) -> bytes:
+        return json.dumps(
+            {"crypto_symbol": "BTC", "model_name": "random_walk", "horizon_s": 60, "n": n,
+             "timestamp": at.isoformat().replace("+00:00", "Z")}
+        ).encode()  # fmt: skip
+
+    def make(n: int) -> tuple[bytes, list[tuple[str, str | bytes | None]]]:
+        # Same partition, produced first: were it relayed, it would arrive first.
+        producer.produce(topic, forecast(NOW + timedelta(minutes=1), n))
+        return forecast(NOW, n), []
+
+    with (
+        TestClient(app_factory(api)) as client,
+        client.websocket_connect("/ws/prediction/BTC/") as ws,
+    ):
+        wait_live(client, 1)
+
+        def receive(timeout: float) -> dict[str, Any] | None:
+            try:
+                return ws.receive_json(timeout=timeout)  # type: ignore[no-any-return]
+            except Exception:
+                return None
+
+        message = produce_until(producer, topic, make, receive)
+        later = receive(1.0)
+    assert (message["type"], message["key"]) == ("prediction", "BTC")
+    assert message["data"]["timestamp"] == "2026-01-15T12:00:00Z"
+    assert later is None or later["data"]["timestamp"] == "2026-01-15T12:00:00Z"
 
 
 def test_unknown_symbol_closes_the_socket(app_factory: AppFactory) -> None:
