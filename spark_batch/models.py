@@ -105,6 +105,14 @@ BASELINE_MODEL = MOVING_AVERAGE
 """The prototype's model, kept for comparison."""
 DEFAULT_MODEL = RANDOM_WALK
 """Shown first unless another model has a positive trailing skill."""
+MODEL_LABELS: dict[str, str] = {
+    RANDOM_WALK: "random walk, calibrated intervals",
+    RANDOM_WALK_GAUSSIAN: "random walk, Gaussian EWMA interval (the intervals' yardstick)",
+    EWMA: "EWMA level",
+    LINEAR_TREND: "linear trend",
+    MOVING_AVERAGE: "moving average (the prototype's baseline)",
+}
+"""What the API and the dashboard call each model."""
 
 ONE_SIGMA_LEVEL = 2.0 * NormalDist().cdf(1.0) - 1.0
 """0.6827: the nominal level of the seeds' ``mean ± stddev`` interval."""
