@@ -15,6 +15,7 @@ import msgspec
 from msgspec import Meta
 
 from handlers import AlertType, Side
+from spark_batch.accuracy import IntervalAccuracy
 
 ChartType = Literal["line", "candlestick", "area", "bar", "ohlc"]
 
@@ -285,18 +286,6 @@ class LatestPrice(msgspec.Struct, frozen=True, kw_only=True):
     timestamp: datetime
     age_s: float
     """Seconds between the latest price and the moment the API answered."""
-
-
-class IntervalAccuracy(msgspec.Struct, frozen=True, kw_only=True):
-    level: float
-    """Nominal level (rounded to 4 places)."""
-    predictions: int
-    coverage: float
-    """Share of actual prices inside the interval (compare with ``level``)."""
-    mean_width: float
-    interval_score: float
-    """Mean interval (Winkler) score: width plus ``2 / (1 - level)`` times the miss
-    distance; lower is better."""
 
 
 class ModelAccuracy(msgspec.Struct, frozen=True, kw_only=True):

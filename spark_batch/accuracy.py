@@ -65,12 +65,17 @@ class Scored(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class IntervalAccuracy(msgspec.Struct, frozen=True, kw_only=True):
+    """One interval level of a report line (the API serves it as is)."""
+
     level: float
     """Nominal level (rounded to 4 places)."""
     predictions: int
     coverage: float
+    """Share of actual prices inside the interval (compare with ``level``)."""
     mean_width: float
     interval_score: float
+    """Mean interval (Winkler) score: width plus ``2 / (1 - level)`` times the miss
+    distance; lower is better."""
 
 
 class Accuracy(msgspec.Struct, frozen=True, kw_only=True):

@@ -20,7 +20,6 @@ from api.models import (
     Candles,
     CryptoList,
     CryptoStatus,
-    IntervalAccuracy,
     LatestPredictions,
     LatestPrice,
     LiveLinks,
@@ -48,7 +47,7 @@ from api.routes.common import (
     live_links,
     paging,
 )
-from spark_batch.accuracy import NAIVE, SHOWN_FIRST
+from spark_batch.accuracy import NAIVE, SHOWN_FIRST, IntervalAccuracy
 from spark_batch.models import MODEL_LABELS
 
 ACCURACY_WINDOW = timedelta(hours=24)

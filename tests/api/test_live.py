@@ -18,7 +18,7 @@ import pytest
 from confluent_kafka import Producer
 from litestar import Litestar
 from litestar.exceptions import WebSocketDisconnect
-from litestar.testing import TestClient
+from litestar.testing import TestClient, WebSocketTestSession
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -44,6 +44,18 @@ def relay_ready(health: dict[str, Any], partitions: int) -> bool:
     """Whether a health body says the relay's consumer owns ``partitions`` partitions."""
     live = health["live"]
     return bool(live["status"] == "running" and live["assigned_partitions"] >= partitions)
+
+
+def receiver(ws: WebSocketTestSession) -> Callable[[float], dict[str, Any] | None]:
+    """``receive(timeout)``: the socket's next JSON message, or None if none came in time."""
+
+    def receive(timeout: float) -> dict[str, Any] | None:
+        try:
+            return ws.receive_json(timeout=timeout)  # type: ignore[no-any-return]
+        except Exception:
+            return None
+
+    return receive
 
 
 def traceparent(trace_id: int, span_id: int) -> str:
@@ -95,11 +107,7 @@ def test_kafka_message_reaches_subscribed_client_with_its_trace(
             sent[seq] = value
             return value, [("traceparent", traceparent(0xABC000 + seq, 0x1234).encode())]
 
-        def received(timeout: float) -> dict[str, Any] | None:
-            try:
-                return ws.receive_json(timeout=timeout)  # type: ignore[no-any-return]
-            except Exception:
-                return None
+        received = receiver(ws)
 
         # A message for another pair is not delivered to this socket.
         producer.produce(topic, b'{"pair": "ETH/USD", "last": 1, "timestamp": 1}')
@@ -155,11 +163,7 @@ def test_multiplexed_socket_subscriptions(
             "channels": ["alert", "sentiment:BTC", "ticker:BTC/USD"],
         }
 
-        def receive(timeout: float) -> dict[str, Any] | None:
-            try:
-                return ws.receive_json(timeout=timeout)  # type: ignore[no-any-return]
-            except Exception:
-                return None
+        receive = receiver(ws)
 
         alert = produce_until(
             producer,
@@ -215,11 +219,7 @@ def test_shared_postgres_channels_backend(
     ):
         wait_live(client, 1)
 
-        def receive(timeout: float) -> dict[str, Any] | None:
-            try:
-                return ws.receive_json(timeout=timeout)  # type: ignore[no-any-return]
-            except Exception:
-                return None
+        receive = receiver(ws)
 
         message = produce_until(
             producer,
@@ -259,11 +259,7 @@ def test_a_forecast_issued_after_the_clock_is_not_relayed(
     ):
         wait_live(client, 1)
 
-        def receive(timeout: float) -> dict[str, Any] | None:
-            try:
-                return ws.receive_json(timeout=timeout)  # type: ignore[no-any-return]
-            except Exception:
-                return None
+        receive = receiver(ws)
 
         message = produce_until(producer, topic, make, receive)
         later = receive(1.0)
