@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -61,7 +62,14 @@ def test_columns_are_the_row_fields(label: str, query: Query[Any], fresh_db: str
         assert cur.description is not None, label
         columns = [c.name for c in cur.description]
         conn.rollback()
-    assert columns == [f.name for f in msgspec.structs.fields(query.row)], label
+    assert columns == _field_names(query.row), label
+
+
+def _field_names(row: Any) -> list[str]:
+    # A row is a msgspec Struct, or a dataclass shared with another program (PairGaps).
+    if dataclasses.is_dataclass(row):
+        return [f.name for f in dataclasses.fields(row)]
+    return [f.name for f in msgspec.structs.fields(row)]
 
 
 def test_latest_predictions_rows_are_model_predictions_but_what_the_api_adds() -> None:
