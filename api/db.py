@@ -47,7 +47,11 @@ class Query(Generic[R]):
     """One parameterised statement; ``name`` labels its span and latency metric.
 
     ``row`` is the type of its rows, built with the columns as keywords: the SELECT
-    list's names (aliases where needed) are exactly its fields.
+    list's names (aliases where needed) are exactly its fields. ``binary`` asks for
+    the results in PostgreSQL's binary format, which loads faster (a timestamptz is
+    a number, not text to parse: 0.75 against 1.05 ms of CPU for 1,000 tickers) but
+    loads ``numeric`` as ``Decimal``: only for statements casting their ``numeric``
+    columns to ``float8``.
     """
 
     name: str
@@ -55,6 +59,7 @@ class Query(Generic[R]):
     table: str
     sql: str
     row: type[R]
+    binary: bool = False
 
 
 class One(msgspec.Struct, Generic[R], frozen=True):
@@ -239,7 +244,9 @@ class Database:
         ) as span:
             started = time.perf_counter()
             try:
-                async with conn.cursor(row_factory=struct_row(query.row)) as cur:
+                async with conn.cursor(
+                    row_factory=struct_row(query.row), binary=query.binary
+                ) as cur:
                     await cur.execute(query.sql, params)
                     rows = await cur.fetchall() if cur.description is not None else []
             finally:
