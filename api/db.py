@@ -96,10 +96,13 @@ def _row_maker(row: type[R], names: tuple[str, ...]) -> RowMaker[R]:
         # keyword argument is a statement to alias, not something to compile.
         if not name.isidentifier() or keyword.iskeyword(name):
             raise ValueError(f"column {name!r} cannot be passed by name: alias it")
-    arguments = ", ".join(f"{name}=values[{i}]" for i, name in enumerate(names))
-    make: Callable[[Sequence[Any]], R] = generated(
-        "make_row", "values", f"row({arguments})", {"row": row}
-    )
+    if getattr(row, "__match_args__", None) == names:
+        # The columns are the row type's positional fields, in order: a positional
+        # call, a third cheaper than the keyword one (TickerPoint, 1,000-row pages).
+        call = "row(*values)"
+    else:
+        call = f"row({', '.join(f'{name}=values[{i}]' for i, name in enumerate(names))})"
+    make: Callable[[Sequence[Any]], R] = generated("make_row", "values", call, {"row": row})
     return make
 
 

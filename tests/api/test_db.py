@@ -50,3 +50,20 @@ def test_a_column_that_is_no_keyword_argument_is_refused(name: str) -> None:
 def test_a_column_that_is_no_field_fails_like_the_constructor() -> None:
     with pytest.raises(TypeError, match="volume"):
         _maker("side", "price", "volume")(("b", 1.0, 3.0))
+
+
+class Positional(msgspec.Struct, frozen=True):
+    price: float
+    side: str
+
+
+def test_columns_in_field_order_build_a_positional_struct_positionally() -> None:
+    cursor: Any = _Cursor([_Column("price"), _Column("side")])
+    make: Any = struct_row(Positional)(cursor)
+    assert make((1.5, "b")) == Positional(price=1.5, side="b")
+    # A keyword call keeps its names among the code's constants; a positional one not.
+    assert ("price", "side") not in make.__code__.co_consts
+    swapped: Any = _Cursor([_Column("side"), _Column("price")])
+    by_name: Any = struct_row(Positional)(swapped)
+    assert by_name(("s", 2.5)) == Positional(price=2.5, side="s")
+    assert ("side", "price") in by_name.__code__.co_consts
