@@ -37,6 +37,7 @@ from handlers._kraken import (
 )
 from handlers._origin import (
     HISTORY_PREFIX,
+    LIVE_SOURCE,
     REPLAY_PREFIX,
     SYNTHETIC_SOURCE,
     Origin,
@@ -81,6 +82,7 @@ __all__ = [
     "GENESIS",
     "HANDLERS",
     "HISTORY_PREFIX",
+    "LIVE_SOURCE",
     "MAX_PAYLOAD_BYTES",
     "MAX_PRICE",
     "REPLAY_PREFIX",
