@@ -65,6 +65,9 @@ up: $(STAMP) $(DASHBOARD) ## Run the whole system on embedded defaults until Ctr
 migrate: $(STAMP) ## Apply the database migrations (DATABASE_URL, or the embedded server)
 	@$(PY) -m infra.stack migrate
 
+import: $(STAMP) ## Load candle files into the database as price history, idempotently (FILES="a.csv b.csv"; default: ../shared/fixtures/real/market)
+	@$(PY) -m flows.import_prices $(FILES)
+
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
@@ -94,4 +97,4 @@ reliability: chaos soak ## Every reliability run at full size (plus the 1M-frame
 clean-state: ## Delete local state (.state/: broker log, database, recovery, checkpoints)
 	rm -rf .state
 
-.PHONY: help venv up migrate lint test bench peers backtest chaos soak reliability clean-state chromium
+.PHONY: help venv up migrate import lint test bench peers backtest chaos soak reliability clean-state chromium
