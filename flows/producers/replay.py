@@ -51,7 +51,12 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from flows.producers import _metrics as m
 from flows.producers.news import parse_feed
 from flows.producers.rss import SeenKeys, new_articles
-from flows.producers.settings import FeedSpec, ReplaySettings
+from flows.producers.settings import (
+    SHARED_MARKET,
+    FeedSpec,
+    ReplaySettings,
+    default_replay_files,
+)
 from flows.producers.trades import PairSequence, TradeSequencer
 from handlers import (
     ArticleMessage,
@@ -444,6 +449,38 @@ class _CandlePartition(StatefulSourcePartition[ReplayMessage, ReplayState]):
         return ReplayState(lines=self._played, anchor=self._anchor)
 
 
+def describe(settings: ReplaySettings, coins: CoinTable, *, beside_synthetic: bool) -> str:
+    """One line on what the replay plays (``make up REPLAY=1`` prints it).
+
+    ``beside_synthetic``: the synthetic market runs beside it, leaving it the candles' coins.
+    """
+    files = settings.files
+    others = ", ".join(p.name for p in files if p not in settings.candle_files)
+    if not settings.candle_files:
+        why = (
+            f"no candle file at hand ({SHARED_MARKET} is absent)"
+            if files == default_replay_files()
+            else "CRYPTOVIZ_REPLAY_FILES names no candle file"
+        )
+        captures = any(p.suffix.lower() not in FEED_SUFFIXES for p in files)
+        recorded = " (Kraken captures at their recorded times)" if captures else ""
+        return (
+            f"replay: {why}: playing {others or 'nothing'}{recorded}; "
+            "prices move with the synthetic market. Name candle files with "
+            "`make up REPLAY=1 REPLAY_FILES=a.csv:b.csv`"
+        )
+    pairs = candle_file_pairs(settings, coins)
+    played = ", ".join(f"{pairs[p]} ({p.name})" for p in settings.candle_files)
+    clock = (
+        f"re-timed to now at {settings.speed:g}x"
+        if settings.retimed
+        else "at the market's own times (history)"
+    )
+    beside = "; the synthetic market plays the other coins" if beside_synthetic else ""
+    also = f"; also {others}" if others else ""
+    return f"replay: real market {played}, 4 ticks a minute, {clock}{beside}{also}"
+
+
 class ReplaySource(FixedPartitionedSource[ReplayMessage, ReplayState]):
     """Recorded Kraken frames and saved feeds, one partition per file; candle files
     together in one partition (:data:`CANDLES_PART`)."""
@@ -460,7 +497,9 @@ class ReplaySource(FixedPartitionedSource[ReplayMessage, ReplayState]):
         }
 
     def list_parts(self) -> list[str]:
-        return [*self._files, *([CANDLES_PART] if self._candles else [])]
+        # The market first: a feed's first batch parses the whole document (seconds of
+        # sentiment scoring) and would hold back the first prices.
+        return [*([CANDLES_PART] if self._candles else []), *self._files]
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: ReplayState | None

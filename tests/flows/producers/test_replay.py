@@ -23,10 +23,17 @@ from flows.producers.replay import (
     ReplaySource,
     ReplayState,
     capture_line,
+    describe,
     parse_frame,
     read_candle_file,
 )
-from flows.producers.settings import SAMPLES, AlertSettings, ProducerSettings, ReplaySettings
+from flows.producers.settings import (
+    SAMPLES,
+    AlertSettings,
+    ProducerSettings,
+    ReplaySettings,
+    default_replay_files,
+)
 from flows.producers.trades import TradeSequencer
 from flows.producers.workers import build_alert_flow, build_producer_flow
 from handlers import (
@@ -340,3 +347,39 @@ def test_a_candle_file_must_name_its_pair(offline_settings: Settings, tmp_path: 
     path.write_text("datetime,open,high,low,close\n")
     with pytest.raises(ConfigError, match=r"no pair in the name of prices\.csv"):
         ReplaySource(ReplaySettings(files=(path,)), offline_settings.coin_table())
+
+
+# -- what make up REPLAY=1 plays ---------------------------------------------------------
+
+
+def test_the_real_market_is_played_when_at_hand(shared_fixtures: Path, coins: CoinTable) -> None:
+    files = default_replay_files()
+    market = sorted((shared_fixtures / "market").glob("*.csv"))
+    assert files[:2] == tuple(market)
+    assert all(p.suffix == ".xml" for p in files[2:])  # and the feeds: no Kraken capture
+    line = describe(ReplaySettings(files=files), coins, beside_synthetic=True)
+    assert line.startswith(
+        f"replay: real market BTC/USD ({market[0].name}), ETH/USD ({market[1].name}), "
+        "4 ticks a minute, re-timed to now at 1x; the synthetic market plays the other coins"
+    )
+
+
+def test_without_a_candle_file_the_samples_play_and_it_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, coins: CoinTable
+) -> None:
+    import flows.producers.replay as replay_module
+    import flows.producers.settings as settings_module
+
+    absent = tmp_path / "shared" / "fixtures" / "real"
+    monkeypatch.setattr(settings_module, "SHARED_REAL", absent)
+    monkeypatch.setattr(settings_module, "SHARED_MARKET", absent / "market")
+    monkeypatch.setattr(replay_module, "SHARED_MARKET", absent / "market")
+    files = default_replay_files()
+    assert files == (V1, V2, NEWS)
+    line = describe(ReplaySettings(files=files), coins, beside_synthetic=True)
+    assert line == (
+        f"replay: no candle file at hand ({absent / 'market'} is absent): playing "
+        "kraken_v1_session.txt, kraken_v2_session.jsonl, news_feed.xml (Kraken captures at "
+        "their recorded times); prices move with the synthetic market. Name candle files "
+        "with `make up REPLAY=1 REPLAY_FILES=a.csv:b.csv`"
+    )
