@@ -124,7 +124,24 @@ def parse_frame(frame: bytes, ctx: HandlerContext) -> KrakenEvent:
     return parse_kraken_v1(frame, ctx) if is_v1(frame) else parse_kraken_v2(frame, ctx)
 
 
-class _CapturePartition(StatefulSourcePartition[ReplayMessage, ReplayState]):
+class _Partition(StatefulSourcePartition[ReplayMessage, ReplayState]):
+    """What every replay partition does once its file is played: exit (``exit_at_end``)
+    or idle, waking hourly."""
+
+    _s: ReplaySettings
+    _wake: datetime | None
+
+    def _end(self) -> list[ReplayMessage]:
+        if self._s.exit_at_end:
+            raise StopIteration
+        self._wake = datetime.now(UTC) + IDLE
+        return []
+
+    def next_awake(self) -> datetime | None:
+        return self._wake
+
+
+class _CapturePartition(_Partition):
     def __init__(
         self,
         path: Path,
@@ -215,22 +232,13 @@ class _CapturePartition(StatefulSourcePartition[ReplayMessage, ReplayState]):
             out.append(msgspec.structs.replace(msg, source=self._source))
         return out
 
-    def _end(self) -> list[ReplayMessage]:
-        if self._s.exit_at_end:
-            raise StopIteration
-        self._wake = datetime.now(UTC) + IDLE
-        return []
-
-    def next_awake(self) -> datetime | None:
-        return self._wake
-
     def snapshot(self) -> ReplayState:
         # A frame held back for pacing is not replayed yet: resume re-reads its line.
         lines = self._done_lines - (1 if self._pending is not None else 0)
         return ReplayState(lines=lines, sequences=self._seq.snapshot())
 
 
-class _FeedPartition(StatefulSourcePartition[ReplayMessage, ReplayState]):
+class _FeedPartition(_Partition):
     def __init__(
         self, path: Path, settings: ReplaySettings, coins: CoinTable, resume: ReplayState | None
     ) -> None:
@@ -244,19 +252,13 @@ class _FeedPartition(StatefulSourcePartition[ReplayMessage, ReplayState]):
 
     def next_batch(self) -> list[ReplayMessage]:
         if self._done:
-            if self._s.exit_at_end:
-                raise StopIteration
-            self._wake = datetime.now(UTC) + IDLE
-            return []
+            return self._end()
         self._done = True
         feed = FeedSpec(name=self._path.stem, url=self._path.resolve().as_uri())
         parsed = parse_feed(self._path.read_bytes(), feed, self._coins, datetime.now(UTC))
         articles = new_articles(parsed, self._seen, feed.name)
         log.info("replay %s: %d articles", self._path.name, len(articles))
         return list(articles)
-
-    def next_awake(self) -> datetime | None:
-        return self._wake
 
     def snapshot(self) -> ReplayState:
         return ReplayState(lines=1 if self._done else 0, seen=self._seen.as_list())
@@ -318,7 +320,7 @@ def read_candle_file(path: Path) -> Iterator[tuple[int, Candle | Rejection]]:
             yield number, candle
 
 
-class _CandlePartition(StatefulSourcePartition[ReplayMessage, ReplayState]):
+class _CandlePartition(_Partition):
     """Every candle file of the replay as ticks, merged in market time (one partition)."""
 
     def __init__(
@@ -434,15 +436,6 @@ class _CandlePartition(StatefulSourcePartition[ReplayMessage, ReplayState]):
             receive_ts=now if self._retimed else None,
             source=self._sources[tick.file],
         )
-
-    def _end(self) -> list[ReplayMessage]:
-        if self._s.exit_at_end:
-            raise StopIteration
-        self._wake = datetime.now(UTC) + IDLE
-        return []
-
-    def next_awake(self) -> datetime | None:
-        return self._wake
 
     def snapshot(self) -> ReplayState:
         # A tick held back for pacing is not played yet (it is not counted).
