@@ -25,8 +25,8 @@ running one when ``make up`` runs (left running), else started for the import,
 migrated, and stopped at the end. Exit statuses: :mod:`infra.cli`.
 
 The forecast models keep their state from what the Spark job reads from Kafka, not
-from ``ticker_data``: an import gives charts and history, not a warm model (see
-docs/ANALYTICS.md, "Imported history and the models").
+from ``ticker_data``: an import gives charts and history, not a warm model (the
+README, "Replayed and imported prices").
 """
 
 from __future__ import annotations
