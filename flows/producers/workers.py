@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import bytewax.operators as op
+import msgspec
 from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.connectors.kafka import operators as kop
 from bytewax.dataflow import Dataflow, Stream
@@ -34,10 +35,10 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 from flows._consumer import SMALL_MESSAGES_CONSUMER_CONFIG, committing_to
 from flows.producers import _metrics as m
 from flows.producers.alert_log import AlertKey, published_alert_keys
-from flows.producers.alerts import AlertDetector, AlertState
+from flows.producers.alerts import AlertDetector, AlertState, path_key
 from flows.producers.kafka_edge import KafkaProducerSink, Keyed, OutRecord, to_record
 from flows.producers.kraken import KrakenSource
-from flows.producers.replay import ReplaySource
+from flows.producers.replay import ReplaySource, candle_coins
 from flows.producers.rss import RssSource
 from flows.producers.settings import (
     ProducerSettings,
@@ -75,11 +76,25 @@ def _sink(
 
 SourceFactory = Callable[[Settings, ProducerSettings], Source[Any]]
 
+
+def _synthetic(settings: Settings, producer: ProducerSettings) -> SyntheticSource:
+    """The synthetic market; beside a replay, it leaves the replayed candles' coins alone."""
+    coins = settings.coin_table()
+    synthetic = producer.synthetic
+    if synthetic.beside_replay:
+        replayed = candle_coins(producer.replay, coins)
+        log.info("synthetic: leaving %s to the replay", ", ".join(replayed) or "no coin")
+        synthetic = msgspec.structs.replace(
+            synthetic, exclude_coins=(*synthetic.exclude_coins, *replayed)
+        )
+    return SyntheticSource(synthetic, coins)
+
+
 SOURCES: dict[str, tuple[str, SourceFactory]] = {
     "producer-kraken": ("kraken", lambda s, p: KrakenSource(p.kraken, s.coin_table())),
     "producer-rss": ("feeds", lambda s, p: RssSource(p.rss, s.coin_table())),
     "producer-replay": ("replay", lambda s, p: ReplaySource(p.replay, s.coin_table())),
-    "producer-synthetic": ("synthetic", lambda s, p: SyntheticSource(p.synthetic, s.coin_table())),
+    "producer-synthetic": ("synthetic", _synthetic),
 }
 """Worker name -> (input step id, its source): every producer that reads the outside world."""
 
@@ -148,7 +163,8 @@ def build_alert_flow(
     sink: Sink[Keyed] | None = None,
     already_sent: Set[AlertKey] | None = None,
 ) -> Dataflow:
-    """rawticker -> per-pair :class:`AlertDetector` (recovery state) -> rawalert.
+    """rawticker -> :class:`AlertDetector` per price path, (pair, source) (recovery state) ->
+    rawalert.
 
     ``already_sent``: alert keys not to publish again (default: read back from the
     alert topic when reading the ticker topic from Kafka, else none).
@@ -178,7 +194,9 @@ def build_alert_flow(
     else:
         payloads = op.input("rawticker_in", flow, source)
     tickers = op.filter_map("parse", payloads, TickerParser(settings.coin_table()))
-    keyed = op.key_on("by_pair", tickers, lambda item: item[0].pair)
+    # One window per price path: ticks of one pair from two sources (a recorded capture
+    # and the synthetic market, say) are never compared with each other.
+    keyed = op.key_on("by_pair", tickers, lambda item: path_key(item[0]))
     detector = AlertDetector(producer.alerts, already_sent or frozenset())
 
     def detect(
