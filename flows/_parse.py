@@ -1,16 +1,21 @@
-"""The parse step of an ingestion flow: one Kafka batch in, one :class:`ParsedBatch` out.
+"""The parse step of an ingestion flow: one Kafka poll in, one :class:`ParsedBatch` out.
 
-Parsing a whole batch per call keeps Bytewax's per-item overhead off the hot path.
+Parsing a whole poll per call keeps Bytewax's per-item overhead off the hot path:
+the Kafka source (:mod:`flows._kafka_source`) hands over each poll of a partition
+as one :class:`RawBatch` of librdkafka's own messages, and a flow fed by another
+source (tests: ``TestingSource`` of ``KafkaSourceMessage``) groups its items with
+:func:`raw_batches`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeAlias
 
-from bytewax.connectors.kafka import KafkaError, KafkaSinkMessage, KafkaSourceMessage
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
+from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 
 from flows import _metrics as m
 from flows._dead_letter import dead_letter
@@ -18,13 +23,50 @@ from handlers import CoinTable, Handler, HandlerContext, Record, Rejection
 
 SourceMsg = KafkaSourceMessage[bytes | None, bytes | None]
 SinkMsg = KafkaSinkMessage[bytes | None, bytes | None]
+Origin: TypeAlias = SourceMsg | Message
+"""A consumed message as the flow holds it: librdkafka's own (the ingestion flows' Kafka
+source) or Bytewax's dataclass (any other source)."""
+
+
+@dataclass(slots=True)
+class RawBatch:
+    """Consumed messages of one Kafka partition, in offset order, not yet parsed."""
+
+    key: str
+    """The partition they were read from: routes the parsed batch to a sink partition."""
+    messages: Sequence[Origin]
+
+
+def raw_batches(messages: list[SourceMsg]) -> list[RawBatch]:
+    """Items of a ``KafkaSourceMessage`` source as one batch (``flat_map_batch``)."""
+    if not messages:
+        return []
+    return [RawBatch(str(messages[0].partition or 0), messages)]
+
+
+def as_source_message(msg: Origin) -> SourceMsg:
+    """Bytewax's dataclass for a consumed message (for dead letters and tracing)."""
+    if isinstance(msg, KafkaSourceMessage):
+        return msg
+    raw = msg.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    headers = [(k, v) for k, v in pairs if isinstance(v, bytes)]
+    return KafkaSourceMessage(
+        key=msg.key(), value=msg.value(), topic=msg.topic(), headers=headers,
+        latency=msg.latency(), offset=msg.offset(), partition=msg.partition(),
+        timestamp=msg.timestamp(),
+    )  # fmt: skip
 
 
 @dataclass(slots=True)
 class ParsedBatch:
+    key: str = "0"
+    """The Kafka partition of the messages (see :class:`RawBatch`)."""
     records: list[Record] = field(default_factory=list)
-    origins: list[SourceMsg] = field(default_factory=list)
+    origins: list[Origin] = field(default_factory=list)
     """The consumed message of each record (same index), for dead-lettering later."""
+    kafka_ms: list[int | None] = field(default_factory=list)
+    """The Kafka timestamp of each record's message (ms since the epoch), if it has one."""
     dead_letters: list[SinkMsg] = field(default_factory=list)
 
 
@@ -38,6 +80,9 @@ def kafka_time(msg: SourceMsg) -> datetime | None:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+_NO_STAMP = (TIMESTAMP_NOT_AVAILABLE, 0)
 
 
 class BatchParser:
@@ -57,40 +102,50 @@ class BatchParser:
         self._dlq = dead_letter_topic
         self._clock = clock
 
-    def __call__(self, batch: list[SourceMsg]) -> list[ParsedBatch]:
+    def __call__(self, batch: RawBatch) -> ParsedBatch:
         now = self._clock()
         ctx = HandlerContext(coins=self._coins, now=now)
-        out = ParsedBatch()
+        out = ParsedBatch(batch.key)
+        records, origins, stamps = out.records, out.origins, out.kafka_ms
         handler = self._handler
-        for msg in batch:
-            value = msg.value
+        messages = batch.messages
+        # Each field read once per batch, in C, whichever kind of message it is.
+        if messages and isinstance(messages[0], KafkaSourceMessage):
+            sourced = [msg for msg in messages if isinstance(msg, KafkaSourceMessage)]
+            values = [msg.value for msg in sourced]
+            times = [msg.timestamp or _NO_STAMP for msg in sourced]
+            errors: list[object] = [None] * len(sourced)
+        else:
+            consumed = [msg for msg in messages if isinstance(msg, Message)]
+            values = [msg.value() for msg in consumed]
+            times = [msg.timestamp() for msg in consumed]
+            errors = [msg.error() for msg in consumed]
+        consumer_errors = 0
+        for msg, value, (kind, stamp), error in zip(messages, values, times, errors, strict=True):
+            if error is not None:  # librdkafka reported an error instead of a message
+                out.dead_letters.append(
+                    dead_letter(as_source_message(msg), reason=f"kafka consumer error: {error}",
+                                stage="kafka", topic=self._dlq, now=now)
+                )  # fmt: skip
+                consumer_errors += 1
+                continue
             if value is None:
                 result: Record | Rejection = Rejection(reason="empty message value (tombstone)")
             else:
                 result = handler(value, ctx)
             if isinstance(result, Rejection):
                 out.dead_letters.append(
-                    dead_letter(msg, reason=result.reason, stage="parse", topic=self._dlq, now=now)
-                )
+                    dead_letter(as_source_message(msg), reason=result.reason, stage="parse",
+                                topic=self._dlq, now=now)
+                )  # fmt: skip
             else:
-                out.records.append(result)
-                out.origins.append(msg)
-        m.MESSAGES.labels(self._topic).inc(len(batch))
-        if out.dead_letters:
-            m.DEAD_LETTERS.labels(self._topic, "parse").inc(len(out.dead_letters))
-        return [out]
-
-
-def kafka_error_letter(
-    topic: str, dead_letter_topic: str
-) -> Callable[[KafkaError[bytes | None, bytes | None]], SinkMsg]:
-    def convert(err: KafkaError[bytes | None, bytes | None]) -> SinkMsg:
-        m.DEAD_LETTERS.labels(topic, "kafka").inc()
-        return dead_letter(
-            err.msg,
-            reason=f"kafka consumer error: {err.err}",
-            stage="kafka",
-            topic=dead_letter_topic,
-        )
-
-    return convert
+                records.append(result)
+                origins.append(msg)
+                stamps.append(stamp if kind != TIMESTAMP_NOT_AVAILABLE else None)
+        m.MESSAGES.labels(self._topic).inc(len(messages) - consumer_errors)
+        parse_letters = len(out.dead_letters) - consumer_errors
+        if parse_letters:
+            m.DEAD_LETTERS.labels(self._topic, "parse").inc(parse_letters)
+        if consumer_errors:
+            m.DEAD_LETTERS.labels(self._topic, "kafka").inc(consumer_errors)
+        return out

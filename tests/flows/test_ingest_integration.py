@@ -6,6 +6,7 @@ Each test runs ``python -m flows.run ingest-<topic>`` as a subprocess, exactly a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -109,6 +110,39 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     # Dead letters may be re-sent after a crash (at-least-once on the DLQ topic), but each
     # one names its source offset, so the set of rejected messages is exact.
     wait_for(lambda: len(_distinct_dead_letters(kafka_bootstrap, dlq)) == n_bad, 30, "DLQ")
+
+
+def test_sigkill_while_the_writer_waits_on_the_database_loses_nothing(
+    kafka_bootstrap: str,
+    fresh_db: str,
+    new_topic: Callable[..., str],
+    worker_env: Callable[..., dict[str, str]],
+    workers: Callable[..., Worker],
+) -> None:
+    """The sink writes behind the flow, and recovery snapshots (every second here) must
+    not get ahead of its commits. The table is locked, so the writer waits on its first
+    batch while the flow has read on and several epochs have ended; a worker killed then
+    must resume from offsets whose rows are committed: all of them land, once."""
+    n = 3000
+    source, dlq = new_topic("rawticker"), new_topic("deadletter")
+    produce(kafka_bootstrap, source, [VALID["rawticker"](i) for i in range(n)])
+    env = worker_env(fresh_db, dlq)
+    with psycopg.connect(fresh_db) as locker:
+        locker.execute("LOCK TABLE ticker_data IN ACCESS EXCLUSIVE MODE")
+        first = workers("ingest-rawticker", source, env)
+        wait_for(lambda: first.metric("cryptoviz_ingest_messages_total") > 0, 60, "a first poll")
+        time.sleep(4)  # epochs of 1 s go by while the writer waits
+        assert first.alive()
+        first.kill()
+        locker.rollback()
+    assert count_rows(fresh_db, "ticker_data") == 0, "nothing could have been committed"
+    workers("ingest-rawticker", source, env)
+    wait_for(lambda: count_rows(fresh_db, "ticker_data") == n, 120, "every row after restart")
+    with psycopg.connect(fresh_db) as conn:
+        distinct = conn.execute(
+            "SELECT count(DISTINCT (pair, timestamp)) FROM ticker_data"
+        ).fetchone()
+    assert distinct == (n,)
 
 
 def test_two_worker_threads_split_the_partitions_and_write_each_row_once(
