@@ -88,11 +88,17 @@ def test_each_tables_rows_with_kafka_times_match_psycopg(
     _copy_twice(fresh_db, columns, names, rows)
 
 
-def test_kafka_times_are_utc_milliseconds() -> None:
+def test_kafka_times_are_exact_utc_milliseconds() -> None:
     assert kafka_times([1_764_310_291_001, None]) == [
         datetime(2025, 11, 28, 6, 11, 31, 1000, tzinfo=UTC),
         None,
     ]
+    # ms / 1000 as a float is inexact; the conversion rounds it back to the millisecond.
+    epoch, ms = datetime(1970, 1, 1, tzinfo=UTC), timedelta(milliseconds=1)
+    stamps = [*range(1_764_310_291_000, 1_764_311_291_000), *range(0, 4_102_444_800_000, 4_099_999)]
+    converted = kafka_times(stamps)
+    wrong = [s for s, t in zip(stamps, converted, strict=True) if t != epoch + ms * s]
+    assert not wrong, f"{len(wrong)} wrong, first {wrong[:5]}"
 
 
 @pytest.mark.parametrize(
