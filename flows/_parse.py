@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeAlias
+from typing import TypeAlias, cast
 
 from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
@@ -83,6 +83,7 @@ def _utcnow() -> datetime:
 
 
 _NO_STAMP = (TIMESTAMP_NOT_AVAILABLE, 0)
+_TOMBSTONE = Rejection(reason="empty message value (tombstone)")
 
 
 class BatchParser:
@@ -105,43 +106,48 @@ class BatchParser:
     def __call__(self, batch: RawBatch) -> ParsedBatch:
         now = self._clock()
         ctx = HandlerContext(coins=self._coins, now=now)
-        out = ParsedBatch(batch.key)
-        records, origins, stamps = out.records, out.origins, out.kafka_ms
-        handler = self._handler
         messages = batch.messages
         # Each field read once per batch, in C, whichever kind of message it is.
+        errors: list[object] | None = None
         if messages and isinstance(messages[0], KafkaSourceMessage):
-            sourced = [msg for msg in messages if isinstance(msg, KafkaSourceMessage)]
+            sourced = cast("Sequence[SourceMsg]", messages)
             values = [msg.value for msg in sourced]
             times = [msg.timestamp or _NO_STAMP for msg in sourced]
-            errors: list[object] = [None] * len(sourced)
         else:
-            consumed = [msg for msg in messages if isinstance(msg, Message)]
+            consumed = cast("Sequence[Message]", messages)
             values = [msg.value() for msg in consumed]
             times = [msg.timestamp() for msg in consumed]
             errors = [msg.error() for msg in consumed]
+            if errors.count(None) == len(errors):  # (identity: fast) no consumer error
+                errors = None
+        handler = self._handler
+        results = [_TOMBSTONE if value is None else handler(value, ctx) for value in values]
+        stamps = [stamp if kind != TIMESTAMP_NOT_AVAILABLE else None for kind, stamp in times]
+        out = ParsedBatch(batch.key)
         consumer_errors = 0
-        for msg, value, (kind, stamp), error in zip(messages, values, times, errors, strict=True):
-            if error is not None:  # librdkafka reported an error instead of a message
-                out.dead_letters.append(
-                    dead_letter(as_source_message(msg), reason=f"kafka consumer error: {error}",
-                                stage="kafka", topic=self._dlq, now=now)
-                )  # fmt: skip
-                consumer_errors += 1
-                continue
-            if value is None:
-                result: Record | Rejection = Rejection(reason="empty message value (tombstone)")
-            else:
-                result = handler(value, ctx)
-            if isinstance(result, Rejection):
-                out.dead_letters.append(
-                    dead_letter(as_source_message(msg), reason=result.reason, stage="parse",
-                                topic=self._dlq, now=now)
-                )  # fmt: skip
-            else:
-                records.append(result)
-                origins.append(msg)
-                stamps.append(stamp if kind != TIMESTAMP_NOT_AVAILABLE else None)
+        if errors is None and Rejection not in set(map(type, results)):  # the common batch
+            out.records = cast("list[Record]", results)
+            out.origins = list(messages)
+            out.kafka_ms = stamps
+        else:
+            for index, result in enumerate(results):
+                msg = messages[index]
+                error = None if errors is None else errors[index]
+                if error is not None:  # librdkafka reported an error instead of a message
+                    out.dead_letters.append(
+                        dead_letter(as_source_message(msg), reason=f"kafka consumer error: {error}",
+                                    stage="kafka", topic=self._dlq, now=now)
+                    )  # fmt: skip
+                    consumer_errors += 1
+                elif isinstance(result, Rejection):
+                    out.dead_letters.append(
+                        dead_letter(as_source_message(msg), reason=result.reason, stage="parse",
+                                    topic=self._dlq, now=now)
+                    )  # fmt: skip
+                else:
+                    out.records.append(result)
+                    out.origins.append(msg)
+                    out.kafka_ms.append(stamps[index])
         m.MESSAGES.labels(self._topic).inc(len(messages) - consumer_errors)
         parse_letters = len(out.dead_letters) - consumer_errors
         if parse_letters:

@@ -77,9 +77,12 @@ class _Committer:
     def commit(self, unit: list[ParsedBatch]) -> None:
         sink = self._sink
         topic = sink.topic
-        records = [r for batch in unit for r in batch.records]
-        origins = [o for batch in unit for o in batch.origins]
-        stamps = [t for batch in unit for t in batch.kafka_ms]
+        if len(unit) == 1:
+            records, origins, stamps = unit[0].records, unit[0].origins, unit[0].kafka_ms
+        else:
+            records = [r for batch in unit for r in batch.records]
+            origins = [o for batch in unit for o in batch.origins]
+            stamps = [t for batch in unit for t in batch.kafka_ms]
         started = time.perf_counter()
         started_at = datetime.now(UTC)
         result = self._write_until_done(records, stamps)
