@@ -4,9 +4,11 @@ The write overlaps the next poll and parse: each worker process has one writer
 thread (:class:`_WriteBehind`) with its own connection, and the sink hands it the
 parsed batches instead of writing them itself. psycopg releases the GIL while COPY
 data travels and while the server commits, which is when the flow's thread polls
-Kafka and parses the next batch. At most one batch waits behind the one being
-written; past that the flow blocks, so an outage stops the flow from reading on
-(the messages stay in Kafka) instead of filling memory.
+Kafka and parses the next batch. The writer takes every hand-over waiting behind
+its current write into its next transaction (up to the batch size in rows), so a
+low rate of small polls costs one commit per write, not one per poll. At most
+:data:`QUEUED` hand-overs wait; past that the flow blocks, so an outage stops the
+flow from reading on (the messages stay in Kafka) instead of filling memory.
 
 Ordering with Bytewax recovery: the sink is a :class:`FixedPartitionedSink`, so
 Bytewax calls :meth:`_PostgresPartition.snapshot` at the end of every epoch in which
@@ -48,8 +50,11 @@ log = logging.getLogger(__name__)
 PARTITIONS = 8
 """Sink partitions, named ``"0"`` ... ``"7"``. Never change it: recovery snapshots are
 stored per partition name, and a worker resumes only with the names it wrote."""
-QUEUED = 1
-"""Batches that may wait behind the one being written before the flow blocks."""
+QUEUED = 3
+"""Hand-overs that may wait behind the write in progress before the flow blocks. The
+writer takes all that wait (up to the batch size in rows) in its next transaction: at a
+low rate each partition's poll is a hand-over of a few messages, and one commit (one
+WAL flush) for all of them is what keeps up."""
 
 
 class WriterFailed(IngestError):
@@ -144,8 +149,9 @@ class _Committer:
 class _WriteBehind:
     """A writer thread taking units in order; :meth:`drain` waits for all handed over."""
 
-    def __init__(self, committer: _Committer, name: str) -> None:
+    def __init__(self, committer: _Committer, name: str, max_rows: int) -> None:
         self._committer = committer
+        self._max_rows = max_rows
         self._cond = threading.Condition()
         self._queue: deque[list[ParsedBatch]] = deque()
         self._submitted = 0
@@ -164,7 +170,7 @@ class _WriteBehind:
             )
 
     def submit(self, unit: list[ParsedBatch]) -> None:
-        """Hand ``unit`` over; blocks while :data:`QUEUED` units already wait."""
+        """Hand ``unit`` over; blocks while :data:`QUEUED` hand-overs already wait."""
         with self._cond:
             while len(self._queue) >= QUEUED and self._failure is None:
                 self._cond.wait()
@@ -204,7 +210,12 @@ class _WriteBehind:
                     self._cond.wait()
                 if not self._queue:
                     return
-                unit = self._queue.popleft()  # the flow may queue the next one meanwhile
+                unit = self._queue.popleft()  # the flow may queue more meanwhile
+                taken, rows = 1, self._rows(unit)
+                while self._queue and rows + self._rows(self._queue[0]) <= self._max_rows:
+                    more = self._queue.popleft()
+                    unit = [*unit, *more]
+                    taken, rows = taken + 1, rows + self._rows(more)
                 self._cond.notify_all()
             try:
                 self._committer.commit(unit)
@@ -215,8 +226,12 @@ class _WriteBehind:
                     self._cond.notify_all()
                 return
             with self._cond:
-                self._done += 1
+                self._done += taken
                 self._cond.notify_all()
+
+    @staticmethod
+    def _rows(unit: list[ParsedBatch]) -> int:
+        return sum(len(batch.records) for batch in unit)
 
 
 class _PostgresPartition(StatefulSinkPartition[ParsedBatch, None]):
@@ -284,7 +299,9 @@ class PostgresSink(FixedPartitionedSink[ParsedBatch, None]):
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _PostgresPartition:
         with self._lock:
             if self._writer is None:
-                self._writer = _WriteBehind(_Committer(self), f"{step_id}-writer")
+                self._writer = _WriteBehind(
+                    _Committer(self), f"{step_id}-writer", self.retry.batch_size
+                )
             self._open_parts += 1
             return _PostgresPartition(self, self._writer)
 
