@@ -62,8 +62,9 @@ BENCH_PYTHON = REPO / ".venv" / "bench" / "bin" / "python"
 QUIX_APP = REPO / "bench" / "_peers_quix.py"
 SYSTEMS = ("ours", "quix", "connect")
 GUARANTEES = {
-    "ours": "exactly one row per message: offsets in Bytewax recovery snapshots, "
-    "replays after a crash skipped by the idempotent COPY on the primary key",
+    "ours": "exactly one row per message: offsets in Bytewax recovery snapshots, each "
+    "taken once the rows before it are committed; replays after a crash skipped by the "
+    "idempotent COPY on the primary key",
     "quix": "at-least-once delivery (its docs); upsert on the primary key turns "
     "redeliveries into overwrites of the same row",
     "connect": "at-least-once delivery; Debezium JDBC sink upsert on the primary key "
