@@ -28,8 +28,9 @@ from flows.ingest import build_ingest_flow
 from handlers import handler_for
 from infra._procs import free_port
 from infra.settings import IngestSettings, Settings
+from tests._wait import wait_for
 from tests.flows._payloads import VALID
-from tests.flows.conftest import count_rows, read_all, wait_for
+from tests.flows.conftest import count_rows, read_all
 from tests.flows.producers._observe import Counters
 
 pytestmark = pytest.mark.integration
