@@ -54,7 +54,9 @@ QUEUED = 3
 """Hand-overs that may wait behind the write in progress before the flow blocks. The
 writer takes all that wait (up to the batch size in rows) in its next transaction: at a
 low rate each partition's poll is a hand-over of a few messages, and one commit (one
-WAL flush) for all of them is what keeps up."""
+WAL flush) for all of them is what keeps up. So at most ``2 * QUEUED`` hand-overs (each
+at most one poll, at most the batch size in rows) are held in memory by the writer,
+and the flow reads no further while a write is retried."""
 
 
 class WriterFailed(IngestError):
