@@ -33,6 +33,14 @@ def _distinct_dead_letters(bootstrap: str, dlq: str) -> set[tuple[str, str, str]
 
 
 @pytest.mark.parametrize("topic", sorted(TABLES))
+def _distinct_tickers(url: str) -> int:
+    """Ticker rows with distinct idempotency keys (pair, exchange time)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(DISTINCT (pair, timestamp)) FROM ticker_data").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def test_valid_rows_land_invalid_ones_are_dead_lettered_and_replays_add_nothing(
     topic: str,
     kafka_bootstrap: str,
@@ -102,11 +110,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     second = workers("ingest-rawticker", source, env)
     wait_for(lambda: count_rows(fresh_db, "ticker_data") == n - n_bad, 120, "all rows")
     wait_for(lambda: second.metric("cryptoviz_ingest_messages_total") > 0, 30, "metrics")
-    with psycopg.connect(fresh_db) as conn:
-        distinct = conn.execute(
-            "SELECT count(DISTINCT (pair, timestamp)) FROM ticker_data"
-        ).fetchone()
-    assert distinct == (n - n_bad,)
+    assert _distinct_tickers(fresh_db) == n - n_bad
     # Dead letters may be re-sent after a crash (at-least-once on the DLQ topic), but each
     # one names its source offset, so the set of rejected messages is exact.
     wait_for(lambda: len(_distinct_dead_letters(kafka_bootstrap, dlq)) == n_bad, 30, "DLQ")
@@ -138,11 +142,7 @@ def test_sigkill_while_the_writer_waits_on_the_database_loses_nothing(
     assert count_rows(fresh_db, "ticker_data") == 0, "nothing could have been committed"
     workers("ingest-rawticker", source, env)
     wait_for(lambda: count_rows(fresh_db, "ticker_data") == n, 120, "every row after restart")
-    with psycopg.connect(fresh_db) as conn:
-        distinct = conn.execute(
-            "SELECT count(DISTINCT (pair, timestamp)) FROM ticker_data"
-        ).fetchone()
-    assert distinct == (n,)
+    assert _distinct_tickers(fresh_db) == n
 
 
 def test_two_worker_threads_split_the_partitions_and_write_each_row_once(
