@@ -102,7 +102,8 @@ class KafkaBatchSource(FixedPartitionedSource[RawBatch, int]):
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _Partition:
         index, topic = for_part.split("-", 1)
         config: dict[str, str | int] = {
-            # Offsets live in Bytewax's recovery snapshots, not in a consumer group.
+            # Offsets live in Bytewax's recovery snapshots; a group named in add_config
+            # only shows the position (flows._consumer.committing_to), never resumes it.
             "group.id": "BYTEWAX_IGNORED",
             "enable.auto.commit": "false",
             "bootstrap.servers": self._brokers,

@@ -9,6 +9,7 @@ source (tests: ``TestingSource`` of ``KafkaSourceMessage``) groups its items wit
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 
 from flows import _metrics as m
-from flows._dead_letter import dead_letter
+from flows._dead_letter import dead_letter, reason_code
 from handlers import CoinTable, Handler, HandlerContext, Record, Rejection
 
 SourceMsg = KafkaSourceMessage[bytes | None, bytes | None]
@@ -124,7 +125,7 @@ class BatchParser:
         results = [_TOMBSTONE if value is None else handler(value, ctx) for value in values]
         stamps = [stamp if kind != TIMESTAMP_NOT_AVAILABLE else None for kind, stamp in times]
         out = ParsedBatch(batch.key)
-        consumer_errors = 0
+        codes: Counter[tuple[str, str]] = Counter()  # (stage, reason code) -> dead letters
         if errors is None and Rejection not in set(map(type, results)):  # the common batch
             out.records = cast("list[Record]", results)
             out.origins = list(messages)
@@ -134,24 +135,25 @@ class BatchParser:
                 msg = messages[index]
                 error = None if errors is None else errors[index]
                 if error is not None:  # librdkafka reported an error instead of a message
+                    code = reason_code("kafka", "")
+                    codes["kafka", code] += 1
                     out.dead_letters.append(
                         dead_letter(as_source_message(msg), reason=f"kafka consumer error: {error}",
-                                    stage="kafka", topic=self._dlq, now=now)
+                                    stage="kafka", topic=self._dlq, now=now, code=code)
                     )  # fmt: skip
-                    consumer_errors += 1
                 elif isinstance(result, Rejection):
+                    code = reason_code("parse", result.reason, result.field)
+                    codes["parse", code] += 1
                     out.dead_letters.append(
                         dead_letter(as_source_message(msg), reason=result.reason, stage="parse",
-                                    topic=self._dlq, now=now)
+                                    topic=self._dlq, now=now, code=code)
                     )  # fmt: skip
                 else:
                     out.records.append(result)
                     out.origins.append(msg)
                     out.kafka_ms.append(stamps[index])
+        consumer_errors = sum(n for (stage, _), n in codes.items() if stage == "kafka")
         m.MESSAGES.labels(self._topic).inc(len(messages) - consumer_errors)
-        parse_letters = len(out.dead_letters) - consumer_errors
-        if parse_letters:
-            m.DEAD_LETTERS.labels(self._topic, "parse").inc(parse_letters)
-        if consumer_errors:
-            m.DEAD_LETTERS.labels(self._topic, "kafka").inc(consumer_errors)
+        for (stage, code), count in codes.items():
+            m.DEAD_LETTERS.labels(self._topic, stage, code).inc(count)
         return out

@@ -38,7 +38,7 @@ from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from flows import _metrics as m
-from flows._dead_letter import DeadLetterPublisher, dead_letter
+from flows._dead_letter import DeadLetterPublisher, dead_letter, reason_code
 from flows._parse import Origin, ParsedBatch, SourceMsg, as_source_message
 from flows._pg_writer import BatchWriter, DatabaseUnavailable, IngestError, WriteResult
 from flows._tables import TableSpec
@@ -109,7 +109,8 @@ class _Committer:
                 self._publisher = sink.publisher()
             if self._publisher is not None:
                 self._publisher.publish(letters)
-            m.DEAD_LETTERS.labels(topic, "database").inc(len(letters))
+            code = reason_code("database", "")
+            m.DEAD_LETTERS.labels(topic, "database", code).inc(len(letters))
             log.warning("%s: database refused %d rows (dead-lettered)", topic, len(letters))
 
     def _write_until_done(self, records: list[Any], kafka_ms: list[int | None]) -> WriteResult:

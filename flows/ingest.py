@@ -8,8 +8,10 @@
 Run one as its own worker with ``python -m flows.run ingest-rawticker`` (see
 :mod:`flows.run` for scaling and recovery). ``topic`` picks the handler and the
 table; ``kafka_topic`` (default: that topic in the topic map, ``Settings.kafka.topics``)
-is the topic actually consumed. Dead letters go to the map's ``deadletter`` topic. The
-Kafka input is :mod:`flows._kafka_source` (whole polls, no per-message objects); the
+is the topic actually consumed, and the flow's position in it is committed to the
+consumer group ``cryptoviz-ingest-<topic>`` (for the lag; the flow itself resumes from
+its recovery snapshots). Dead letters go to the map's ``deadletter`` topic. The Kafka
+input is :mod:`flows._kafka_source` (whole polls, no per-message objects); the
 database sink writes behind the flow and commits before each recovery snapshot
 (:mod:`flows._pg_sink`). Tests pass ``source``/sinks to run the same flow on
 ``TestingSource``/``TestingSink`` without a broker.
@@ -23,7 +25,7 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from flows._consumer import CONSUMER_CONFIG
+from flows._consumer import CONSUMER_CONFIG, committing_to
 from flows._dead_letter import PRODUCER_CONFIG
 from flows._kafka_source import KafkaBatchSource, kafka_batches
 from flows._parse import BatchParser, ParsedBatch, RawBatch, SinkMsg, SourceMsg, raw_batches
@@ -31,6 +33,7 @@ from flows._pg_sink import PostgresSink
 from flows._tables import TABLES
 from flows._tracing import otlp_commit_tracer
 from handlers import handler_for
+from infra.programs import consumer_group, ingest_program
 from infra.settings import Settings, SettingsError
 
 
@@ -56,7 +59,7 @@ def build_ingest_flow(
             [bootstrap],
             kafka_topic or kafka.topics.of(topic),
             batch_size=settings.ingest.batch_size,
-            add_config=dict(CONSUMER_CONFIG),
+            add_config={**CONSUMER_CONFIG, **committing_to(consumer_group(ingest_program(topic)))},
         )
         raw = kafka_batches("kafka_in", flow, kafka_source)
     else:
