@@ -32,7 +32,6 @@ def _distinct_dead_letters(bootstrap: str, dlq: str) -> set[tuple[str, str, str]
     }
 
 
-@pytest.mark.parametrize("topic", sorted(TABLES))
 def _distinct_tickers(url: str) -> int:
     """Ticker rows with distinct idempotency keys (pair, exchange time)."""
     with psycopg.connect(url) as conn:
@@ -41,6 +40,7 @@ def _distinct_tickers(url: str) -> int:
     return int(row[0])
 
 
+@pytest.mark.parametrize("topic", sorted(TABLES))
 def test_valid_rows_land_invalid_ones_are_dead_lettered_and_replays_add_nothing(
     topic: str,
     kafka_bootstrap: str,
