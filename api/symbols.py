@@ -56,6 +56,5 @@ class Symbols:
         return self.pair(f"{base}/{quote}", parameter="pair")
 
     def pairs_of(self, symbol: str) -> tuple[str, ...]:
-        """The tracked pairs of a coin (``BTC`` -> ``("BTC/USD",)``), ``SYMBOL/USD`` if none."""
-        tracked = tuple(p for p in self.table.tracked if p.split("/", 1)[0] == symbol)
-        return tracked or (f"{symbol}/USD",)
+        """The pairs of a coin (``BTC`` -> ``("BTC/USD",)``): :meth:`CoinTable.pairs_of`."""
+        return self.table.pairs_of(symbol)
