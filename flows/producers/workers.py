@@ -75,13 +75,29 @@ def _sink(
 
 SourceFactory = Callable[[Settings, ProducerSettings], Source[Any]]
 
+
+def _kraken(settings: Settings, producer: ProducerSettings) -> KrakenSource:
+    coins = settings.coin_table()
+    tracking = settings.tracked_coins("producer-kraken", coins)
+    return KrakenSource(producer.kraken, coins, tracking=tracking)
+
+
+def _rss(settings: Settings, producer: ProducerSettings) -> RssSource:
+    coins = settings.coin_table()
+    return RssSource(producer.rss, coins, tracking=settings.tracked_coins("producer-rss", coins))
+
+
 SOURCES: dict[str, tuple[str, SourceFactory]] = {
-    "producer-kraken": ("kraken", lambda s, p: KrakenSource(p.kraken, s.coin_table())),
-    "producer-rss": ("feeds", lambda s, p: RssSource(p.rss, s.coin_table())),
+    "producer-kraken": ("kraken", _kraken),
+    "producer-rss": ("feeds", _rss),
     "producer-replay": ("replay", lambda s, p: ReplaySource(p.replay, s.coin_table())),
     "producer-synthetic": ("synthetic", lambda s, p: SyntheticSource(p.synthetic, s.coin_table())),
 }
-"""Worker name -> (input step id, its source): every producer that reads the outside world."""
+"""Worker name -> (input step id, its source): every producer that reads the outside world.
+
+The Kraken and news producers follow the tracked coins (``crypto_configuration``, read
+live when ``DATABASE_URL`` is set: :mod:`infra.tracking`); the replay and synthetic
+producers send what was recorded or generated, whatever is tracked."""
 
 
 def build_producer_flow(
