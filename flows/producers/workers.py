@@ -56,6 +56,7 @@ from handlers import (
 )
 from infra.programs import consumer_group
 from infra.settings import Settings, SettingsError
+from infra.tracking import TrackedCoins
 
 log = logging.getLogger(__name__)
 
@@ -73,31 +74,22 @@ def _sink(
     )
 
 
-SourceFactory = Callable[[Settings, ProducerSettings], Source[Any]]
-
-
-def _kraken(settings: Settings, producer: ProducerSettings) -> KrakenSource:
-    coins = settings.coin_table()
-    tracking = settings.tracked_coins("producer-kraken", coins)
-    return KrakenSource(producer.kraken, coins, tracking=tracking)
-
-
-def _rss(settings: Settings, producer: ProducerSettings) -> RssSource:
-    coins = settings.coin_table()
-    return RssSource(producer.rss, coins, tracking=settings.tracked_coins("producer-rss", coins))
-
+SourceFactory = Callable[[ProducerSettings, CoinTable, TrackedCoins | None], Source[Any]]
+"""``(producer settings, coin table, tracked coins or None) -> the worker's source``."""
 
 SOURCES: dict[str, tuple[str, SourceFactory]] = {
-    "producer-kraken": ("kraken", _kraken),
-    "producer-rss": ("feeds", _rss),
-    "producer-replay": ("replay", lambda s, p: ReplaySource(p.replay, s.coin_table())),
-    "producer-synthetic": ("synthetic", lambda s, p: SyntheticSource(p.synthetic, s.coin_table())),
+    "producer-kraken": ("kraken", lambda p, c, t: KrakenSource(p.kraken, c, tracking=t)),
+    "producer-rss": ("feeds", lambda p, c, t: RssSource(p.rss, c, tracking=t)),
+    "producer-replay": ("replay", lambda p, c, _t: ReplaySource(p.replay, c)),
+    "producer-synthetic": ("synthetic", lambda p, c, _t: SyntheticSource(p.synthetic, c)),
 }
-"""Worker name -> (input step id, its source): every producer that reads the outside world.
+"""Worker name -> (input step id, its source): every producer that reads the outside world."""
 
-The Kraken and news producers follow the tracked coins (``crypto_configuration``, read
-live when ``DATABASE_URL`` is set: :mod:`infra.tracking`); the replay and synthetic
-producers send what was recorded or generated, whatever is tracked."""
+FOLLOWS_CONFIGURATION: frozenset[str] = frozenset(("producer-kraken", "producer-rss"))
+"""The producers that follow the tracked coins (``crypto_configuration``, read live when
+``DATABASE_URL`` is set: :mod:`infra.tracking`), so the only ones that need the database;
+the replay and synthetic producers send what was recorded or generated, whatever is
+tracked."""
 
 
 def build_producer_flow(
@@ -115,7 +107,11 @@ def build_producer_flow(
     """
     step, make_source = SOURCES[name]
     flow = Dataflow(name.replace("-", "_"))
-    messages = op.input(step, flow, source or make_source(settings, producer))
+    if source is None:
+        coins = settings.coin_table()
+        tracking = settings.tracked_coins(name, coins) if name in FOLLOWS_CONFIGURATION else None
+        source = make_source(producer, coins, tracking)
+    messages = op.input(step, flow, source)
     topics = settings.kafka.topics
 
     def record(msg: WireMessage) -> Keyed:
