@@ -17,7 +17,7 @@ live socket; the news producer tags articles with tracked coins only; the Spark 
 writes sentiment and predictions of tracked coins only. Each follows the table with
 a :class:`TrackedCoins`: a daemon thread that holds one connection, ``LISTEN``\\ s on
 :data:`CHANNEL` (a trigger notifies every committed change, whoever makes it: see
-``sql/migrations/0006_config_notify.sql``) and re-reads the table on a notification,
+``sql/migrations/0007_config_notify.sql``) and re-reads the table on a notification,
 and every ``poll_s`` seconds anyway (a missed notification, a pooler that drops
 ``LISTEN``). A change therefore reaches every program within about a second, and at
 worst within ``CRYPTOVIZ_CONFIG_POLL_S``; nothing restarts. Without a database

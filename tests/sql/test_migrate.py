@@ -52,7 +52,7 @@ def test_layout_is_valid() -> None:
         "0003_timeseries",
         "0004_analytics",
         "0005_hop_times",
-        "0006_config_notify",
+        "0007_config_notify",
     ]
     timeseries = migrations[2]
     assert timeseries.shared is None
@@ -66,9 +66,9 @@ def test_applies_plain_flavour_in_order(empty_db: str) -> None:
     progress: list[AppliedMigration] = []
     report = migrate(empty_db, on_applied=progress.append)
     assert report.flavour == "plain"
-    assert report.applied_versions == ALL_VERSIONS == (1, 2, 3, 4, 5, 6)
+    assert report.applied_versions == ALL_VERSIONS == (1, 2, 3, 4, 5, 7)
     assert report.already_applied == ()
-    assert report.current_version == 6
+    assert report.current_version == 7
     assert progress == list(report.applied)
     with psycopg.connect(empty_db) as conn:
         rows = conn.execute(
@@ -81,7 +81,7 @@ def test_applies_plain_flavour_in_order(empty_db: str) -> None:
         (3, "timeseries", "plain", 64, True),
         (4, "analytics", "plain", 64, True),
         (5, "hop_times", "plain", 64, True),
-        (6, "config_notify", "plain", 64, True),
+        (7, "config_notify", "plain", 64, True),
     ]
 
 
@@ -262,7 +262,7 @@ def test_failed_migration_leaves_nothing(empty_db: str, migrations_copy: Path) -
     assert "nothing of it was applied" in message
     with psycopg.connect(empty_db) as conn:
         assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (
-            len(ALL_VERSIONS),
+            max(ALL_VERSIONS),
         )
         assert conn.execute("SELECT to_regclass('half_done')").fetchone() == (None,)
     bad.write_text("CREATE TABLE half_done (id int);\n")
@@ -376,13 +376,13 @@ def test_cli(empty_db: str) -> None:
         "migrations: applied 0003_timeseries (plain)",
         "migrations: applied 0004_analytics (plain)",
         "migrations: applied 0005_hop_times (plain)",
-        "migrations: applied 0006_config_notify (plain)",
-        "migrations: up to date at version 0006 (plain, 6 applied)",
+        "migrations: applied 0007_config_notify (plain)",
+        "migrations: up to date at version 0007 (plain, 6 applied)",
     ]
     again = _cli(env={"DATABASE_URL": empty_db})
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines() == [
-        "migrations: up to date at version 0006 (plain, nothing to apply)"
+        "migrations: up to date at version 0007 (plain, nothing to apply)"
     ]
 
 

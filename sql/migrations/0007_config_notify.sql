@@ -1,4 +1,4 @@
--- 0006_config_notify: every change of crypto_configuration is announced.
+-- 0007_config_notify: every change of crypto_configuration is announced.
 --
 -- The producers and the Spark job follow the tracked cryptos live
 -- (infra/tracking.py): they LISTEN on cryptoviz_config and re-read the table when a
