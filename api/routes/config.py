@@ -2,7 +2,8 @@
 
 ``crypto_configuration`` drives collection: the Kraken producer, the news producer
 and the Spark job follow it live (:mod:`infra.tracking`), so a write here takes
-effect within seconds without restarting anything.
+effect within seconds without restarting anything. ``visualization_parameters`` is
+stored and served for API clients only: the bundled dashboard does not read it.
 
 Reads are public; writes need an API key (see :mod:`api.auth`): they sit on a
 router of their own whose guard checks it. Bodies are
@@ -181,7 +182,13 @@ async def delete_crypto(ctx: NamedDependency[ApiContext], symbol: FromPath[str])
 # -- visualizations ------------------------------------------------------------------
 
 
-@get("/visualization/", responses=READ_ERRORS, summary="Saved visualization parameters")
+@get(
+    "/visualization/",
+    responses=READ_ERRORS,
+    summary="Saved visualization parameters",
+    description="Stored for API clients; the bundled dashboard does not read them (it "
+    "draws no indicators, and its URL keeps the coin, pair and period).",
+)
 async def list_visualizations(
     ctx: NamedDependency[ApiContext], symbol: SymbolFilter = None
 ) -> VisualizationConfigList:
