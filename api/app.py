@@ -60,7 +60,8 @@ def create_app(
 
     ``tracer_provider`` defaults to one built from ``api_settings`` (OTLP export only
     when ``settings.otlp_endpoint`` is configured); tests pass one with an in-memory exporter.
-    ``clock`` is where "now" comes from (relative periodes, data age).
+    ``clock`` is where "now" comes from (relative periodes, data age; no forecast issued
+    after it is served).
     """
     if settings.database.url is None:
         raise SettingsError("the API needs a database: set DATABASE_URL")
@@ -82,6 +83,7 @@ def create_app(
         symbols=symbols,
         telemetry=telemetry,
         channels=channels,
+        clock=clock,
     )
     ctx = ApiContext(
         settings=api_settings,

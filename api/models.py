@@ -15,6 +15,7 @@ import msgspec
 from msgspec import Meta
 
 from handlers import AlertType, Side
+from spark_batch.accuracy import IntervalAccuracy
 
 ChartType = Literal["line", "candlestick", "area", "bar", "ohlc"]
 
@@ -22,7 +23,8 @@ ChartType = Literal["line", "candlestick", "area", "bar", "ohlc"]
 # -- history rows --------------------------------------------------------------------
 
 
-class TickerPoint(msgspec.Struct, frozen=True, kw_only=True):
+class TickerPoint(msgspec.Struct, frozen=True):
+    # Not kw_only: pages of up to 1,000 are built positionally (api.db.struct_row).
     timestamp: datetime
     last: float
     bid: float | None
@@ -58,16 +60,31 @@ class SentimentPoint(msgspec.Struct, frozen=True, kw_only=True):
 
 class PredictionPoint(msgspec.Struct, frozen=True, kw_only=True):
     timestamp: datetime
+    """When the forecast was issued: it used only ticks before this time."""
     window_start: datetime | None
     model_name: str
+    horizon_s: int
+    target_time: datetime
+    """``timestamp + horizon_s``: the time the forecast is for."""
     predicted_price: float
     actual_price: float | None
+    """The last price at or before ``target_time``, once known."""
     confidence_interval_low: float | None
     confidence_interval_high: float | None
     interval_level: float | None
-    horizon_s: int
-    target_time: datetime
+    """Nominal level of the inner interval (0.8; 0.6827 for the prototype's model)."""
+    outer_interval_low: float | None
+    outer_interval_high: float | None
+    outer_interval_level: float | None
+    """Nominal level of the outer interval (0.95), if the model has one."""
     last_price: float | None
+    """The last price before ``timestamp``: the naive forecast."""
+    trailing_skill: float | None
+    """``1 - MAE / naive MAE`` of this model and horizon over its recent resolved
+    forecasts when this one was issued; negative is worse than the naive forecast,
+    ``null`` until enough forecasts are resolved."""
+    preferred: bool
+    """This model was the one to show first for its coin and horizon at ``timestamp``."""
 
 
 class ArticlePoint(msgspec.Struct, frozen=True, kw_only=True):
@@ -165,6 +182,8 @@ class SentimentHistory(msgspec.Struct, frozen=True, kw_only=True):
 
 class PredictionHistory(msgspec.Struct, frozen=True, kw_only=True):
     crypto_symbol: str
+    horizon_s: int | None
+    """The horizon asked for (``null``: every horizon)."""
     count: int
     data: list[PredictionPoint]
     limit: int
@@ -271,38 +290,92 @@ class LatestPrice(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ModelAccuracy(msgspec.Struct, frozen=True, kw_only=True):
-    window_days: int
-    evaluated: int
-    """Predictions of the window whose actual price is known."""
-    mae: float | None
+    """The accuracy report's line of one model and horizon (``python -m spark_batch.report``).
+
+    ``model_name`` is a model, ``shown_first`` (the forecasts flagged ``preferred``,
+    whichever model made them) or ``naive_last_value`` (the last price as forecast).
+    """
+
+    model_name: str
+    horizon_s: int
+    predictions: int
+    """Forecasts of the window whose actual price is known."""
+    mae: float
+    rmse: float
     mape_pct: float | None
-    interval_coverage_pct: float | None
-    """Share of evaluated predictions whose actual price fell inside their interval."""
+    directional_accuracy: float | None
+    """Share of right up/down calls where the price moved."""
+    direction_calls: int
+    naive_mae: float | None
+    naive_rmse: float | None
+    naive_mape_pct: float | None
+    skill_vs_naive: float | None
+    """``1 - MAE / naive MAE`` over these forecasts: below 0 is worse than naive."""
+    intervals: list[IntervalAccuracy]
 
 
 class StoredPrediction(msgspec.Struct, frozen=True, kw_only=True):
-    """A model's prediction as stored (the row of ``LATEST_PREDICTIONS``)."""
+    """A model's latest forecast for one horizon as stored (the row of ``LATEST_PREDICTIONS``)."""
 
     model_name: str
+    horizon_s: int
     timestamp: datetime
     window_start: datetime | None
+    target_time: datetime
     predicted_price: float
     confidence_interval_low: float | None
     confidence_interval_high: float | None
     interval_level: float | None
-    horizon_s: int
-    target_time: datetime
+    outer_interval_low: float | None
+    outer_interval_high: float | None
+    outer_interval_level: float | None
     last_price: float | None
+    trailing_skill: float | None
+    preferred: bool
 
 
 class ModelPrediction(StoredPrediction, frozen=True, kw_only=True):
+    label: str
+    """What the dashboard calls the model (the prototype's is "the prototype's baseline")."""
+    shown_first: bool
+    """The forecast to show first for its horizon (see ``LatestPredictions``)."""
     accuracy: ModelAccuracy | None
+    """Its model and horizon over the accuracy window (``null``: nothing scored yet)."""
 
 
 class LatestPredictions(msgspec.Struct, frozen=True, kw_only=True):
+    """Each model's latest forecast per horizon, the one to show first, and the live
+    accuracy report of the trailing window.
+
+    Shown first, per horizon: the model flagged ``preferred`` by the job at its latest
+    forecast (its trailing skill is never below the naive forecast's); for rows
+    without a flag (stored before the flag existed), the model with the highest
+    trailing skill if it is at least 0; otherwise none (show the last price).
+    """
+
     crypto_symbol: str
+    horizon_s: int | None
+    """The horizon asked for (``null``: every horizon)."""
     count: int
     data: list[ModelPrediction]
+    """Per horizon (ascending): the one shown first, then the others by name."""
+    accuracy_from: datetime | None
+    accuracy_to: datetime | None
+    """The trailing window scored: forecasts issued in ``[from, to)``, ``to`` the latest."""
+    baselines: list[ModelAccuracy]
+    """The report's ``shown_first`` and ``naive_last_value`` lines of the window."""
+
+
+class PredictionAccuracy(msgspec.Struct, frozen=True, kw_only=True):
+    """The accuracy report of a coin over a range: per horizon, one line per model,
+    then ``shown_first`` and ``naive_last_value``."""
+
+    crypto_symbol: str
+    horizon_s: int | None
+    date_debut: datetime
+    date_fin: datetime
+    count: int
+    data: list[ModelAccuracy]
 
 
 class CryptoStatus(msgspec.Struct, frozen=True, kw_only=True):

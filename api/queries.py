@@ -20,9 +20,10 @@ qualifies.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, get_args
 
 import msgspec
 
@@ -38,7 +39,7 @@ from api.models import (
     TradePoint,
     VisualizationConfig,
 )
-from api.params import Page
+from api.params import Page, invalid_cursor
 from infra.db_state import TRADE_GAPS_SQL, PairGaps
 
 ONE_MICROSECOND: Final = timedelta(microseconds=1)
@@ -52,14 +53,16 @@ class PageQuery(Query[R]):
     """A keyset page statement; ``keys`` are its order columns after ``timestamp``."""
 
     keys: tuple[str, ...] = ()
+    int_keys: frozenset[str] = frozenset()
+    """The key columns holding integers (a cursor carries every key as text)."""
 
 
 def page_query(
     name: str, table: str, row: type[P], *, where: str | None = None, keys: tuple[str, ...] = ()
 ) -> PageQuery[P]:
     """The keyset page of ``table`` rows matching ``where`` (on ``%(key)s``), newest first,
-    its SELECT list the fields of ``row`` (see the module docstring)."""
-    columns = ", ".join(f.name for f in msgspec.structs.fields(row))
+    its SELECT list the fields of ``row`` (see the module docstring), read in binary."""
+    columns = ", ".join(_column(f) for f in msgspec.structs.fields(row))
     conditions = [where] if where is not None else []
     if keys:
         after = ", ".join(f"%(after_{k})s" for k in keys)
@@ -75,7 +78,18 @@ def page_query(
         f"SELECT {columns}\nFROM {table}\nWHERE {chr(10).join(_and(conditions))}\n"
         f"ORDER BY {order}\nLIMIT %(n)s"
     )
-    return PageQuery(name, "SELECT", table, sql, row, keys)
+    types = {f.name: f.type for f in msgspec.structs.fields(row)}
+    int_keys = frozenset(k for k in keys if types[k] is int)
+    return PageQuery(name, "SELECT", table, sql, row, binary=True, keys=keys, int_keys=int_keys)
+
+
+def _column(field: msgspec.structs.FieldInfo) -> str:
+    """A page's SELECT item for ``field``: float fields as ``float8``, so the page can be
+    read in binary (see :class:`~api.db.Query`). PostgreSQL casts ``numeric`` to
+    ``float8`` through its text, so the float is the one parsing that text gives."""
+    if float in (field.type, *get_args(field.type)):
+        return f"{field.name}::float8 AS {field.name}"
+    return field.name
 
 
 def _and(conditions: list[str]) -> list[str]:
@@ -89,8 +103,16 @@ TRADE_PAGE = page_query("trade_page", "trade_data", TradePoint, where=_PAIR, key
 SENTIMENT_PAGE = page_query(
     "sentiment_page", "sentiment_data", SentimentPoint, where=_COIN, keys=("source",)
 )
+# One row per (coin, model, horizon, issue time): the horizon is a key of the order, so a
+# page boundary between two horizons of one model and minute neither skips nor repeats a
+# row. Never a forecast stamped after the clock (its issue time is when it was made).
 PREDICTION_PAGE = page_query(
-    "prediction_page", "prediction_data", PredictionPoint, where=_COIN, keys=("model_name",)
+    "prediction_page",
+    "prediction_data",
+    PredictionPoint,
+    where=f"{_COIN} AND (%(horizon)s::int IS NULL OR horizon_s = %(horizon)s::int)"
+    " AND timestamp <= %(now)s",
+    keys=("model_name", "horizon_s"),
 )
 ARTICLE_PAGE = page_query("article_page", "article_data", ArticlePoint, keys=("article_id",))
 # The GIN index on cryptocurrencies_mentioned serves "@>" (mentions are stored as
@@ -109,10 +131,16 @@ ALERT_BY_PAIR_PAGE = page_query(
 
 
 async def fetch_page(
-    db: Database, query: Query[R], page: Page, key: str | None, keys: tuple[str, ...]
+    db: Database,
+    query: PageQuery[R],
+    page: Page,
+    key: str | None,
+    keys: tuple[str, ...],
+    *,
+    filters: Mapping[str, Any] | None = None,
 ) -> list[R]:
     """Up to ``page.limit + 1`` rows of a keyset listing ordered by ``(timestamp, *keys)``
-    (see the module docstring)."""
+    (see the module docstring); ``filters`` are the query's other parameters."""
     if page.after is not None:
         cts = page.after.ts
         after = dict(zip(keys, page.after.keys, strict=False))
@@ -120,13 +148,26 @@ async def fetch_page(
         cts = page.range.hi + ONE_MICROSECOND
         after = {}
     params: dict[str, Any] = {
+        **(filters or {}),
         "key": key,
         "lo": page.range.lo,
         "cts": cts,
         "n": page.limit + 1,
-        **{f"after_{column}": after.get(column, "") for column in keys},
+        **{f"after_{c}": _after(c in query.int_keys, after.get(c)) for c in keys},
     }
     return await db.fetch(query, params)
+
+
+def _after(integer: bool, raw: str | None) -> str | int:
+    """A cursor's key value as its column's type (any value before the first page)."""
+    if not integer:
+        return raw or ""
+    if raw is None:
+        return 0
+    try:
+        return int(raw)
+    except ValueError:
+        raise invalid_cursor() from None
 
 
 # -- latest values -------------------------------------------------------------------
@@ -162,51 +203,127 @@ LEFT JOIN LATERAL (
 )
 
 
-# Latest prediction of each model: bounded to the day before the newest one so the
-# DISTINCT ON sorts a day of rows, found through (crypto_symbol, timestamp DESC).
+# Latest forecast of each model and horizon, none stamped after the clock: bounded to
+# the day before the newest one so the DISTINCT ON sorts a day of rows, found through
+# (crypto_symbol, timestamp DESC).
 LATEST_PREDICTIONS = Query(
     "latest_predictions",
     "SELECT",
     "prediction_data",
-    """SELECT DISTINCT ON (model_name)
-       model_name, timestamp, window_start, predicted_price, confidence_interval_low,
-       confidence_interval_high, interval_level, horizon_s, target_time, last_price
+    """SELECT DISTINCT ON (model_name, horizon_s)
+       model_name, horizon_s, timestamp, window_start, target_time, predicted_price,
+       confidence_interval_low, confidence_interval_high, interval_level,
+       outer_interval_low, outer_interval_high, outer_interval_level, last_price,
+       trailing_skill, preferred
 FROM prediction_data
 WHERE crypto_symbol = %(symbol)s
+  AND (%(horizon)s::int IS NULL OR horizon_s = %(horizon)s::int)
+  AND timestamp <= %(now)s
   AND timestamp >= (SELECT max(timestamp) FROM prediction_data
-                    WHERE crypto_symbol = %(symbol)s) - INTERVAL '1 day'
-ORDER BY model_name, timestamp DESC""",
+                    WHERE crypto_symbol = %(symbol)s AND timestamp <= %(now)s)
+                   - INTERVAL '1 day'
+ORDER BY model_name, horizon_s, timestamp DESC""",
     StoredPrediction,
 )
+
+# -- forecast accuracy: the report's measures (spark_batch.accuracy) in SQL -------------
+#
+# The forecasts of a coin issued in [since, until) whose actual price is known, as the
+# report's lines: each model's, the "shown first" forecasts (flagged preferred, whichever
+# model made them) and the naive forecast (the last price), scored once per horizon and
+# issue time. tests/api/test_market.py checks the figures against spark_batch.accuracy.
+_ACCURACY_LINES = """WITH scored AS (
+    SELECT model_name, horizon_s, timestamp, preferred,
+           predicted_price::float8 AS p, actual_price::float8 AS y, last_price::float8 AS l,
+           confidence_interval_low::float8 AS lo, confidence_interval_high::float8 AS hi,
+           interval_level AS lv, outer_interval_low::float8 AS olo,
+           outer_interval_high::float8 AS ohi, outer_interval_level AS olv
+    FROM prediction_data
+    WHERE crypto_symbol = %(symbol)s AND timestamp >= %(since)s AND timestamp < %(until)s
+      AND actual_price IS NOT NULL
+      AND (%(horizon)s::int IS NULL OR horizon_s = %(horizon)s::int)
+), lines AS (
+    SELECT model_name, horizon_s, p, y, l, lo, hi, lv, olo, ohi, olv FROM scored
+    UNION ALL
+    SELECT %(shown_first)s::text, horizon_s, p, y, l, lo, hi, lv, olo, ohi, olv
+    FROM scored WHERE preferred
+    UNION ALL
+    (SELECT DISTINCT ON (horizon_s, timestamp)
+            %(naive)s::text, horizon_s, l, y, l, NULL::float8, NULL::float8, NULL::float8,
+            NULL::float8, NULL::float8, NULL::float8
+     FROM scored WHERE l IS NOT NULL
+     ORDER BY horizon_s, timestamp, model_name)
+)
+"""
 
 
 class AccuracyRow(msgspec.Struct, frozen=True, kw_only=True):
     model_name: str
-    evaluated: int
-    mae: float | None
+    horizon_s: int
+    predictions: int
+    mae: float
+    rmse: float
     mape_pct: float | None
-    interval_coverage_pct: float | None
+    directional_accuracy: float | None
+    direction_calls: int
+    naive_mae: float | None
+    naive_rmse: float | None
+    naive_mape_pct: float | None
 
 
 PREDICTION_ACCURACY = Query(
     "prediction_accuracy",
     "SELECT",
     "prediction_data",
-    """SELECT model_name,
-       count(*) AS evaluated,
-       avg(abs(predicted_price - actual_price)) AS mae,
-       avg(abs(predicted_price - actual_price) / nullif(abs(actual_price), 0)) * 100
-           AS mape_pct,
-       avg(CASE WHEN actual_price BETWEEN confidence_interval_low
-                                      AND confidence_interval_high
-                THEN 1.0 ELSE 0.0 END)
-           FILTER (WHERE confidence_interval_low IS NOT NULL
-                     AND confidence_interval_high IS NOT NULL) * 100
-           AS interval_coverage_pct
-FROM prediction_data
-WHERE crypto_symbol = %(symbol)s AND timestamp >= %(since)s AND actual_price IS NOT NULL
-GROUP BY model_name""",
+    _ACCURACY_LINES
+    + """SELECT model_name, horizon_s, count(*) AS predictions,
+       avg(abs(p - y)) AS mae,
+       sqrt(avg((p - y) * (p - y))) AS rmse,
+       avg(abs(p - y) / abs(y) * 100) FILTER (WHERE y <> 0) AS mape_pct,
+       avg((sign(p - l) = sign(y - l))::int) FILTER (WHERE l IS NOT NULL AND y <> l)
+           AS directional_accuracy,
+       count(*) FILTER (WHERE l IS NOT NULL AND y <> l) AS direction_calls,
+       avg(abs(l - y)) AS naive_mae,
+       sqrt(avg((l - y) * (l - y))) AS naive_rmse,
+       avg(abs(l - y) / abs(y) * 100) FILTER (WHERE y <> 0) AS naive_mape_pct
+FROM lines
+GROUP BY model_name, horizon_s""",
     AccuracyRow,
+)
+
+
+class IntervalAccuracyRow(msgspec.Struct, frozen=True, kw_only=True):
+    model_name: str
+    horizon_s: int
+    level: float
+    predictions: int
+    coverage: float
+    mean_width: float
+    interval_score: float
+
+
+# Per nominal level (rounded to 4 places), inner and outer intervals alike: coverage,
+# mean width and the interval (Winkler) score width + 2/alpha * miss distance.
+PREDICTION_INTERVAL_ACCURACY = Query(
+    "prediction_interval_accuracy",
+    "SELECT",
+    "prediction_data",
+    _ACCURACY_LINES
+    + """, bands AS (
+    SELECT model_name, horizon_s, round(lv::numeric, 4)::float8 AS level, lo, hi, y
+    FROM lines WHERE lo IS NOT NULL AND hi IS NOT NULL AND lv IS NOT NULL
+    UNION ALL
+    SELECT model_name, horizon_s, round(olv::numeric, 4)::float8, olo, ohi, y
+    FROM lines WHERE olo IS NOT NULL AND ohi IS NOT NULL AND olv IS NOT NULL
+)
+SELECT model_name, horizon_s, level, count(*) AS predictions,
+       avg((y BETWEEN lo AND hi)::int) AS coverage,
+       avg(hi - lo) AS mean_width,
+       avg((hi - lo) + 2 / (1 - level) * (greatest(lo - y, 0) + greatest(y - hi, 0)))
+           AS interval_score
+FROM bands
+GROUP BY model_name, horizon_s, level""",
+    IntervalAccuracyRow,
 )
 
 

@@ -35,6 +35,7 @@ CROSS JOIN LATERAL (
 ) AS tick
 WHERE p.crypto_symbol = q.crypto_symbol
   AND p.model_name = q.model_name
+  AND p.horizon_s = q.horizon_s
   AND p.timestamp = q.timestamp
   AND q.actual_price IS NULL
   AND q.target_time >= %(since)s

@@ -62,6 +62,15 @@ CursorQuery = Annotated[
     ),
 ]
 
+HorizonQuery = Annotated[
+    int | None,
+    Parameter(
+        ge=1,
+        le=7 * 86400,
+        description="Only forecasts of this horizon, in seconds (the job's: 60, 300, 900).",
+    ),
+]
+
 _RANGE_PARAMS = frozenset({"periode", "date_debut", "date_fin", "cursor"})
 
 
@@ -89,6 +98,16 @@ def _paging_params(
 
 PAGING = Provide(_paging_params, sync_to_thread=False)
 """The ``paging_params`` dependency of every paged listing (the five query parameters)."""
+
+
+def _range_params(
+    periode: PeriodeQuery = None, date_debut: DateDebutQuery = None, date_fin: DateFinQuery = None
+) -> PagingParams:
+    return PagingParams(periode=periode, date_debut=date_debut, date_fin=date_fin)
+
+
+RANGE = Provide(_range_params, sync_to_thread=False)
+"""The ``range_params`` dependency of a summary over a range (no pages: no limit or cursor)."""
 
 
 def paging(ctx: ApiContext, scope: str, params: PagingParams) -> Page:
@@ -134,13 +153,14 @@ def envelope(
     """One page of ``rows`` (up to ``limit + 1``) as history fields:
     ``TickerHistory(pair=..., **envelope(...))``.
 
-    The next page's cursor holds the last row's timestamp and its ``keys`` columns.
+    The next page's cursor holds the last row's timestamp and its ``keys`` columns (as
+    text: see :func:`api.queries.fetch_page`).
     """
     data = list(rows[: page.limit])
     cursor = None
     if len(rows) > page.limit and data:
         last = data[-1]
-        cursor = page.next_cursor(last.timestamp, tuple(getattr(last, k) for k in keys))
+        cursor = page.next_cursor(last.timestamp, tuple(str(getattr(last, k)) for k in keys))
     return Envelope(
         count=len(data),
         data=data,

@@ -46,7 +46,14 @@ from api.queries import (
     PageQuery,
     fetch_page,
 )
-from api.routes.common import PAGING, PagingParams, envelope, live_links, paging
+from api.routes.common import (
+    PAGING,
+    HorizonQuery,
+    PagingParams,
+    envelope,
+    live_links,
+    paging,
+)
 
 PairQuery = Annotated[
     str, Parameter(description="Pair such as BTC/USD (aliases such as XBT/USD work too).")
@@ -90,8 +97,15 @@ class Subject(msgspec.Struct, frozen=True):
     """What a route's parameters designate: a canonical pair or coin, or all (None)."""
 
     key: str | None
-    fields: dict[str, str | None]
-    """The body's subject fields (``pair``, ``crypto_symbol``)."""
+    fields: dict[str, str | int | None]
+    """The body's subject fields (``pair``, ``crypto_symbol``, ``horizon_s``)."""
+    filters: dict[str, int | None] = {}
+    """The page query's other parameters (``horizon``); a cursor keeps to them."""
+
+    @property
+    def scope(self) -> str:
+        filters = (f"{k}={v}" for k, v in sorted(self.filters.items()) if v is not None)
+        return "|".join([self.key or "*", *filters])
 
 
 def _price(t: TickerPoint) -> PricePoint:
@@ -134,6 +148,13 @@ def _path_coin(ctx: NamedDependency[ApiContext], symbol: FromPath[str]) -> Subje
     return Subject(coin, {"crypto_symbol": coin})
 
 
+def _forecast_coin(
+    ctx: NamedDependency[ApiContext], symbol: FromPath[str], horizon: HorizonQuery = None
+) -> Subject:
+    coin = ctx.symbols.coin(symbol)
+    return Subject(coin, {"crypto_symbol": coin, "horizon_s": horizon}, {"horizon": horizon})
+
+
 def _mentioned_coin(ctx: NamedDependency[ApiContext], crypto_symbol: SymbolQuery = None) -> Subject:
     coin = ctx.symbols.coin(crypto_symbol, "crypto_symbol") if crypto_symbol is not None else None
     return Subject(coin, {"crypto_symbol": coin})
@@ -171,9 +192,11 @@ def history_route(
         key = subject.key
         if paging_params.periode == "live":
             return live_links(request, listing.series, key)
-        page = paging(ctx, f"{listing.series}|{key or '*'}", paging_params)
+        page = paging(ctx, f"{listing.series}|{subject.scope}", paging_params)
         query = listing.page if key is not None or listing.page_all is None else listing.page_all
-        rows = await fetch_page(ctx.db, query, page, key, listing.keys)
+        # "now": rows stamped after the clock are not served (forecasts: see PREDICTION_PAGE).
+        filters = {**subject.filters, "now": ctx.now()}
+        rows = await fetch_page(ctx.db, query, page, key, listing.keys, filters=filters)
         if listing.point is not None:
             rows = [listing.point(r) for r in rows]
         return body(**subject.fields, **envelope(request, page, rows, listing.keys))
@@ -244,8 +267,11 @@ history_router = Router(
             "prediction_history",
             PREDICTION,
             PredictionHistory,
-            _path_coin,
-            summary="Prediction history of a coin",
+            _forecast_coin,
+            summary="Forecast history of a coin",
+            description="Every model's forecasts, newest issue time first, of every horizon "
+            "or of `horizon` seconds only. `timestamp` is when a forecast was issued (never "
+            "after the clock), `target_time` the time it is for.",
         ),
         history_route(
             "/article/historique/",

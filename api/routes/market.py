@@ -1,7 +1,9 @@
-"""Latest price, latest predictions, candles (see :mod:`api.candles`), tracked cryptos."""
+"""Latest price, latest forecasts and their accuracy, candles (see :mod:`api.candles`),
+tracked cryptos."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -12,7 +14,8 @@ from litestar.params import FromPath, Parameter
 
 from api.candles import candle_page
 from api.context import ApiContext
-from api.errors import NotFound, error_responses
+from api.db import Connection
+from api.errors import BadRequest, NotFound, error_responses
 from api.models import (
     Candles,
     CryptoList,
@@ -22,18 +25,34 @@ from api.models import (
     LiveLinks,
     ModelAccuracy,
     ModelPrediction,
+    PredictionAccuracy,
+    StoredPrediction,
 )
 from api.params import INTERVALS, Interval
 from api.queries import (
     LATEST_PREDICTIONS,
     LATEST_PRICE,
+    ONE_MICROSECOND,
     PAIR_FRESHNESS,
     PREDICTION_ACCURACY,
+    PREDICTION_INTERVAL_ACCURACY,
     SYMBOL_FRESHNESS,
 )
-from api.routes.common import PAGING, PagingParams, envelope, live_links, paging
+from api.routes.common import (
+    PAGING,
+    RANGE,
+    HorizonQuery,
+    PagingParams,
+    envelope,
+    live_links,
+    paging,
+)
+from spark_batch.accuracy import NAIVE, SHOWN_FIRST, IntervalAccuracy
+from spark_batch.models import MODEL_LABELS
 
-ACCURACY_WINDOW = timedelta(days=7)
+ACCURACY_WINDOW = timedelta(hours=24)
+"""The trailing window of the accuracy shown with the latest forecasts (the report's
+default, ``--last 24h``)."""
 # A stored price counts as "24 h before" the latest one if it is at most this much
 # older than exactly 24 h (data gaps); otherwise the exchange's own figure is used.
 REFERENCE_TOLERANCE = timedelta(hours=1)
@@ -92,33 +111,144 @@ async def latest_price(
 @get(
     "/predictions/{symbol:str}/",
     responses=MARKET_ERRORS,
-    summary="Latest predictions of a coin, per model, with measured accuracy",
-    description="For each model, its latest prediction and its accuracy over the 7 days "
-    "before it (predictions whose actual price is known).",
+    summary="Latest forecasts of a coin per model and horizon, the one to show first, accuracy",
+    description="For each model and horizon (or `horizon` seconds only), its latest forecast "
+    "(none issued after the clock), its trailing skill, whether it is the one to show "
+    "first, and the accuracy report's measures over the 24 h before the latest forecast "
+    "(forecasts whose actual price is known), with the shown-first and naive lines.",
 )
 async def latest_predictions(
-    ctx: NamedDependency[ApiContext], symbol: FromPath[str]
+    ctx: NamedDependency[ApiContext], symbol: FromPath[str], horizon: HorizonQuery = None
 ) -> LatestPredictions:
     coin = ctx.symbols.coin(symbol)
+    params = {"symbol": coin, "horizon": horizon, "now": ctx.now()}
+    window: tuple[datetime, datetime] | None = None
+    lines: list[ModelAccuracy] = []
     async with ctx.db.connection() as conn:
-        latest = await ctx.db.fetch(LATEST_PREDICTIONS, {"symbol": coin}, conn)
-        accuracy: dict[str, ModelAccuracy] = {}
+        latest = await ctx.db.fetch(LATEST_PREDICTIONS, params, conn)
         if latest:
-            newest: datetime = max(r.timestamp for r in latest)
-            params = {"symbol": coin, "since": newest - ACCURACY_WINDOW}
-            for a in await ctx.db.fetch(PREDICTION_ACCURACY, params, conn):
-                accuracy[a.model_name] = ModelAccuracy(
-                    window_days=ACCURACY_WINDOW.days,
-                    evaluated=int(a.evaluated),
-                    mae=a.mae,
-                    mape_pct=a.mape_pct,
-                    interval_coverage_pct=a.interval_coverage_pct,
-                )
+            until = max(r.timestamp for r in latest)
+            window = (until - ACCURACY_WINDOW, until)
+            lines = await accuracy_lines(
+                ctx, conn, coin, horizon=horizon, since=window[0], until=window[1]
+            )
+    first = shown_first(latest)
+    by_line = {(a.model_name, a.horizon_s): a for a in lines}
     data = [
-        ModelPrediction(**msgspec.structs.asdict(r), accuracy=accuracy.get(r.model_name))
+        ModelPrediction(
+            **msgspec.structs.asdict(r),
+            label=MODEL_LABELS.get(r.model_name, r.model_name),
+            shown_first=first.get(r.horizon_s) == r.model_name,
+            accuracy=by_line.get((r.model_name, r.horizon_s)),
+        )
         for r in latest
     ]
-    return LatestPredictions(crypto_symbol=coin, count=len(data), data=data)
+    data.sort(key=lambda p: (p.horizon_s, not p.shown_first, p.model_name))
+    return LatestPredictions(
+        crypto_symbol=coin,
+        horizon_s=horizon,
+        count=len(data),
+        data=data,
+        accuracy_from=window[0] if window else None,
+        accuracy_to=window[1] if window else None,
+        baselines=[a for a in lines if a.model_name in (SHOWN_FIRST, NAIVE)],
+    )
+
+
+@get(
+    "/predictions/{symbol:str}/accuracy/",
+    responses=MARKET_ERRORS,
+    summary="Forecast accuracy report of a coin over a range",
+    description="What `python -m spark_batch.report` prints, for the forecasts issued in "
+    "the range (default: the last 24 h) whose actual price is known: per horizon, each "
+    "model's MAE, RMSE, MAPE, skill against the naive forecast, directional accuracy "
+    "and, per interval level, coverage, mean width and interval score; then the "
+    "shown-first and naive lines.",
+    dependencies={"range_params": RANGE},
+)
+async def prediction_accuracy(
+    *,
+    ctx: NamedDependency[ApiContext],
+    symbol: FromPath[str],
+    horizon: HorizonQuery = None,
+    range_params: NamedDependency[PagingParams],
+) -> PredictionAccuracy:
+    coin = ctx.symbols.coin(symbol)
+    if range_params.periode == "live":
+        raise BadRequest("periode=live: a report covers a range", parameter="periode")
+    page = paging(ctx, f"accuracy|{coin}", range_params)
+    # date_fin is inclusive, as in the listings; nothing issued after the clock counts.
+    start, end = page.range.lo, min(page.range.hi, ctx.now())
+    async with ctx.db.connection() as conn:
+        lines = await accuracy_lines(
+            ctx, conn, coin, horizon=horizon, since=start, until=end + ONE_MICROSECOND
+        )
+    return PredictionAccuracy(
+        crypto_symbol=coin,
+        horizon_s=horizon,
+        date_debut=start,
+        date_fin=end,
+        count=len(lines),
+        data=lines,
+    )
+
+
+async def accuracy_lines(
+    ctx: ApiContext,
+    conn: Connection,
+    coin: str,
+    *,
+    horizon: int | None,
+    since: datetime,
+    until: datetime,
+) -> list[ModelAccuracy]:
+    """The accuracy report's lines of ``coin`` for the forecasts issued in ``[since, until)``,
+    in the report's order: per horizon, the models, then shown first, then naive."""
+    params = {
+        "symbol": coin,
+        "horizon": horizon,
+        "since": since,
+        "until": until,
+        "shown_first": SHOWN_FIRST,
+        "naive": NAIVE,
+    }
+    rows = await ctx.db.fetch(PREDICTION_ACCURACY, params, conn)
+    bands: dict[tuple[str, int], list[IntervalAccuracy]] = {}
+    for b in await ctx.db.fetch(PREDICTION_INTERVAL_ACCURACY, params, conn):
+        fields = msgspec.structs.asdict(b)
+        del fields["model_name"], fields["horizon_s"]
+        bands.setdefault((b.model_name, b.horizon_s), []).append(IntervalAccuracy(**fields))
+    lines = [
+        ModelAccuracy(
+            **msgspec.structs.asdict(r),
+            skill_vs_naive=1.0 - r.mae / r.naive_mae if r.naive_mae else None,
+            intervals=sorted(bands.get((r.model_name, r.horizon_s), []), key=lambda i: i.level),
+        )
+        for r in rows
+    ]
+    rank = {SHOWN_FIRST: 1, NAIVE: 2}
+    return sorted(lines, key=lambda a: (a.horizon_s, rank.get(a.model_name, 0), a.model_name))
+
+
+def shown_first(latest: Sequence[StoredPrediction]) -> dict[int, str]:
+    """Per horizon, the model to show first among each model's latest forecast.
+
+    The one the job flagged ``preferred`` at the newest issue time of that horizon; if
+    none is flagged there (rows stored before the flag existed), the model with the
+    highest trailing skill if it is at least 0 (never worse than the naive forecast);
+    else none: the naive forecast, the last price, is what to show.
+    """
+    out: dict[int, str] = {}
+    for h in sorted({r.horizon_s for r in latest}):
+        newest = max(r.timestamp for r in latest if r.horizon_s == h)
+        rows = [r for r in latest if r.horizon_s == h and r.timestamp == newest]
+        flagged = sorted(r.model_name for r in rows if r.preferred)
+        skilled = [r for r in rows if r.trailing_skill is not None and r.trailing_skill >= 0]
+        if flagged:
+            out[h] = flagged[0]
+        elif skilled:
+            out[h] = max(skilled, key=lambda r: (r.trailing_skill or 0.0, r.model_name)).model_name
+    return out
 
 
 @get(
@@ -188,6 +318,6 @@ async def cryptos(ctx: NamedDependency[ApiContext]) -> CryptoList:
 
 market_router = Router(
     path="/api/v1",
-    route_handlers=[latest_price, latest_predictions, candles, cryptos],
+    route_handlers=[latest_price, latest_predictions, prediction_accuracy, candles, cryptos],
     tags=["market"],
 )

@@ -103,6 +103,7 @@ LEVELS = "ALL, DEBUG, INFO, WARN, ERROR, FATAL or OFF"
         ("CRYPTOVIZ_SPARK_LOG_LEVEL", "loud", f"'loud' must be {LEVELS}"),
         ("CRYPTOVIZ_SPARK_OUTPUT_MODE", "complete", "'complete' must be update or append"),
         ("CRYPTOVIZ_PREDICTION_INTERVAL_LEVEL", "1", "1 must be < 1"),
+        ("CRYPTOVIZ_PREDICTION_HORIZONS_S", "60;300", "'60;300' is not an integer"),
     ],
 )
 def test_refusals_name_the_variable_the_value_and_what_it_accepts(
@@ -124,6 +125,12 @@ def test_blank_means_unset() -> None:
     assert load_settings({"CRYPTOVIZ_KAFKA_PARTITIONS": "  ", "DATABASE_URL": ""}) == load_settings(
         {}
     )
+
+
+def test_lists_read_each_item_as_their_type_and_travel_back() -> None:
+    cfg = load_spark_settings({"CRYPTOVIZ_PREDICTION_HORIZONS_S": " 120, ,3600 "})
+    assert cfg.prediction.horizons_s == (120, 3600)
+    assert read_env(SparkSettings, environment_of(cfg)) == cfg
 
 
 def test_a_renamed_map_travels_to_a_child_process_through_the_environment() -> None:

@@ -52,6 +52,7 @@ def test_layout_is_valid() -> None:
         "0003_timeseries",
         "0004_analytics",
         "0005_hop_times",
+        "0006_forecasts",
         "0007_config_notify",
     ]
     timeseries = migrations[2]
@@ -66,7 +67,7 @@ def test_applies_plain_flavour_in_order(empty_db: str) -> None:
     progress: list[AppliedMigration] = []
     report = migrate(empty_db, on_applied=progress.append)
     assert report.flavour == "plain"
-    assert report.applied_versions == ALL_VERSIONS == (1, 2, 3, 4, 5, 7)
+    assert report.applied_versions == ALL_VERSIONS == (1, 2, 3, 4, 5, 6, 7)
     assert report.already_applied == ()
     assert report.current_version == 7
     assert progress == list(report.applied)
@@ -81,6 +82,7 @@ def test_applies_plain_flavour_in_order(empty_db: str) -> None:
         (3, "timeseries", "plain", 64, True),
         (4, "analytics", "plain", 64, True),
         (5, "hop_times", "plain", 64, True),
+        (6, "forecasts", "plain", 64, True),
         (7, "config_notify", "plain", 64, True),
     ]
 
@@ -376,8 +378,9 @@ def test_cli(empty_db: str) -> None:
         "migrations: applied 0003_timeseries (plain)",
         "migrations: applied 0004_analytics (plain)",
         "migrations: applied 0005_hop_times (plain)",
+        "migrations: applied 0006_forecasts (plain)",
         "migrations: applied 0007_config_notify (plain)",
-        "migrations: up to date at version 0007 (plain, 6 applied)",
+        "migrations: up to date at version 0007 (plain, 7 applied)",
     ]
     again = _cli(env={"DATABASE_URL": empty_db})
     assert again.returncode == 0, again.stderr
