@@ -374,8 +374,7 @@ def test_adding_and_deactivating_a_coin_drives_ticks_tags_and_analytics(
             "CRYPTOVIZ_SPARK_SHUFFLE_PARTITIONS": "2",
             # Short windows: a coin's first sentiment and prediction rows come sooner.
             "CRYPTOVIZ_SENTIMENT_WINDOW_S": "30",
-            "CRYPTOVIZ_PREDICTION_WINDOW_S": "30",
-            "CRYPTOVIZ_PREDICTION_SLIDE_S": "10",
+            "CRYPTOVIZ_PREDICTION_WINDOW_S": "60",
         }
         walker.start()
         try:
