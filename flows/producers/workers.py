@@ -57,6 +57,7 @@ from handlers import (
 )
 from infra.programs import consumer_group
 from infra.settings import Settings, SettingsError
+from infra.tracking import TrackedCoins
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +75,12 @@ def _sink(
     )
 
 
-SourceFactory = Callable[[Settings, ProducerSettings], Source[Any]]
+SourceFactory = Callable[[ProducerSettings, CoinTable, TrackedCoins | None], Source[Any]]
+"""``(producer settings, coin table, tracked coins or None) -> the worker's source``."""
 
 
-def _synthetic(settings: Settings, producer: ProducerSettings) -> SyntheticSource:
+def _synthetic(producer: ProducerSettings, coins: CoinTable) -> SyntheticSource:
     """The synthetic market; beside a replay, it leaves the replayed candles' coins alone."""
-    coins = settings.coin_table()
     synthetic = producer.synthetic
     if synthetic.beside_replay:
         replayed = candle_coins(producer.replay, coins)
@@ -91,12 +92,18 @@ def _synthetic(settings: Settings, producer: ProducerSettings) -> SyntheticSourc
 
 
 SOURCES: dict[str, tuple[str, SourceFactory]] = {
-    "producer-kraken": ("kraken", lambda s, p: KrakenSource(p.kraken, s.coin_table())),
-    "producer-rss": ("feeds", lambda s, p: RssSource(p.rss, s.coin_table())),
-    "producer-replay": ("replay", lambda s, p: ReplaySource(p.replay, s.coin_table())),
-    "producer-synthetic": ("synthetic", _synthetic),
+    "producer-kraken": ("kraken", lambda p, c, t: KrakenSource(p.kraken, c, tracking=t)),
+    "producer-rss": ("feeds", lambda p, c, t: RssSource(p.rss, c, tracking=t)),
+    "producer-replay": ("replay", lambda p, c, _t: ReplaySource(p.replay, c)),
+    "producer-synthetic": ("synthetic", lambda p, c, _t: _synthetic(p, c)),
 }
 """Worker name -> (input step id, its source): every producer that reads the outside world."""
+
+FOLLOWS_CONFIGURATION: frozenset[str] = frozenset(("producer-kraken", "producer-rss"))
+"""The producers that follow the tracked coins (``crypto_configuration``, read live when
+``DATABASE_URL`` is set: :mod:`infra.tracking`), so the only ones that need the database;
+the replay and synthetic producers send what was recorded or generated, whatever is
+tracked."""
 
 
 def build_producer_flow(
@@ -114,7 +121,11 @@ def build_producer_flow(
     """
     step, make_source = SOURCES[name]
     flow = Dataflow(name.replace("-", "_"))
-    messages = op.input(step, flow, source or make_source(settings, producer))
+    if source is None:
+        coins = settings.coin_table()
+        tracking = settings.tracked_coins(name, coins) if name in FOLLOWS_CONFIGURATION else None
+        source = make_source(producer, coins, tracking)
+    messages = op.input(step, flow, source)
     topics = settings.kafka.topics
 
     def record(msg: WireMessage) -> Keyed:
