@@ -1,4 +1,4 @@
-"""Load exchange candle files into the database as price history.
+"""Load exchange candle files into the database as price history and warm the models.
 
     python -m flows.import_prices [FILE.csv ...] [--database-url URL]
     make import [FILES="a.csv b.csv"]
@@ -24,9 +24,21 @@ Default files: the real month of ``../shared/fixtures/real/market``. Database:
 running one when ``make up`` runs (left running), else started for the import,
 migrated, and stopped at the end. Exit statuses: :mod:`infra.cli`.
 
-The forecast models keep their state from what the Spark job reads from Kafka, not
-from ``ticker_data``: an import gives charts and history, not a warm model (the
-README, "Replayed and imported prices").
+After a file's ticks are written, the import warms the forecast models with the
+very code the Spark job runs (:func:`warm_models`): the 1-minute bars of the same
+ticks (:func:`spark_batch.models.bars_from_ticks`, the bars Spark's aggregate
+builds), fed to :func:`spark_batch.prediction.apply_bars` with the job's settings
+(:mod:`spark_batch.settings`), a day of bars per transaction, for the coin Spark
+prices the pair under (:func:`spark_batch.symbols.tick_symbol`: ``BTC/USD`` ->
+``BTC`` when ``CRYPTOVIZ_PREDICTION_QUOTE`` is ``USD``; a pair of another quote warms
+nothing, as Spark ignores its ticks). ``forecast_state`` then holds the coin's
+state at the file's last minute, ``prediction_data`` the forecasts of every minute
+of the file, with their actual prices (the job's backfill) where the file has them,
+so the charts, the accuracy report and the live forecasts start warm. Bars at or
+before the stored state's last bar are skipped, as Spark skips a replayed batch: a
+second import changes no forecast and no state, and a file older than the state
+warms nothing. A progress line per file and a "model state" line follow its
+summary.
 """
 
 from __future__ import annotations
