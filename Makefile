@@ -65,7 +65,7 @@ up: $(STAMP) $(DASHBOARD) ## Run the whole system on embedded defaults until Ctr
 migrate: $(STAMP) ## Apply the database migrations (DATABASE_URL, or the embedded server)
 	@$(PY) -m infra.stack migrate
 
-import: $(STAMP) ## Load candle files into the database as price history, idempotently (FILES="a.csv b.csv"; default: ../shared/fixtures/real/market)
+import: $(STAMP) ## Load candle files into the database as price history and warm the forecast models, idempotently (FILES="a.csv b.csv"; default: ../shared/fixtures/real/market)
 	@$(PY) -m flows.import_prices $(FILES)
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict

@@ -139,6 +139,19 @@ def canonical_pair(text: object, maps: SymbolMaps) -> str | None:
     return f"{base}/{quote}"
 
 
+def tick_symbol(pair: object, maps: SymbolMaps, quote: str) -> str | None:
+    """The coin whose forecasts a tick of ``pair`` feeds, or ``None`` if none does.
+
+    The rule :func:`spark_batch.sources.parse_ticks` runs in the JVM: the canonical
+    pair (:func:`canonical_pair`) must be ``<coin>/<quote>``, and the coin is the part
+    before the slash. For the driver (``flows.import_prices`` warms the models).
+    """
+    canonical = canonical_pair(pair, maps)
+    if canonical is None or not canonical.endswith("/" + quote):
+        return None
+    return canonical.split("/", 1)[0]
+
+
 def _map_literal(mapping: Mapping[str, str]) -> Column:
     from pyspark.sql import functions as F
 

@@ -1,4 +1,5 @@
-"""`python -m flows.import_prices`: real candles into ticker_data, idempotently, as replayed."""
+"""`python -m flows.import_prices`: real candles into ticker_data, idempotently, as replayed,
+and the forecast models warmed with them by the streaming job's own code."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import psycopg
 import pytest
 from bytewax.testing import TestingSink, run_main
 
+from bench.backtest import read_candles, ticks_from_candles
 from flows._tables import TICKER, rows_for
 from flows.import_prices import main
 from flows.producers.kafka_edge import Keyed
@@ -21,6 +23,11 @@ from flows.producers.workers import build_producer_flow
 from handlers import HandlerContext, TickerRecord, parse_ticker
 from infra.postgres_server import EmbeddedPostgres
 from infra.settings import load_settings
+from spark_batch import models
+from spark_batch.prediction import model_config, prediction_row
+from spark_batch.settings import load_spark_settings
+from spark_batch.timeutil import from_micros, to_micros
+from spark_batch.writer import FORECAST_STATE, PREDICTION
 
 pytestmark = pytest.mark.integration
 
@@ -33,6 +40,38 @@ def stored(url: str) -> list[tuple[Any, ...]]:
         return conn.execute(
             f"SELECT {COLUMNS} FROM ticker_data ORDER BY timestamp, pair"
         ).fetchall()
+
+
+def forecasts(url: str) -> list[tuple[Any, ...]]:
+    key = ", ".join(PREDICTION.key)
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            f"SELECT {', '.join(PREDICTION.columns)} FROM prediction_data ORDER BY {key}"
+        ).fetchall()
+
+
+def everything(url: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            f"SELECT * FROM prediction_data ORDER BY {', '.join(PREDICTION.key)}"
+        ).fetchall()
+
+
+def actual_prices(url: str, symbol: str) -> list[tuple[datetime, Decimal]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT target_time, actual_price FROM prediction_data "
+            "WHERE crypto_symbol = %s AND actual_price IS NOT NULL",
+            (symbol,),
+        ).fetchall()
+
+
+def states(url: str) -> dict[str, tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        found = conn.execute(
+            f"SELECT {', '.join(FORECAST_STATE.columns)}, updated_at FROM forecast_state"
+        ).fetchall()
+    return {row[0]: row for row in found}
 
 
 def test_a_real_slice_imports_once_and_a_second_import_adds_nothing(
@@ -57,11 +96,52 @@ def test_a_real_slice_imports_once_and_a_second_import_adds_nothing(
     assert first["source"] == f"history:{files[0].stem}"
     assert first["receive_time"] is None
 
+    # The models are warm: each coin's state and forecasts are what the streaming
+    # job's code gives over the backtest's bars of the same candles.
+    cfg = model_config(load_spark_settings().prediction)
+    warm = states(fresh_db)
+    assert sorted(warm) == ["BTC", "ETH"]
+    expected: list[tuple[Any, ...]] = []
+    for path in files:
+        symbol = "BTC" if "BTC" in path.name else "ETH"
+        bars = models.bars_from_ticks(ticks_from_candles(read_candles(path)))
+        assert len(bars) == 120
+        forecaster = models.Forecaster(cfg)
+        issued = [f for bar in bars for f in forecaster.advance(bar)]
+        assert issued == models.run(bars, cfg)
+        expected += [prediction_row(symbol, f) for f in issued]
+        _, bar_end, version, blob, _ = warm[symbol]
+        assert bar_end == datetime(2024, 1, 1, 2, 0, tzinfo=UTC)  # the 01:59 candle's end
+        assert bar_end == from_micros(bars[-1].end_us)
+        assert (version, bytes(blob)) == (models.STATE_VERSION, forecaster.snapshot())
+        assert f"warm {symbol}: 120/120 bars (100 %), {len(issued):,} forecasts added" in out
+        # The job's backfill gave each forecast whose target has a later tick its actual
+        # price: the close of the bar ending at the target (the backtest's actual price).
+        closes = {b.end_us: b.close for b in bars}
+        targets = [f.target_us for f in issued if f.target_us < bars[-1].end_us]
+        assert (
+            f"model state of {symbol}: last bar 2024-01-01 01:59 UTC; 120 of 120 bars "
+            f"applied, {len(issued):,} forecasts added, {len(targets):,} given their "
+            "actual price"
+        ) in out
+        found = actual_prices(fresh_db, symbol)
+        assert sorted(t for t, _ in found) == sorted(from_micros(t) for t in targets)
+        assert all(float(price) == closes[to_micros(t)] for t, price in found)
+    made = forecasts(fresh_db)
+    assert len(made) == len(expected) > 0
+    # (timestamp, symbol, model, horizon) leads each row and is unique: a total order.
+    assert sorted(made) == sorted(expected)
+
+    before = everything(fresh_db)
     assert main([*map(str, files), "--database-url", fresh_db]) == 0
     again = capsys.readouterr().out
     assert "0 added, 480 already there" in again
-    assert again.count("(100 %)") == 2
+    assert again.count("(100 %)") == 4
     assert stored(fresh_db) == rows
+    assert "0 of 120 bars applied, 0 forecasts added" in again
+    assert forecasts(fresh_db) == made
+    assert everything(fresh_db) == before  # actual prices and updated_at included
+    assert states(fresh_db) == warm  # not even updated_at moved
 
 
 def test_the_import_writes_the_rows_the_replay_plays_on_its_original_clock(

@@ -36,7 +36,7 @@ from spark_batch.settings import (
     SparkSettings,
     load_spark_settings,
 )
-from spark_batch.symbols import article_coins, canonical_pair, load_symbols
+from spark_batch.symbols import article_coins, canonical_pair, load_symbols, tick_symbol
 from spark_batch.timeutil import from_micros, parse_iso, to_micros
 from spark_batch.writer import PREDICTION
 
@@ -250,6 +250,19 @@ def test_canonical_pair_matches_the_coin_table(text: str) -> None:
 @given(st.text(alphabet="abcdeilnorstuxzABCDEXZ019/- ", max_size=14))
 def test_canonical_pair_matches_the_coin_table_on_any_text(text: str) -> None:
     assert canonical_pair(text, SYMBOLS.maps) == SYMBOLS.table.pair(text)
+
+
+@pytest.mark.parametrize(
+    ("pair", "quote", "symbol"),
+    [("BTC/USD", "USD", "BTC"), ("xbt-usd", "USD", "BTC"), ("XXBTZUSD", "USD", "BTC"),
+     ("ETH/USDT", "USD", None), ("ETH/USDT", "USDT", "ETH"), ("BTC/EUR", "USD", None),
+     ("nonsense pair", "USD", None), (None, "USD", None)],
+)  # fmt: skip
+def test_tick_symbol_is_the_coin_part_of_a_priced_pair(
+    pair: object, quote: str, symbol: str | None
+) -> None:
+    # parse_ticks' rule: canonical pair ending in /<quote>, the coin before the slash.
+    assert tick_symbol(pair, SYMBOLS.maps, quote) == symbol
 
 
 def test_article_coins_follow_the_handler_rule() -> None:
