@@ -1,8 +1,13 @@
 """A Spark standalone cluster on this machine: a master and workers from the ``pyspark`` package.
 
+    python -m infra.spark_cluster master [--host H --port 7077 --webui-port 8080]
+    python -m infra.spark_cluster worker spark://H:7077 [--cores N --memory 1536m ...]
+
 The daemons are Spark's own (``spark-class org.apache.spark.deploy.master.Master``,
 ``...deploy.worker.Worker``) from the ``bin/`` of the installed ``pyspark``, so they
-are exactly the version the job links against. :class:`SparkClusterLayout` says
+are exactly the version the job links against; the command above replaces itself
+with ``spark-class`` (same process, so a supervisor's signals reach the JVM) and
+passes its arguments on. The compose file runs the same commands. :class:`SparkClusterLayout` says
 how they run (commands, environment, ports, sizes); a supervisor runs those
 commands (``make up CLUSTER=1``), or :class:`SparkStandalone` runs them as child
 processes (tests, benchmarks). The analytics job joins the cluster by its master
@@ -32,13 +37,14 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from infra._console import StackError
 from infra._procs import descendants, die_with_parent, free_port, log_tail, pid_alive, terminate
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
+DAEMONS = {"master": MASTER_CLASS, "worker": WORKER_CLASS}
 DAEMON_MEMORY = "256m"
 """Heap of the master and of each worker daemon (they only schedule; executors do the work)."""
 WORKER_MEMORY = "1536m"
@@ -84,13 +90,13 @@ class SparkClusterLayout:
         return tuple(f"spark-worker-{i}" for i in range(len(self.worker_ui_ports)))
 
     def master_command(self) -> list[str]:
-        return [str(spark_home() / "bin" / "spark-class"), MASTER_CLASS,
+        return [sys.executable, "-m", "infra.spark_cluster", "master",
                 "--host", self.host, "--port", str(self.master_port),
                 "--webui-port", str(self.master_ui_port)]  # fmt: skip
 
     def worker_command(self, index: int) -> list[str]:
         work = self.state_dir / "work" / f"worker-{index}"
-        return [str(spark_home() / "bin" / "spark-class"), WORKER_CLASS, self.master_url,
+        return [sys.executable, "-m", "infra.spark_cluster", "worker", self.master_url,
                 "--host", self.host, "--cores", str(self.worker_cores),
                 "--memory", self.worker_memory, "--work-dir", str(work),
                 "--webui-port", str(self.worker_ui_ports[index])]  # fmt: skip
@@ -215,3 +221,18 @@ class SparkStandalone:
             proc.wait()
             for child in children:
                 terminate(child, timeout=5)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] not in DAEMONS:
+        print(__doc__.split("\n\n")[1], file=sys.stderr)
+        raise SystemExit(2)
+    spark_class = str(spark_home() / "bin" / "spark-class")
+    env = {**os.environ, "SPARK_HOME": str(spark_home()), "SPARK_NO_DAEMONIZE": "1"}
+    # In the foreground, as this very process: the supervisor's signals reach the JVM.
+    os.execve(spark_class, [spark_class, DAEMONS[args[0]], *args[1:]], env)  # noqa: S606
+
+
+if __name__ == "__main__":
+    main()

@@ -18,12 +18,14 @@ import pytest
 from infra.java import find_java
 from infra.settings import Settings
 from infra.spark_cluster import (
+    DAEMONS,
     MASTER_CLASS,
     WORKER_CLASS,
     SparkClusterLayout,
     SparkStandalone,
     alive_workers,
     master_status,
+    spark_home,
 )
 from tests.flows.conftest import REPO, produce
 from tests.spark_batch.test_streaming import SENTIMENT_ROWS, B, article, r6
@@ -36,10 +38,11 @@ def test_the_daemons_are_sparks_own_from_the_pyspark_package(tmp_path: Path) -> 
     programs = layout.programs()
     assert list(programs) == ["spark-master", "spark-worker-0", "spark-worker-1"]
     master, worker = programs["spark-master"], programs["spark-worker-1"]
-    assert Path(master[0]).name == "spark-class"
-    assert Path(master[0]).is_file()
-    assert master[1] == MASTER_CLASS
-    assert worker[1:3] == [WORKER_CLASS, "spark://127.0.0.1:7077"]
+    assert master[1:4] == ["-m", "infra.spark_cluster", "master"]
+    assert worker[3:5] == ["worker", "spark://127.0.0.1:7077"]
+    assert DAEMONS == {"master": MASTER_CLASS, "worker": WORKER_CLASS}
+    assert (spark_home() / "bin" / "spark-class").is_file()
+    assert MASTER_CLASS == "org.apache.spark.deploy.master.Master"
     assert worker[worker.index("--webui-port") + 1] == "8082"
     env = layout.env(find_java())
     assert "spark.deploy.recoveryMode=FILESYSTEM" in env["SPARK_MASTER_OPTS"]
