@@ -31,6 +31,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal, Protocol
 
 import msgspec
@@ -162,9 +163,16 @@ def _spark_whole(run: ClusterRun) -> bool:
 
 
 def api_workers(run: ClusterRun) -> list[int]:
-    """The uvicorn worker processes of the ``api`` program (its spawned children)."""
+    """The uvicorn worker processes of the ``api`` program: its children started by
+    multiprocessing's spawn (not its resource tracker)."""
     parent = run.pid("api")
-    return [p for p in descendants(parent) if pid_alive(p)] if parent else []
+    workers = []
+    for pid in descendants(parent) if parent else []:
+        with contextlib.suppress(OSError):
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"spawn_main" in command and pid_alive(pid):
+                workers.append(pid)
+    return workers
 
 
 def inject(

@@ -37,6 +37,16 @@ logger.server.level = warn
 """
 
 
+_QUORUM_TIMEOUTS = (
+    # Raft's defaults (2 s fetch, 1 s election) assume controllers that answer in
+    # milliseconds; three JVMs sharing two busy cores miss them, and the quorum then
+    # keeps electing leaders and never settles. A controller's loss is noticed a few
+    # seconds later instead; a broker's (the session timeout, 9 s) is unchanged.
+    "controller.quorum.fetch.timeout.ms=8000",
+    "controller.quorum.election.timeout.ms=4000",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Quorum:
     """What the nodes of a multi-node cluster share: the voters, the id, the replication."""
@@ -134,6 +144,7 @@ class EmbeddedKafka:
                     # Room for the hostile-input suite's large payloads (they are rejected later).
                     "message.max.bytes=16777216",
                     "log.retention.hours=168",
+                    *([] if q is None else _QUORUM_TIMEOUTS),
                 ]
             )
             + "\n"

@@ -160,7 +160,7 @@ class EmbeddedKafkaCluster:
         """SIGKILL one node, as a crash would."""
         self.nodes[node_id].kill()
 
-    def restart(self, node_id: int, timeout: float = 90.0) -> None:
+    def restart(self, node_id: int, timeout: float = 180.0) -> None:
         """Start one (killed or stopped) node again on its ports, with its log."""
         self.nodes[node_id].start(timeout)
 
