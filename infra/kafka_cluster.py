@@ -156,6 +156,35 @@ class EmbeddedKafkaCluster:
             time.sleep(0.5)
         raise StackError(f"Kafka cluster: still under-replicated after {timeout:.0f}s: {lagging}")
 
+    def wait_topics(self, topics: tuple[str, ...], timeout: float = 60.0) -> None:
+        """Until every node's metadata has ``topics`` with a leader for each partition.
+
+        A topic is created by the controller; each broker learns it from the metadata
+        log a moment later, and a client asking that broker meanwhile sees no partition.
+        """
+        deadline = time.monotonic() + timeout
+        missing: list[str] = list(topics)
+        while time.monotonic() < deadline:
+            missing = []
+            for node in self.nodes.values():
+                try:
+                    meta = AdminClient({"bootstrap.servers": node.bootstrap, "log_level": 0})
+                    known = meta.list_topics(timeout=5).topics
+                except Exception:
+                    missing.append(f"node {node.node_id}")
+                    continue
+                missing += [
+                    f"{t}@{node.node_id}"
+                    for t in topics
+                    if t not in known
+                    or not known[t].partitions
+                    or any(p.leader < 0 for p in known[t].partitions.values())
+                ]
+            if not missing:
+                return
+            time.sleep(0.3)
+        raise StackError(f"Kafka cluster: topics not in every node's metadata: {missing}")
+
     def kill(self, node_id: int) -> None:
         """SIGKILL one node, as a crash would."""
         self.nodes[node_id].kill()

@@ -40,6 +40,8 @@ def test_three_brokers_and_replicated_topics(cluster: EmbeddedKafkaCluster) -> N
     assert cluster.brokers() == [1, 2, 3]
     assert ensure_topics(cluster.bootstrap, ("replicated",), 3, 3) == ["replicated"]
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    # Created by the controller; each broker learns it from the metadata log a moment later.
+    cluster.wait_topics(("replicated",))
     topic = admin.list_topics("replicated", timeout=10).topics["replicated"]
     assert {p: sorted(m.replicas) for p, m in topic.partitions.items()} == {
         0: [1, 2, 3], 1: [1, 2, 3], 2: [1, 2, 3]
