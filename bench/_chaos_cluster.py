@@ -1,8 +1,9 @@
 """The faults a cluster exists to survive, for the chaos run's cluster scenario.
 
-``python -m bench.chaos --cluster`` runs the scaled-out shape (``make up CLUSTER=1``:
-three Kafka nodes, two processes per ingestion flow, a Spark master and worker, two
-API workers) and, on the same recorded input as the single-node run, injects:
+Not wired into :mod:`bench.chaos` yet: that needs the embedded stack to start the
+scaled-out shape (three Kafka nodes, two processes per ingestion flow, a Spark
+master and worker, two API workers) under supervisord. On that pipeline, fed the
+same recorded input as the single-node run, the scenario injects:
 
 * ``broker-kill``: SIGKILL the broker leading the most partitions of the raw topics,
   start it again ``broker_down_s`` later, until every replica is back in sync;

@@ -7,11 +7,11 @@ The daemons are Spark's own (``spark-class org.apache.spark.deploy.master.Master
 ``...deploy.worker.Worker``) from the ``bin/`` of the installed ``pyspark``, so they
 are exactly the version the job links against; the command above replaces itself
 with ``spark-class`` (same process, so a supervisor's signals reach the JVM) and
-passes its arguments on. The compose file runs the same commands. :class:`SparkClusterLayout` says
-how they run (commands, environment, ports, sizes); a supervisor runs those
-commands (``make up CLUSTER=1``), or :class:`SparkStandalone` runs them as child
-processes (tests, benchmarks). The analytics job joins the cluster by its master
-URL (``CRYPTOVIZ_SPARK_MASTER=spark://127.0.0.1:<port>``).
+passes its arguments on. :class:`SparkClusterLayout` says how they run on this
+machine (commands, environment, ports, sizes); :class:`SparkStandalone` runs them
+as child processes (tests, benchmarks), and the clustered compose file runs the
+same commands as services. The analytics job joins the cluster by its master URL
+(``CRYPTOVIZ_SPARK_MASTER=spark://127.0.0.1:<port>``).
 
 The master keeps its state (registered workers and applications) in a recovery
 directory (``spark.deploy.recoveryMode=FILESYSTEM``): a restarted master takes

@@ -1,4 +1,4 @@
-"""An ingestion flow as a Bytewax cluster of two processes, as ``make up CLUSTER=1`` runs it.
+"""An ingestion flow as a Bytewax cluster of two processes, as the clustered compose file runs it.
 
 Both processes share the flow's recovery partitions, split the topic's Kafka
 partitions, and serve their own metrics. Losing one process takes its peer down
