@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from infra._procs import descendants, free_port, tcp_server_side_owner
 from infra.settings import Settings
-from tests.flows.conftest import wait_for
+from tests._wait import wait_for
 
 pytestmark = pytest.mark.integration
 

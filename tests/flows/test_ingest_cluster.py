@@ -15,8 +15,9 @@ import psycopg
 import pytest
 
 from infra._procs import free_port
+from tests._wait import wait_for
 from tests.flows._payloads import VALID
-from tests.flows.conftest import Worker, count_rows, produce, wait_for
+from tests.flows.conftest import Worker, count_rows, produce
 
 pytestmark = pytest.mark.integration
 

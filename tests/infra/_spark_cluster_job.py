@@ -1,11 +1,11 @@
 """A test's Spark driver: the sentiment query once over a topic, on the given master.
 
-    python -m tests.infra._spark_cluster_job MASTER TOPIC
+    python -m tests.infra._spark_cluster_job MASTER
 
-Servers and state come from the environment (``KAFKA_BOOTSTRAP_SERVERS``,
-``DATABASE_URL``, ``CRYPTOVIZ_STATE_DIR``). A process of its own: the test session
-already holds a local SparkContext, and a process has only one. Prints the
-application id.
+Servers, state and the topic come from the environment (``KAFKA_BOOTSTRAP_SERVERS``,
+``DATABASE_URL``, ``CRYPTOVIZ_STATE_DIR``, ``CRYPTOVIZ_TOPIC_RAWARTICLE``). A process
+of its own: the test session already holds a local SparkContext, and a process has
+only one. Prints the application id.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from spark_batch.session import build_session
 from spark_batch.settings import SparkSettings
 
 
-def main(master: str, topic: str) -> int:
+def main(master: str) -> int:
     settings = load_settings()
-    cfg = SparkSettings(master=master, shuffle_partitions=2, log_level="ERROR",
-                        article_topic=topic)  # fmt: skip
+    cfg = SparkSettings(master=master, shuffle_partitions=2, log_level="ERROR")
     spark = build_session(cfg, settings.cache_dir)
     analytics = Analytics(spark, settings, cfg)
     try:
@@ -35,4 +34,4 @@ def main(master: str, topic: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:3]))
+    sys.exit(main(sys.argv[1]))

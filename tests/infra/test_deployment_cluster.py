@@ -166,11 +166,12 @@ def test_api_replicas_behind_a_proxy(
     project: dict[str, Any], services: dict[str, dict[str, Any]]
 ) -> None:
     from api.settings import load_api_settings
+    from infra.settings import load_settings
 
     api = services["api"]
     assert not api.get("ports"), "replicas publish nothing: the proxy does"
     assert api["deploy"]["replicas"] > 1
-    settings = load_api_settings(_env(api))
+    settings = load_api_settings(_env(api), topics=load_settings(_env(api)).kafka.topics)
     assert settings.workers > 1
     assert settings.channels_backend == "memory", "each worker reads Kafka itself"
     assert _env(api)["FORWARDED_ALLOW_IPS"], "the rate limit needs the client's address"

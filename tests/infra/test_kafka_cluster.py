@@ -14,7 +14,8 @@ from infra.java import find_java
 from infra.kafka_cluster import EmbeddedKafkaCluster
 from infra.settings import Settings, load_settings
 from infra.topics import ensure_topics, min_insync_for
-from tests.flows.conftest import produce, read_all, wait_for
+from tests._wait import wait_for
+from tests.flows.conftest import produce, read_all
 
 pytestmark = pytest.mark.integration
 

@@ -74,9 +74,9 @@ def test_the_job_runs_on_the_cluster_with_the_same_results(
         state = tmp_path / "state"
         env = {**os.environ, **layout.env(java), "KAFKA_BOOTSTRAP_SERVERS":
                stack.kafka.bootstrap_servers, "DATABASE_URL": fresh_db,
-               "CRYPTOVIZ_STATE_DIR": str(state)}  # fmt: skip
+               "CRYPTOVIZ_STATE_DIR": str(state), "CRYPTOVIZ_TOPIC_RAWARTICLE": topic}  # fmt: skip
         run = subprocess.run(
-            [sys.executable, "-m", "tests.infra._spark_cluster_job", layout.master_url, topic],
+            [sys.executable, "-m", "tests.infra._spark_cluster_job", layout.master_url],
             env=env, cwd=REPO, capture_output=True, text=True, timeout=900, check=False,
         )  # fmt: skip
         assert run.returncode == 0, run.stderr[-4000:]
