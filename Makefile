@@ -59,8 +59,8 @@ chromium: ## Install Debian's chromium for the dashboard's browser test, if /usr
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
-up: $(STAMP) $(DASHBOARD) ## Run the whole system on embedded defaults until Ctrl-C (REPLAY=1: offline replay)
-	@$(PY) -m infra.stack up $(if $(REPLAY),--replay,)
+up: $(STAMP) $(DASHBOARD) ## Run the whole system on embedded defaults until Ctrl-C (REPLAY=1: offline replay; CLUSTER=1: scaled out)
+	@$(PY) -m infra.stack up $(if $(REPLAY),--replay,) $(if $(CLUSTER),--cluster,)
 
 migrate: $(STAMP) ## Apply the database migrations (DATABASE_URL, or the embedded server)
 	@$(PY) -m infra.stack migrate

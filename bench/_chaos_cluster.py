@@ -1,9 +1,8 @@
 """The faults a cluster exists to survive, for the chaos run's cluster scenario.
 
-Not wired into :mod:`bench.chaos` yet: that needs the embedded stack to start the
-scaled-out shape (three Kafka nodes, two processes per ingestion flow, a Spark
-master and worker, two API workers) under supervisord. On that pipeline, fed the
-same recorded input as the single-node run, the scenario injects:
+``python -m bench.chaos --cluster`` runs the scaled-out shape (``make up CLUSTER=1``:
+three Kafka nodes, two processes per ingestion flow, a Spark master and worker, two
+API workers) and, on the same recorded input as the single-node run, injects:
 
 * ``broker-kill``: SIGKILL the broker leading the most partitions of the raw topics,
   start it again ``broker_down_s`` later, until every replica is back in sync;
@@ -111,7 +110,8 @@ class CommitWatch:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
 
     def pause(self, start: float, end: float) -> float:
         """Longest pause in commits between the monotonic times ``start`` and ``end``."""
