@@ -79,8 +79,8 @@ bench: $(STAMP) ## Run the benchmarks (results in bench/results/, see docs/BENCH
 peers: $(STAMP) $(BENCH_STAMP) ## Ingestion against quix-streams and Kafka Connect, same 1M messages (docs/BENCHMARKS.md)
 	@$(PY) -m bench.peers
 
-chaos: $(STAMP) ## Full-size chaos run: the pipeline twice, once under faults; tables compared (docs/RELIABILITY.md)
-	@$(PY) -m bench.chaos
+chaos: $(STAMP) ## Full-size chaos run: the pipeline twice, once under faults; tables compared (docs/RELIABILITY.md; CLUSTER=1: the scaled-out shape's faults)
+	@$(PY) -m bench.chaos $(if $(CLUSTER),--cluster,)
 
 soak: $(STAMP) ## Load and soak: 20,000 msgs/s for 10 minutes through the pipeline, API under load (docs/RELIABILITY.md)
 	@$(PY) -m bench.soak
