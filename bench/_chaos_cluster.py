@@ -15,7 +15,10 @@ API workers) and, on the same recorded input as the single-node run, injects:
 * ``spark-master-kill``: SIGKILL the Spark master; restarted, it recovers the job
   and the worker from its recovery directory;
 * ``api-worker-kill``: SIGKILL the uvicorn worker holding the live client's
-  socket, while a client is connected to every worker; uvicorn starts another.
+  socket, while a probe client is connected to every other worker; uvicorn starts
+  another. Markers published on the prediction topic (relayed live, ingested by
+  nobody, so no table changes) must then reach every probe on its original
+  connection, and the live client after it reconnected.
 
 Every outcome records when the fault was injected, how long until the cluster was
 whole again, and the longest pause in ingestion commits (rows of the market
@@ -26,10 +29,12 @@ pipeline must keep committing.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, Protocol
@@ -37,7 +42,9 @@ from typing import Literal, Protocol
 import msgspec
 import psycopg
 import websocket
+from confluent_kafka import Producer
 
+from bench._chaos_ws import LiveWatcher
 from bench._commits import longest_pause
 from infra._procs import descendants, pid_alive, tcp_server_side_owner
 from infra.kafka_cluster import EmbeddedKafkaCluster
@@ -51,6 +58,10 @@ ClusterFaultKind = Literal[
     "spark-master-kill",
     "api-worker-kill",
 ]
+PROBE_SYMBOL = "BTC"
+PROBE_PATH = f"/ws/prediction/{PROBE_SYMBOL}/"
+"""Live channel of the cluster scenario's clients: the prediction topic is relayed live
+and ingested by nobody, so probe markers published there change no table."""
 MARKET_TABLES = ("ticker_data", "trade_data")
 """Rows the replay adds steadily: their count is the ingestion's commit clock."""
 
@@ -77,6 +88,12 @@ class ClusterRun(Protocol):
     """What the faults need from a running pipeline (:class:`bench._chaos_pipeline.Pipeline`)."""
 
     api_port: int
+
+    @property
+    def bootstrap(self) -> str: ...
+
+    @property
+    def probe_topic(self) -> str: ...
 
     @property
     def kafka_cluster(self) -> EmbeddedKafkaCluster: ...
@@ -182,12 +199,12 @@ def inject(
     watch: CommitWatch,
     *,
     broker_down_s: float,
-    live_port: Callable[[], int | None],
+    live: LiveWatcher,
 ) -> ClusterOutcome:
     """Inject ``fault`` and wait until the cluster is whole again.
 
-    ``live_port``: the local port of the live client's connection now (``None`` when
-    it is not connected), so ``api-worker-kill`` kills the worker serving it.
+    ``live``: the run's live client (on :data:`PROBE_PATH`); ``api-worker-kill``
+    kills the worker serving it.
     """
     at = run.elapsed()
     started = time.monotonic()
@@ -232,17 +249,19 @@ def inject(
         window_end = time.monotonic()
     else:  # api-worker-kill
         workers = api_workers(run)
-        port = live_port()
+        port = live.local_port
         owner = tcp_server_side_owner(run.api_port, port, workers) if port else None
         victim = owner or workers[0]
         others = [w for w in workers if w != victim]
         probes = _probe_clients(run, others)
+        connections = len(live.connections)
         _kill_tree(victim)
         _until(lambda: len(api_workers(run)) >= len(workers) and victim not in api_workers(run),
                120, "uvicorn to replace the worker")  # fmt: skip
         window_end = time.monotonic()
-        detail["survivors_kept_receiving"] = _still_receiving(probes)
-        detail["workers"] = len(workers)
+        kept, reconnected = _markers_through(run, probes, live, connections)
+        detail.update(survivors_kept_receiving=kept, live_client_reconnected=reconnected,
+                      workers=len(workers), victim_was_live=owner is not None)  # fmt: skip
     return ClusterOutcome(
         fault=fault,
         injected_at_s=round(at, 1),
@@ -263,7 +282,7 @@ def _rows_at(watch: CommitWatch, moment: float) -> int:
 
 def _probe_clients(run: ClusterRun, workers: list[int]) -> dict[int, websocket.WebSocket]:
     """One live client held on each of ``workers`` (the kernel picks; extra ones closed)."""
-    url = f"ws://127.0.0.1:{run.api_port}/ws/ticker/BTC/USD/"
+    url = f"ws://127.0.0.1:{run.api_port}{PROBE_PATH}"
     held: dict[int, websocket.WebSocket] = {}
     for _ in range(40):
         if len(held) == len(workers):
@@ -278,28 +297,57 @@ def _probe_clients(run: ClusterRun, workers: list[int]) -> dict[int, websocket.W
     return held
 
 
-def _still_receiving(probes: dict[int, websocket.WebSocket], timeout: float = 20.0) -> bool:
-    """Whether every probe, on a worker that was not killed, gets a message on its
-    original connection after the kill (no reconnect)."""
-    ok = True
-    for ws in probes.values():
-        ws.settimeout(timeout)
-        try:
-            ws.recv()
-        except (OSError, websocket.WebSocketException):
-            ok = False
-        finally:
-            ws.close()
-    return ok and bool(probes)
+def _markers_through(
+    run: ClusterRun,
+    probes: dict[int, websocket.WebSocket],
+    live: LiveWatcher,
+    connections: int,
+    timeout: float = 90.0,
+) -> tuple[bool, bool]:
+    """Publish markers on the prediction topic until every probe got one on its original
+    connection and the live client got one on a new connection (or ``timeout``).
+
+    Returns (every probe received, the live client reconnected and received).
+    """
+    producer = Producer({"bootstrap.servers": run.bootstrap, "acks": "all",
+                         "enable.idempotence": True, "log_level": 2})  # fmt: skip
+    waiting = dict(probes)
+    deadline = time.monotonic() + timeout
+    marker = f"chaos-probe-{uuid.uuid4().hex[:8]}"
+    for ws in waiting.values():
+        # Short reads: uvicorn's pings would keep restarting a long socket timeout.
+        ws.settimeout(1.0)
+    while time.monotonic() < deadline:
+        producer.produce(
+            run.probe_topic,
+            key=PROBE_SYMBOL.encode(),
+            value=json.dumps({"crypto_symbol": PROBE_SYMBOL, "probe": marker}),
+        )
+        producer.flush(10)
+        for owner, ws in list(waiting.items()):
+            with contextlib.suppress(websocket.WebSocketTimeoutException):
+                if marker in ws.recv():
+                    del waiting[owner]
+                    ws.close()
+        reconnected = len(live.connections) > connections and live.connections[-1] > 0
+        if not waiting and reconnected:
+            break
+    for ws in waiting.values():
+        ws.close()
+    return not waiting and bool(probes), len(live.connections) > connections and (
+        live.connections[-1] > 0
+    )
 
 
 def cluster_schedule(duration_s: float) -> list[ClusterFault]:
-    """Every cluster fault once, spread over the replay (brokers first: the longest)."""
+    """Every cluster fault once, spread over the replay; each waits for the one before
+    to be recovered from. The broker outage comes first (its commit pauses only mean
+    something while the replay is producing), the API kill soon after."""
     return [
         ClusterFault(0.15 * duration_s, "broker-kill", "kafka"),
-        ClusterFault(0.35 * duration_s, "flow-process-kill", "ingest-rawtrade-1"),
-        ClusterFault(0.45 * duration_s, "spark-worker-kill", "spark-worker-0"),
-        ClusterFault(0.55 * duration_s, "api-worker-kill", "api"),
-        ClusterFault(0.60 * duration_s, "spark-master-kill", "spark-master"),
-        ClusterFault(0.70 * duration_s, "rolling-restart", "kafka"),
+        ClusterFault(0.35 * duration_s, "api-worker-kill", "api"),
+        ClusterFault(0.45 * duration_s, "flow-process-kill", "ingest-rawtrade-1"),
+        ClusterFault(0.55 * duration_s, "spark-worker-kill", "spark-worker-0"),
+        ClusterFault(0.65 * duration_s, "spark-master-kill", "spark-master"),
+        ClusterFault(0.75 * duration_s, "rolling-restart", "kafka"),
     ]

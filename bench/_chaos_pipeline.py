@@ -138,6 +138,11 @@ class Pipeline:
     def raw_topics(self) -> tuple[str, ...]:
         return self.settings.kafka.topics.raw
 
+    @property
+    def probe_topic(self) -> str:
+        """Where the cluster scenario publishes live probe markers (no table reads it)."""
+        return self.settings.kafka.topics.prediction
+
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
 

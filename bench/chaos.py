@@ -56,7 +56,13 @@ from bench._chaos_checks import (
     table_counts,
     table_digests,
 )
-from bench._chaos_cluster import ClusterOutcome, CommitWatch, cluster_schedule, inject
+from bench._chaos_cluster import (
+    PROBE_PATH,
+    ClusterOutcome,
+    CommitWatch,
+    cluster_schedule,
+    inject,
+)
 from bench._chaos_input import ChaosInput, build_input
 from bench._chaos_pipeline import FaultOutcome, Pipeline, fault_schedule
 from bench._chaos_ws import LiveWatcher
@@ -77,8 +83,9 @@ class Size(msgspec.Struct, frozen=True):
 
 
 SIZES = {
-    "ci": Size(frames=9_000, rate=90.0, junk_rounds=1),
-    "full": Size(frames=180_000, rate=600.0, junk_rounds=5),
+    # A broker down 45-60 s: long enough to see commits resume after the failover.
+    "ci": Size(frames=9_000, rate=90.0, junk_rounds=1, broker_down_s=45.0),
+    "full": Size(frames=180_000, rate=600.0, junk_rounds=5, broker_down_s=60.0),
 }
 
 
@@ -175,7 +182,9 @@ def run_pipeline(label: str, workdir: Path, data: ChaosInput, size: Size, *,
             daemon=True,
         )
         junk.start()
-        watcher = LiveWatcher(f"ws://127.0.0.1:{run.api_port}/ws/ticker/BTC/USD/").start()
+        # The cluster scenario's probes publish on the prediction channel (no table reads it).
+        channel = PROBE_PATH if cluster else "/ws/ticker/BTC/USD/"
+        watcher = LiveWatcher(f"ws://127.0.0.1:{run.api_port}{channel}").start()
         outcomes: list[FaultOutcome] = []
         cluster_outcomes: list[ClusterOutcome] = []
         commits = CommitWatch(run.database_url)
@@ -186,7 +195,7 @@ def run_pipeline(label: str, workdir: Path, data: ChaosInput, size: Size, *,
                 for cfault in cluster_schedule(data.duration_s):
                     time.sleep(max(0.0, cfault.at_s - run.elapsed()))
                     done = inject(run, cfault, commits, broker_down_s=size.broker_down_s,
-                                  live_port=lambda: watcher.local_port)  # fmt: skip
+                                  live=watcher)  # fmt: skip
                     cluster_outcomes.append(done)
                     print(f"[{label}] t={done.injected_at_s:6.1f}s {cfault.kind:<18} "
                           f"{cfault.target:<18} back after {done.recovered_after_s:5.1f}s, "
@@ -252,6 +261,8 @@ def compare(reference: RunResult, faulted: RunResult, faults_expected: int,
                             f"down for {broker_down_s:.0f} s")  # fmt: skip
         if kind == "api-worker-kill" and not done.detail.get("survivors_kept_receiving"):
             problems.append("a live client on a surviving API worker lost its stream")
+        if kind == "api-worker-kill" and not done.detail.get("live_client_reconnected"):
+            problems.append("the live client did not reconnect to a new API worker")
     if len(faulted.live_connections) < 2 or not faulted.live_connections[-1]:
         problems.append(
             f"live client: connections {faulted.live_connections} (wanted a reconnect "

@@ -61,12 +61,12 @@ from bench._commits import longest_pause
 from bench._results import provenance, report
 from bench.ingest import PAIRS, count, new_database, ticker_payload
 from infra._procs import descendants, free_port
-from infra.jars import ensure_jars
+from infra.cli import run_program
 from infra.java import find_java
 from infra.kafka_cluster import EmbeddedKafkaCluster
-from infra.settings import DatabaseSettings, KafkaSettings, Settings, load_settings
+from infra.settings import Settings
 from infra.spark_cluster import SparkClusterLayout, SparkStandalone
-from infra.stack import Stack
+from infra.stack import temporary_stack
 from infra.topics import ensure_topics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -418,21 +418,14 @@ def spark(bootstrap: str, env: dict[str, str], admin: str, state: Path, rate: in
 
 
 def run(args: argparse.Namespace, state: Path, timed: Callable[[str], None]) -> dict[str, Any]:
-    base = load_settings()
-    stack = Stack(Settings(state_dir=state, cache_dir=base.cache_dir, coins_file=base.coins_file,
-                           kafka=KafkaSettings(), database=DatabaseSettings(),
-                           ingest=base.ingest))  # fmt: skip
-    cluster = EmbeddedKafkaCluster(state / "kafka", ensure_jars("kafka", base.cache_dir),
-                                   find_java())  # fmt: skip
     results: dict[str, Any] = {}
-    try:
-        settings = stack.start(kafka=False)
-        bootstrap = cluster.start()
-        settings = settings.with_servers(kafka=bootstrap)
-        admin = settings.database.url
-        assert admin is not None
+    # The servers of `make up CLUSTER=1`: three Kafka nodes and PostgreSQL, always embedded.
+    with temporary_stack(state, embedded=True, cluster=True, prepare=False) as stack:
+        cluster = stack.kafka_cluster
+        assert cluster is not None
+        settings, bootstrap, admin = stack.settings, stack.bootstrap, stack.database_url
         timed("servers up")
-        env = {**os.environ, **Stack(settings).env(), "PYTHONPATH": str(REPO)}
+        env = {**stack.env(), "PYTHONPATH": str(REPO)}
         topics = {rf: f"bench-rf{rf}-{uuid.uuid4().hex[:6]}" for rf in (1, 3)}
         for rf, topic in topics.items():
             ensure_topics(bootstrap, (topic,), 3, rf)
@@ -473,9 +466,6 @@ def run(args: argparse.Namespace, state: Path, timed: Callable[[str], None]) -> 
                                      args.spark_seconds, settings)  # fmt: skip
             print(f"  {results['spark']}", flush=True)
             timed("spark")
-    finally:
-        cluster.stop()
-        stack.stop()
     return results
 
 
@@ -525,4 +515,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_program("bench.scaling", main))

@@ -44,17 +44,22 @@ def test_the_schedule_has_every_cluster_fault_once_in_order() -> None:
     assert 0 < faults[0].at_s < faults[-1].at_s < 100.0
 
 
-def test_a_stall_while_a_broker_is_down_and_a_lost_stream_fail_the_run() -> None:
+def test_a_stall_while_a_broker_is_down_or_a_lost_stream_fails_the_run() -> None:
     good = [_outcome("broker-kill", 8.0), _outcome("api-worker-kill", 0.5,
-                                                   survivors_kept_receiving=True)]  # fmt: skip
+                     survivors_kept_receiving=True, live_client_reconnected=True)]  # fmt: skip
     reference = _run("reference", [])
     assert compare(reference, _run("faulted", good), 2, broker_down_s=30.0) == []
     stalled = [_outcome("broker-kill", 31.0), good[1]]
     (problem,) = compare(reference, _run("faulted", stalled), 2, broker_down_s=30.0)
     assert "no commit for 31.0 s while a broker was down" in problem
-    lost = [good[0], _outcome("api-worker-kill", 0.5, survivors_kept_receiving=False)]
+    lost = [good[0], _outcome("api-worker-kill", 0.5, survivors_kept_receiving=False,
+                              live_client_reconnected=True)]  # fmt: skip
     (problem,) = compare(reference, _run("faulted", lost), 2, broker_down_s=30.0)
     assert "surviving API worker" in problem
+    alone = [good[0], _outcome("api-worker-kill", 0.5, survivors_kept_receiving=True,
+                               live_client_reconnected=False)]  # fmt: skip
+    (problem,) = compare(reference, _run("faulted", alone), 2, broker_down_s=30.0)
+    assert "did not reconnect" in problem
 
 
 @pytest.mark.integration
