@@ -16,7 +16,7 @@ machine, every node a real process of the real engine:
   Kafka to its own clients. ~0.1-0.2 GB each.
 * **Producers** as ``make up`` (one process each), one embedded **PostgreSQL**.
 
-About 7-8 GB resident in all (measured: docs/DEPLOYMENT.md), a third of the 24 GiB
+About 4.4 GB resident in all (measured: docs/DEPLOYMENT.md), a fifth of the 24 GiB
 machine, leaving the rest for the test suite's own servers.
 
 Ports are chosen free once and remembered under the state directory, so that a
