@@ -29,6 +29,11 @@ from api.telemetry import build_tracer_provider
 from infra.cli import run_program
 from infra.settings import SettingsError, load_settings
 
+WORKER_HEALTHCHECK_S = 60
+"""How long a worker may take to answer uvicorn's liveness ping before it is killed and
+replaced (uvicorn's default, 5 s, killed every worker in turn, without end, while the
+whole machine was starved of CPU). A worker that exits is still replaced at once."""
+
 
 def app_factory() -> Litestar:
     """The app of one worker process, configured from the environment."""
@@ -81,6 +86,7 @@ def _serve(args: argparse.Namespace) -> None:
             workers=workers,
             ws="auto",
             log_level="info",
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
         )
 
 
