@@ -192,8 +192,15 @@ def run_pipeline(label: str, workdir: Path, data: ChaosInput, size: Size, *,
             commits.start()
         try:
             if faults and cluster:
+                # The schedule starts with the stream (the first committed market row):
+                # on a loaded machine the programs take minutes to start, and a broker
+                # outage before anything flows would test nothing.
+                deadline = time.monotonic() + 900
+                while commits.rows() == 0 and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                flowing = run.elapsed()
                 for cfault in cluster_schedule(data.duration_s):
-                    time.sleep(max(0.0, cfault.at_s - run.elapsed()))
+                    time.sleep(max(0.0, flowing + cfault.at_s - run.elapsed()))
                     done = inject(run, cfault, commits, broker_down_s=size.broker_down_s,
                                   live=watcher)  # fmt: skip
                     cluster_outcomes.append(done)
