@@ -159,13 +159,14 @@ def _kill_tree(pid: int) -> None:
             os.kill(victim, signal.SIGKILL)
 
 
-def _until(check: Callable[[], bool], timeout: float, what: str) -> None:
+def _until(check: Callable[[], bool], timeout: float, what: str,
+           meanwhile: Callable[[], None] = lambda: time.sleep(0.3)) -> None:  # fmt: skip
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(Exception):
             if check():
                 return
-        time.sleep(0.3)
+        meanwhile()
     raise TimeoutError(f"{what}: not after {timeout:.0f} s")
 
 
@@ -253,15 +254,16 @@ def inject(
         owner = tcp_server_side_owner(run.api_port, port, workers) if port else None
         victim = owner or workers[0]
         others = [w for w in workers if w != victim]
-        probes = _probe_clients(run, others)
+        probes = Probes(_probe_clients(run, others))
         connections = len(live.connections)
         _kill_tree(victim)
         _until(lambda: len(api_workers(run)) >= len(workers) and victim not in api_workers(run),
-               120, "uvicorn to replace the worker")  # fmt: skip
+               120, "uvicorn to replace the worker", probes.read)  # fmt: skip
         window_end = time.monotonic()
         kept, reconnected = _markers_through(run, probes, live, connections)
         detail.update(survivors_kept_receiving=kept, live_client_reconnected=reconnected,
-                      workers=len(workers), victim_was_live=owner is not None)  # fmt: skip
+                      workers=len(workers), victim_was_live=owner is not None,
+                      probes=len(probes.sockets), probes_lost=probes.lost)  # fmt: skip
     return ClusterOutcome(
         fault=fault,
         injected_at_s=round(at, 1),
@@ -297,9 +299,52 @@ def _probe_clients(run: ClusterRun, workers: list[int]) -> dict[int, websocket.W
     return held
 
 
+class Probes:
+    """Live clients held on the surviving API workers, read all along.
+
+    websocket-client answers the server's pings only inside ``recv``, and uvicorn
+    closes a socket whose ping went unanswered for 20 s: probes left unread while
+    uvicorn replaced the killed worker (a minute on a loaded machine) were closed by
+    their own, healthy worker, which is not the fault under test.
+    """
+
+    def __init__(self, sockets: dict[int, websocket.WebSocket]) -> None:
+        self.sockets = sockets
+        self.lost: dict[str, str] = {}
+        """Worker pid -> why its probe's connection ended."""
+        self.seen: set[int] = set()
+        """Workers whose probe received the current marker."""
+        for ws in sockets.values():
+            ws.settimeout(0.2)
+
+    def read(self, marker: str | None = None, most: int = 100) -> None:
+        """Read every open probe until it has nothing more for 0.2 s (answering pings);
+        note who got ``marker``."""
+        if not self.sockets:
+            time.sleep(0.3)
+        for owner, ws in self.sockets.items():
+            for _ in range(most):
+                if str(owner) in self.lost:
+                    break
+                try:
+                    text = ws.recv()
+                except websocket.WebSocketTimeoutException:
+                    break
+                except (websocket.WebSocketException, OSError) as exc:
+                    self.lost[str(owner)] = f"{type(exc).__name__}: {exc}"
+                    break
+                if marker is not None and marker in str(text):
+                    self.seen.add(owner)
+
+    def close(self) -> None:
+        for ws in self.sockets.values():
+            with contextlib.suppress(Exception):
+                ws.close()
+
+
 def _markers_through(
     run: ClusterRun,
-    probes: dict[int, websocket.WebSocket],
+    probes: Probes,
     live: LiveWatcher,
     connections: int,
     timeout: float = 90.0,
@@ -311,32 +356,27 @@ def _markers_through(
     """
     producer = Producer({"bootstrap.servers": run.bootstrap, "acks": "all",
                          "enable.idempotence": True, "log_level": 2})  # fmt: skip
-    waiting = dict(probes)
     deadline = time.monotonic() + timeout
     marker = f"chaos-probe-{uuid.uuid4().hex[:8]}"
-    for ws in waiting.values():
-        # Short reads: uvicorn's pings would keep restarting a long socket timeout.
-        ws.settimeout(1.0)
-    while time.monotonic() < deadline:
-        producer.produce(
-            run.probe_topic,
-            key=PROBE_SYMBOL.encode(),
-            value=json.dumps({"crypto_symbol": PROBE_SYMBOL, "probe": marker}),
-        )
-        producer.flush(10)
-        for owner, ws in list(waiting.items()):
-            with contextlib.suppress(websocket.WebSocketTimeoutException):
-                if marker in ws.recv():
-                    del waiting[owner]
-                    ws.close()
-        reconnected = len(live.connections) > connections and live.connections[-1] > 0
-        if not waiting and reconnected:
-            break
-    for ws in waiting.values():
-        ws.close()
-    return not waiting and bool(probes), len(live.connections) > connections and (
-        live.connections[-1] > 0
-    )
+
+    def reconnected() -> bool:
+        return len(live.connections) > connections and live.connections[-1] > 0
+
+    try:
+        while time.monotonic() < deadline:
+            producer.produce(
+                run.probe_topic,
+                key=PROBE_SYMBOL.encode(),
+                value=json.dumps({"crypto_symbol": PROBE_SYMBOL, "probe": marker}),
+            )
+            producer.flush(10)
+            probes.read(marker)
+            if probes.lost or (probes.seen >= set(probes.sockets) and reconnected()):
+                break
+    finally:
+        probes.close()
+    kept = bool(probes.sockets) and not probes.lost and probes.seen >= set(probes.sockets)
+    return kept, reconnected()
 
 
 def cluster_schedule(duration_s: float) -> list[ClusterFault]:
