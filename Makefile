@@ -79,6 +79,9 @@ bench: $(STAMP) ## Run the benchmarks (results in bench/results/, see docs/BENCH
 peers: $(STAMP) $(BENCH_STAMP) ## Ingestion against quix-streams and Kafka Connect, same 1M messages (docs/BENCHMARKS.md)
 	@$(PY) -m bench.peers
 
+backtest: $(STAMP) ## Walk-forward backtest of the forecast models on the real candle files (docs/ANALYTICS.md)
+	@$(PY) -m bench.backtest
+
 chaos: $(STAMP) ## Full-size chaos run: the pipeline twice, once under faults; tables compared (docs/RELIABILITY.md; CLUSTER=1: the scaled-out shape's faults)
 	@$(PY) -m bench.chaos $(if $(CLUSTER),--cluster,)
 
@@ -91,4 +94,4 @@ reliability: chaos soak ## Every reliability run at full size (plus the 1M-frame
 clean-state: ## Delete local state (.state/: broker log, database, recovery, checkpoints)
 	rm -rf .state
 
-.PHONY: help venv up migrate lint test bench peers chaos soak reliability clean-state chromium
+.PHONY: help venv up migrate lint test bench peers backtest chaos soak reliability clean-state chromium

@@ -29,7 +29,7 @@ from api.live import LiveRelay
 from api.routes.config import config_router
 from api.routes.history import history_router
 from api.routes.market import market_router
-from api.routes.ops import KafkaProbe, make_ops_router
+from api.routes.ops import DeadLetterProbe, KafkaProbe, PipelineProbe, make_ops_router
 from api.routes.ws import WS_HANDLERS
 from api.settings import ApiSettings
 from api.symbols import Symbols
@@ -60,7 +60,8 @@ def create_app(
 
     ``tracer_provider`` defaults to one built from ``api_settings`` (OTLP export only
     when ``settings.otlp_endpoint`` is configured); tests pass one with an in-memory exporter.
-    ``clock`` is where "now" comes from (relative periodes, data age).
+    ``clock`` is where "now" comes from (relative periodes, data age; no forecast issued
+    after it is served).
     """
     if settings.database.url is None:
         raise SettingsError("the API needs a database: set DATABASE_URL")
@@ -83,6 +84,7 @@ def create_app(
         symbols=symbols,
         telemetry=telemetry,
         channels=channels,
+        clock=clock,
     )
     ctx = ApiContext(
         settings=api_settings,
@@ -107,10 +109,14 @@ def create_app(
                 await live.stop()
                 await db.close()
                 probe.close()
+                pipeline.close()
                 if owns_provider:
                     telemetry.shutdown()
 
     probe = KafkaProbe(settings.kafka.bootstrap_servers)
+    pipeline = PipelineProbe(
+        DeadLetterProbe(settings.kafka.bootstrap_servers, settings.kafka.topics.deadletter)
+    )
     middleware: list[DefineMiddleware] = [
         DefineMiddleware(TelemetryMiddleware, telemetry=telemetry)
     ]
@@ -143,7 +149,7 @@ def create_app(
             history_router,
             market_router,
             config_router,
-            make_ops_router(probe),
+            make_ops_router(probe, pipeline),
             *WS_HANDLERS,
             dashboard_router(),  # the dashboard page at / (api/dashboard/)
         ],

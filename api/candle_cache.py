@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from datetime import timedelta
 from typing import Final
 
-from api.queries import CandleRow
+from api.models import Candle
 
 GRACE: Final = timedelta(minutes=1)
 """A bucket is cached once it ended at least this long ago (ingestion lag margin)."""
@@ -32,16 +32,16 @@ class CandleCache:
     def __init__(self, ttl_s: float, max_entries: int = 256) -> None:
         self._ttl_s = ttl_s
         self._max = max_entries
-        self._entries: OrderedDict[Hashable, tuple[float, list[CandleRow]]] = OrderedDict()
-        self._inflight: dict[Hashable, asyncio.Future[list[CandleRow]]] = {}
+        self._entries: OrderedDict[Hashable, tuple[float, list[Candle]]] = OrderedDict()
+        self._inflight: dict[Hashable, asyncio.Future[list[Candle]]] = {}
 
     @property
     def enabled(self) -> bool:
         return self._ttl_s > 0
 
     async def get(
-        self, key: Hashable, compute: Callable[[], Awaitable[list[CandleRow]]]
-    ) -> list[CandleRow]:
+        self, key: Hashable, compute: Callable[[], Awaitable[list[Candle]]]
+    ) -> list[Candle]:
         if not self.enabled:
             return await compute()
         now = time.monotonic()
@@ -57,7 +57,7 @@ class CandleCache:
                 if not pending.cancelled():
                     raise  # this request itself was cancelled
                 return await compute()  # the computing request went away: do it here
-        future: asyncio.Future[list[CandleRow]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[Candle]] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
             rows = await compute()

@@ -1,47 +1,109 @@
 """The database pool: opened in the app's lifespan, traced, failing fast when down.
 
 Every statement is a :class:`Query` constant (fixed SQL text, values only as
-parameters). Outages become :class:`~api.errors.Unavailable` (503) within the
+parameters) that names its row type: rows come back as instances of it, built by
+column name (:func:`struct_row`), so a SELECT list's aliases are the row type's
+fields. Outages become :class:`~api.errors.Unavailable` (503) within the
 pool timeout: the pool is opened without waiting, so the app starts (and
 ``health/`` reports) while the database is down, and it reconnects by itself.
 """
 
 from __future__ import annotations
 
+import keyword
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Final, Literal
+from dataclasses import dataclass
+from typing import Any, Final, Generic, TypeVar
 
 import msgspec
 import psycopg
 from opentelemetry.trace import SpanKind
 from psycopg import AsyncConnection
+from psycopg.rows import BaseRowFactory, RowMaker
 from psycopg.types.numeric import FloatLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from api.errors import Unavailable
 from api.settings import ApiSettings
 from api.telemetry import Telemetry
+from handlers._generated import generated
+from infra.migrate import Flavour
 
 log = logging.getLogger("api.db")
 
-Flavour = Literal["plain", "timescale"]
-Row = tuple[Any, ...]
+R = TypeVar("R")
+Connection = AsyncConnection[Any]
 
 # While the database is known to be down, requests wait only this long for a
 # connection (one may just have been re-established) instead of the full timeout.
 FAST_FAIL_TIMEOUT_S: Final = 0.25
 
 
-class Query(msgspec.Struct, frozen=True):
-    """One parameterised statement; ``name`` labels its span and latency metric."""
+@dataclass(frozen=True, slots=True)
+class Query(Generic[R]):
+    """One parameterised statement; ``name`` labels its span and latency metric.
+
+    ``row`` is the type of its rows, built with the columns as keywords: the SELECT
+    list's names (aliases where needed) are exactly its fields. ``binary`` asks for
+    the results in PostgreSQL's binary format, which loads faster (a timestamptz is
+    a number, not text to parse: 0.75 against 1.05 ms of CPU for 1,000 tickers) but
+    loads ``numeric`` as ``Decimal``: only for statements casting their ``numeric``
+    columns to ``float8``.
+    """
 
     name: str
     operation: str
     table: str
     sql: str
+    row: type[R]
+    binary: bool = False
+
+
+class One(msgspec.Struct, Generic[R], frozen=True):
+    """The row of a statement returning one column, named ``value``."""
+
+    value: R
+
+
+def struct_row(row: type[R]) -> BaseRowFactory[R]:
+    """A row factory building ``row`` with each column passed by its name.
+
+    psycopg's ``class_row`` does the same with ``row(**dict(zip(names, values)))``,
+    which costs about eight times as much per row as a keyword call spelt out
+    (2.2 ms against 0.27 ms of CPU for a page of 1,000 tickers): the call is
+    generated once per row type and SELECT list (see :mod:`handlers._generated`).
+    """
+
+    def factory(cursor: Any) -> RowMaker[R]:
+        names = tuple(column.name for column in cursor.description or ())
+        make: RowMaker[R] | None = _ROW_MAKERS.get((row, names))
+        if make is None:
+            make = _ROW_MAKERS[row, names] = _row_maker(row, names)
+        return make
+
+    return factory
+
+
+_ROW_MAKERS: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+
+def _row_maker(row: type[R], names: tuple[str, ...]) -> RowMaker[R]:
+    for name in names:
+        # Column names come from the Query's fixed SQL text; one that is no
+        # keyword argument is a statement to alias, not something to compile.
+        if not name.isidentifier() or keyword.iskeyword(name):
+            raise ValueError(f"column {name!r} cannot be passed by name: alias it")
+    if getattr(row, "__match_args__", None) == names:
+        # The columns are the row type's positional fields, in order: a positional
+        # call, a third cheaper than the keyword one (TickerPoint, 1,000-row pages).
+        call = "row(*values)"
+    else:
+        call = f"row({', '.join(f'{name}=values[{i}]' for i, name in enumerate(names))})"
+    make: Callable[[Sequence[Any]], R] = generated("make_row", "values", call, {"row": row})
+    return make
 
 
 class Database:
@@ -54,7 +116,7 @@ class Database:
         self._healthy = True
         self.flavour: Flavour | None = None
         self.name = psycopg.conninfo.conninfo_to_dict(url).get("dbname") or "postgres"
-        self.pool: AsyncConnectionPool[AsyncConnection[Row]] = AsyncConnectionPool(
+        self.pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             url,
             min_size=settings.pool_min,
             max_size=settings.pool_max,
@@ -100,12 +162,12 @@ class Database:
     async def _reconnect_failed(self, _: AsyncConnectionPool[Any]) -> None:
         self._healthy = False
 
-    def _tracked_connection_class(self) -> type[AsyncConnection[Row]]:
+    def _tracked_connection_class(self) -> type[Connection]:
         """A connection class recording failed connection attempts: the pool retries them
         in the background, and meanwhile requests should fail fast, not wait in line."""
         database = self
 
-        class TrackedConnection(AsyncConnection[Row]):
+        class TrackedConnection(AsyncConnection[Any]):
             @classmethod
             async def connect(cls, conninfo: str = "", **kwargs: Any) -> TrackedConnection:
                 try:
@@ -117,7 +179,7 @@ class Database:
         return TrackedConnection
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[AsyncConnection[Row]]:
+    async def connection(self) -> AsyncIterator[Connection]:
         """A pooled connection; an outage raises :class:`Unavailable` quickly."""
         timeout = self._settings.pool_timeout_s if self._healthy else FAST_FAIL_TIMEOUT_S
         try:
@@ -144,10 +206,10 @@ class Database:
 
     async def fetch(
         self,
-        query: Query,
+        query: Query[R],
         params: Mapping[str, Any] | Sequence[Any] | None = None,
-        conn: AsyncConnection[Row] | None = None,
-    ) -> list[Row]:
+        conn: Connection | None = None,
+    ) -> list[R]:
         """All rows of ``query``; on ``conn`` when given (e.g. inside a transaction)."""
         if conn is not None:
             return await self._run(conn, query, params)
@@ -156,19 +218,19 @@ class Database:
 
     async def fetch_one(
         self,
-        query: Query,
+        query: Query[R],
         params: Mapping[str, Any] | Sequence[Any] | None = None,
-        conn: AsyncConnection[Row] | None = None,
-    ) -> Row | None:
+        conn: Connection | None = None,
+    ) -> R | None:
         rows = await self.fetch(query, params, conn)
         return rows[0] if rows else None
 
     async def _run(
         self,
-        conn: AsyncConnection[Row],
-        query: Query,
+        conn: Connection,
+        query: Query[R],
         params: Mapping[str, Any] | Sequence[Any] | None,
-    ) -> list[Row]:
+    ) -> list[R]:
         t = self._telemetry
         with t.tracer.start_as_current_span(
             f"{query.operation} {query.table}",
@@ -185,8 +247,11 @@ class Database:
         ) as span:
             started = time.perf_counter()
             try:
-                cur = await conn.execute(query.sql, params)
-                rows = await cur.fetchall() if cur.description is not None else []
+                async with conn.cursor(
+                    row_factory=struct_row(query.row), binary=query.binary
+                ) as cur:
+                    await cur.execute(query.sql, params)
+                    rows = await cur.fetchall() if cur.description is not None else []
             finally:
                 t.db_queries.labels(query.name).observe(time.perf_counter() - started)
             span.set_attribute("db.response.returned_rows", len(rows))

@@ -29,6 +29,7 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 import msgspec
@@ -55,6 +56,18 @@ PAIR_TYPES: Final = frozenset({"ticker", "trade", "alert"})
 SYMBOL_TYPES: Final = frozenset({"article", "sentiment", "prediction"})
 # Types with an "all symbols" channel (the seeds' /ws/alert/ has no symbol).
 GLOBAL_TYPES: Final = frozenset({"alert", "article"})
+SocketSubject = Literal["pair", "coin", "all"]
+SOCKETS: Final[dict[LiveType, SocketSubject]] = {
+    "ticker": "pair",
+    "trade": "pair",
+    "sentiment": "coin",
+    "prediction": "coin",
+    "alert": "all",
+}
+"""The seeds' dedicated sockets: one series of one pair (``/ws/ticker/BTC/USD/``) or
+coin (``/ws/sentiment/BTC/``), or of all of them (``/ws/alert/``). Other series
+(articles) are followed on the multiplexed ``/ws/live``."""
+MULTIPLEX_PATH: Final = "/ws/live"
 BATCH_SIZE: Final = 500
 POLL_TIMEOUT_S: Final = 0.2
 HANDOFF_TIMEOUT_S: Final = 30.0
@@ -81,6 +94,15 @@ class _Routing(msgspec.Struct, frozen=True):
 
 
 _ROUTING = msgspec.json.Decoder(_Routing)
+
+
+class _Issued(msgspec.Struct, frozen=True):
+    """When a forecast was issued (the prediction topic's ``timestamp``)."""
+
+    timestamp: datetime
+
+
+_ISSUED = msgspec.json.Decoder(_Issued)
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -103,6 +125,19 @@ def channel_names(kind: str, routing: _Routing, symbols: Symbols) -> tuple[str |
     if coin is None:
         return None, []
     return coin, [f"{kind}:{coin}"]
+
+
+def channel_of(kind: LiveType, key: str | None) -> str:
+    """The channel of one series: ``ticker:BTC/USD``, or ``alert`` for all of them."""
+    return kind if key is None else f"{kind}:{key}"
+
+
+def socket_path(kind: LiveType, key: str | None) -> str:
+    """The dedicated socket of a series (see :data:`SOCKETS`), else the multiplexed one."""
+    subject = SOCKETS.get(kind)
+    if subject is None:
+        return MULTIPLEX_PATH
+    return f"/ws/{kind}/" if subject == "all" or key is None else f"/ws/{kind}/{key}/"
 
 
 def parse_channel(raw: object, symbols: Symbols) -> str:
@@ -134,8 +169,10 @@ class LiveRelay:
         symbols: Symbols,
         telemetry: Telemetry,
         channels: ChannelsPlugin,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._bootstrap = bootstrap
+        self._clock = clock
         self._settings = settings
         self._symbols = symbols
         self._telemetry = telemetry
@@ -205,8 +242,10 @@ class LiveRelay:
             log.exception("live relay stopped by an unexpected error")
             self.status = "failed"
         finally:
-            with contextlib.suppress(Exception):
+            try:
                 consumer.close()
+            except Exception:
+                log.warning("live relay: closing the Kafka consumer failed", exc_info=True)
 
     def _hand_off(self, batch: list[tuple[bytes, list[str]]]) -> None:
         loop = self._loop
@@ -265,6 +304,12 @@ class LiveRelay:
                 t.live_skipped.labels(topic).inc()
                 span.set_attribute("cryptoviz.live.skipped", "unparsable")
                 return None
+            if kind == "prediction" and not self._issued_by_now(value):
+                # A forecast stamped after the clock (ticks from the future made its bar):
+                # the API serves none, here as in its REST routes.
+                t.live_skipped.labels(topic).inc()
+                span.set_attribute("cryptoviz.live.skipped", "issued in the future")
+                return None
             key, names = channel_names(kind, routing, self._symbols)
             if not names:
                 t.live_skipped.labels(topic).inc()
@@ -276,6 +321,13 @@ class LiveRelay:
             )
             t.live_relayed.labels(kind).inc()
             return _ENCODER.encode(envelope), names
+
+    def _issued_by_now(self, value: bytes) -> bool:
+        try:
+            issued = _ISSUED.decode(value).timestamp
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return True  # not a forecast of this job's: relayed unchanged, as before
+        return issued.tzinfo is None or issued <= self._clock()
 
 
 class ClientFeed:

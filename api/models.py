@@ -14,14 +14,17 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-Side = Literal["b", "s"]
+from handlers import AlertType, Side
+from spark_batch.accuracy import IntervalAccuracy
+
 ChartType = Literal["line", "candlestick", "area", "bar", "ohlc"]
 
 
 # -- history rows --------------------------------------------------------------------
 
 
-class TickerPoint(msgspec.Struct, frozen=True, kw_only=True):
+class TickerPoint(msgspec.Struct, frozen=True):
+    # Not kw_only: pages of up to 1,000 are built positionally (api.db.struct_row).
     timestamp: datetime
     last: float
     bid: float | None
@@ -57,16 +60,31 @@ class SentimentPoint(msgspec.Struct, frozen=True, kw_only=True):
 
 class PredictionPoint(msgspec.Struct, frozen=True, kw_only=True):
     timestamp: datetime
+    """When the forecast was issued: it used only ticks before this time."""
     window_start: datetime | None
     model_name: str
+    horizon_s: int
+    target_time: datetime
+    """``timestamp + horizon_s``: the time the forecast is for."""
     predicted_price: float
     actual_price: float | None
+    """The last price at or before ``target_time``, once known."""
     confidence_interval_low: float | None
     confidence_interval_high: float | None
     interval_level: float | None
-    horizon_s: int
-    target_time: datetime
+    """Nominal level of the inner interval (0.8; 0.6827 for the prototype's model)."""
+    outer_interval_low: float | None
+    outer_interval_high: float | None
+    outer_interval_level: float | None
+    """Nominal level of the outer interval (0.95), if the model has one."""
     last_price: float | None
+    """The last price before ``timestamp``: the naive forecast."""
+    trailing_skill: float | None
+    """``1 - MAE / naive MAE`` of this model and horizon over its recent resolved
+    forecasts when this one was issued; negative is worse than the naive forecast,
+    ``null`` until enough forecasts are resolved."""
+    preferred: bool
+    """This model was the one to show first for its coin and horizon at ``timestamp``."""
 
 
 class ArticlePoint(msgspec.Struct, frozen=True, kw_only=True):
@@ -88,7 +106,7 @@ class AlertPoint(msgspec.Struct, frozen=True, kw_only=True):
     last_price: float
     change_percent: float
     threshold: float | None
-    alert_type: Literal["up", "down"]
+    alert_type: AlertType
     reference_price: float | None
     window_s: int | None
 
@@ -164,6 +182,8 @@ class SentimentHistory(msgspec.Struct, frozen=True, kw_only=True):
 
 class PredictionHistory(msgspec.Struct, frozen=True, kw_only=True):
     crypto_symbol: str
+    horizon_s: int | None
+    """The horizon asked for (``null``: every horizon)."""
     count: int
     data: list[PredictionPoint]
     limit: int
@@ -270,33 +290,92 @@ class LatestPrice(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ModelAccuracy(msgspec.Struct, frozen=True, kw_only=True):
-    window_days: int
-    evaluated: int
-    """Predictions of the window whose actual price is known."""
-    mae: float | None
-    mape_pct: float | None
-    interval_coverage_pct: float | None
-    """Share of evaluated predictions whose actual price fell inside their interval."""
+    """The accuracy report's line of one model and horizon (``python -m spark_batch.report``).
 
+    ``model_name`` is a model, ``shown_first`` (the forecasts flagged ``preferred``,
+    whichever model made them) or ``naive_last_value`` (the last price as forecast).
+    """
 
-class ModelPrediction(msgspec.Struct, frozen=True, kw_only=True):
     model_name: str
+    horizon_s: int
+    predictions: int
+    """Forecasts of the window whose actual price is known."""
+    mae: float
+    rmse: float
+    mape_pct: float | None
+    directional_accuracy: float | None
+    """Share of right up/down calls where the price moved."""
+    direction_calls: int
+    naive_mae: float | None
+    naive_rmse: float | None
+    naive_mape_pct: float | None
+    skill_vs_naive: float | None
+    """``1 - MAE / naive MAE`` over these forecasts: below 0 is worse than naive."""
+    intervals: list[IntervalAccuracy]
+
+
+class StoredPrediction(msgspec.Struct, frozen=True, kw_only=True):
+    """A model's latest forecast for one horizon as stored (the row of ``LATEST_PREDICTIONS``)."""
+
+    model_name: str
+    horizon_s: int
     timestamp: datetime
     window_start: datetime | None
+    target_time: datetime
     predicted_price: float
     confidence_interval_low: float | None
     confidence_interval_high: float | None
     interval_level: float | None
-    horizon_s: int
-    target_time: datetime
+    outer_interval_low: float | None
+    outer_interval_high: float | None
+    outer_interval_level: float | None
     last_price: float | None
+    trailing_skill: float | None
+    preferred: bool
+
+
+class ModelPrediction(StoredPrediction, frozen=True, kw_only=True):
+    label: str
+    """What the dashboard calls the model (the prototype's is "the prototype's baseline")."""
+    shown_first: bool
+    """The forecast to show first for its horizon (see ``LatestPredictions``)."""
     accuracy: ModelAccuracy | None
+    """Its model and horizon over the accuracy window (``null``: nothing scored yet)."""
 
 
 class LatestPredictions(msgspec.Struct, frozen=True, kw_only=True):
+    """Each model's latest forecast per horizon, the one to show first, and the live
+    accuracy report of the trailing window.
+
+    Shown first, per horizon: the model flagged ``preferred`` by the job at its latest
+    forecast (its trailing skill is never below the naive forecast's); for rows
+    without a flag (stored before the flag existed), the model with the highest
+    trailing skill if it is at least 0; otherwise none (show the last price).
+    """
+
     crypto_symbol: str
+    horizon_s: int | None
+    """The horizon asked for (``null``: every horizon)."""
     count: int
     data: list[ModelPrediction]
+    """Per horizon (ascending): the one shown first, then the others by name."""
+    accuracy_from: datetime | None
+    accuracy_to: datetime | None
+    """The trailing window scored: forecasts issued in ``[from, to)``, ``to`` the latest."""
+    baselines: list[ModelAccuracy]
+    """The report's ``shown_first`` and ``naive_last_value`` lines of the window."""
+
+
+class PredictionAccuracy(msgspec.Struct, frozen=True, kw_only=True):
+    """The accuracy report of a coin over a range: per horizon, one line per model,
+    then ``shown_first`` and ``naive_last_value``."""
+
+    crypto_symbol: str
+    horizon_s: int | None
+    date_debut: datetime
+    date_fin: datetime
+    count: int
+    data: list[ModelAccuracy]
 
 
 class CryptoStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -334,6 +413,37 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     database: DependencyHealth
     kafka: DependencyHealth
     live: LiveHealth
+
+
+class DeadLetterCount(msgspec.Struct, frozen=True, kw_only=True):
+    topic: str
+    retained: int | None
+    """Dead letters in the topic now (what Kafka's retention kept); ``None``: unknown."""
+    last_24h: int | None
+    """Of those, the ones written in the last 24 hours."""
+    error: str | None
+
+
+class PairTradeGaps(msgspec.Struct, frozen=True, kw_only=True):
+    pair: str
+    gaps: int
+    missing_trades: int
+
+
+class TradeGapCount(msgspec.Struct, frozen=True, kw_only=True):
+    window_hours: int
+    gaps: int | None
+    """Holes in the stored ``trade_id`` sequences (every pair) over the window."""
+    missing_trades: int | None
+    """Trade ids those holes leave out."""
+    pairs: list[PairTradeGaps]
+    error: str | None
+
+
+class PipelineCounts(msgspec.Struct, frozen=True, kw_only=True):
+    checked_at: datetime
+    dead_letters: DeadLetterCount
+    trade_gaps: TradeGapCount
 
 
 # -- configuration -------------------------------------------------------------------

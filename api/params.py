@@ -207,13 +207,18 @@ def encode_cursor(state: CursorState) -> str:
     return base64.urlsafe_b64encode(_CURSOR_ENCODER.encode(state)).decode().rstrip("=")
 
 
-def decode_cursor(raw: str, scope: str) -> CursorState:
-    """The state of a cursor from this listing's ``next``; rejects anything else."""
-    bad = BadRequest(
+def invalid_cursor() -> BadRequest:
+    """The one answer to a cursor that is not a ``next`` value of this listing."""
+    return BadRequest(
         "cursor is not valid for this listing; pass the `next` value of the previous "
         "page unchanged, with the same path and filters",
         parameter="cursor",
     )
+
+
+def decode_cursor(raw: str, scope: str) -> CursorState:
+    """The state of a cursor from this listing's ``next``; rejects anything else."""
+    bad = invalid_cursor()
     if not raw or len(raw) > MAX_CURSOR_CHARS:
         raise bad
     try:

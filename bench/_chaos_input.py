@@ -19,8 +19,12 @@ from flows.producers.settings import SHARED_REAL, SyntheticSettings
 from flows.producers.synthetic import record_capture
 from handlers import CoinTable
 
-START = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
-"""Recorded time of the first market frame (any fixed time: it is never compared to now)."""
+START = datetime(2026, 3, 2, 9, 29, 50, tzinfo=UTC)
+"""Recorded time of the first market frame (a fixed time: it is never compared to now).
+
+Ten seconds before a minute: the CI size's 100 recorded seconds then hold two whole
+1-minute bars closed by the forecasts' 10 s watermark (09:29:50-09:30, 09:30-09:31),
+enough for the forecasts' first issue, so Spark's state machine is compared too."""
 SEED = 20260302
 
 _JUNK_TEMPLATES: tuple[bytes, ...] = (

@@ -2,14 +2,14 @@
 
     .venv/bin/python -m bench.analytics [--rate 2000] [--seconds 60]
         [--steps 5000,10000,20000,30000,40000] [--step-seconds 40] [--refine] [--pairs 12]
-        [--replay-hours 6] [--no-write] [--keep-state]
+        [--no-write] [--keep-state]
 
 One run, one fresh embedded stack (Kafka + PostgreSQL started here; the job reads
 the fixed topic ``rawticker``, so external servers are not used):
 
 1. **The job**: ``python -m spark_batch.run --query predictions`` in a subprocess,
-   with its default settings (``local[*]``, 2 s trigger, ``update`` output mode,
-   1g driver memory; ``CRYPTOVIZ_SPARK_*`` in the environment apply). This process
+   with its default settings (``local[*]``, 2 s trigger, 1-minute bars closed by a
+   10 s watermark, 1g driver memory; ``CRYPTOVIZ_SPARK_*`` in the environment apply). This process
    produces ticker JSON in the wire shape of ``handlers/_wire.py`` for ``--pairs``
    USD pairs, each message's ``timestamp`` (its event time) being the wall clock
    when it is produced.
@@ -20,8 +20,14 @@ the fixed topic ``rawticker``, so external servers are not used):
    its delivery report); the commit time is the mtime of ``commits/N``, which Spark
    writes after ``foreachBatch`` returned, i.e. after the batch's upsert into
    ``prediction_data`` committed and its rows were published to Kafka. So it is an
-   upper bound of "tick produced -> its windows' prediction rows committed", by the
-   few ms of the Kafka publish and the commit-log write.
+   upper bound of "tick produced -> the micro-batch that took it in committed", by the
+   few ms of the Kafka publish and the commit-log write. A tick moves its minute's bar;
+   the forecasts come when the minute closes, hence:
+   **Forecast delay**: for the forecasts issued during the latency phase, the time
+   from their issue time (the end of their minute, on the producer's clock) to their
+   insertion into ``prediction_data`` (``updated_at``, the writing transaction's start
+   on the database's clock; same machine): watermark + wait for the next trigger +
+   batch time.
 3. **Sustained rate**: the rate steps up (``--steps``, ``--step-seconds`` each, the
    latency phase counting as the first step). Lag = Kafka end offsets (acknowledged
    by the broker) minus the end offsets of the last committed batch, taken right after
@@ -36,13 +42,7 @@ the fixed topic ``rawticker``, so external servers are not used):
 4. **Memory**: RSS from ``/proc`` of the job's Python driver and of its JVM (in local
    mode ONE JVM holds the Spark driver and the executor), sampled every second; peak
    (``VmHWM``) and at the end of the latency phase.
-5. **Prediction quality** on a replay: ``--replay-hours`` of one tick per second per
-   tracked pair from the synthetic market's price process
-   (:mod:`flows.producers.synthetic`, seed 7, event times from 2025-01-01), produced
-   to a fresh topic and copied into ``ticker_data``; the query runs over it once
-   (``availableNow``, in this process), the actual prices are back-filled, and
-   :func:`spark_batch.accuracy.accuracy` scores the predictions made from the first
-   full window to the last one whose target lies in the path.
+Forecast quality is measured on real prices by ``bench/backtest.py`` (docs/ANALYTICS.md).
 
 Results: printed, and written to bench/results/analytics.json.
 """
@@ -62,29 +62,22 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import psycopg
 from confluent_kafka import KafkaError, Message, Producer
 
 from bench._results import git_commit, machine, report
 from bench.ingest import new_database
-from flows.producers.settings import SyntheticSettings
-from flows.producers.synthetic import SyntheticPartition, synthetic_pairs
+from flows.producers.synthetic import synthetic_pairs
 from infra._procs import descendants, process_table
 from infra.cli import run_program
-from infra.settings import Settings, Topics, load_settings
+from infra.settings import Topics, load_settings
 from infra.stack import temporary_stack
-from infra.topics import ensure_topics
-from spark_batch.accuracy import NAIVE, Accuracy, Scored, accuracy, fetch_scored, summarise
-from spark_batch.backfill import backfill_actual_prices
 from spark_batch.settings import SparkSettings, load_spark_settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -92,9 +85,6 @@ RESULTS = REPO / "bench" / "results" / "analytics.json"
 TOPIC = Topics().rawticker
 """The job under test reads the default topic map, on a broker of its own."""
 QUERY = "predictions"
-REPLAY_START = datetime(2025, 1, 1, tzinfo=UTC)
-REPLAY_SEED = 7
-HEADLINE_PAIR = "BTC/USD"
 SLOPE_LIMIT = 0.05
 """A step is kept up while the lag grows by less than this share of the rate."""
 MAX_LAG_S = 20
@@ -464,6 +454,31 @@ def step_report(
 # -- the live job ---------------------------------------------------------------------
 
 
+def forecast_delay(url: str, t0: float, t1: float) -> dict[str, Any] | None:
+    """Issue time -> insertion of the forecasts issued in ``[t0, t1]`` (one per coin-minute)."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT crypto_symbol, timestamp, "
+            "extract(epoch FROM updated_at - timestamp)::float8 FROM prediction_data "
+            "WHERE timestamp BETWEEN to_timestamp(%s) AND to_timestamp(%s)",
+            (t0, t1),
+        ).fetchall()
+    delays = [float(r[2]) for r in rows]
+    if not delays:
+        return None
+    return {
+        "p50_ms": round(_pct(delays, 0.5) * 1000, 1),
+        "p99_ms": round(_pct(delays, 0.99) * 1000, 1),
+        "max_ms": round(max(delays) * 1000, 1),
+        "min_ms": round(min(delays) * 1000, 1),
+        "coin_minutes": len(delays),
+        "measures": (
+            "prediction_data.updated_at (insert transaction start, database clock) minus "
+            "timestamp (issue time = end of the minute, producer clock), per coin and minute"
+        ),
+    }
+
+
 def start_job(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -544,6 +559,7 @@ def live(
             "ticks": len(lat),
         }
         result["rss_at_rate_mb"] = memory.now_mb()
+        result["forecast_delay"] = forecast_delay(env["DATABASE_URL"], t0, t1)
         print(
             f"  p50 {result['latency']['p50_ms']:.0f} ms, p99 {result['latency']['p99_ms']:.0f} ms"
             f" over {len(lat)} ticks",
@@ -638,192 +654,6 @@ def live(
     return result
 
 
-# -- prediction quality on a replay -------------------------------------------------------
-
-
-def _price_text(price: float) -> str:
-    """Six significant digits, like the synthetic producer and Kraken."""
-    digits = math.floor(math.log10(price)) + 1 if price >= 1 else 0
-    return f"{price:.{max(1, min(8, 6 - digits))}f}"
-
-
-def replay_market(pairs: int) -> SyntheticSettings:
-    """The synthetic market's defaults, one tick per simulated second per pair."""
-    return SyntheticSettings(pairs=pairs, rate=float(pairs), seed=REPLAY_SEED)
-
-
-def replay_path(settings: Settings, hours: float) -> list[tuple[float, str, str]]:
-    """``(epoch s, pair, last)``: one tick per second per tracked pair, synthetic market."""
-    coins = settings.coin_table()
-    pairs = synthetic_pairs(coins, len(coins.tracked))
-    # rate = pairs: one simulated second between two ticks of a pair.
-    part = SyntheticPartition(replay_market(len(pairs)), coins, None)
-    base = REPLAY_START.timestamp()
-    ticks = []
-    for second in range(int(hours * 3600)):
-        for pair in pairs:
-            path = part._paths[pair]
-            part._step(path)
-            ticks.append((base + second, pair, _price_text(path.price)))
-    return ticks
-
-
-def _accuracy_dict(a: Accuracy) -> dict[str, Any]:
-    def r(v: float | None, nd: int) -> float | None:
-        return None if v is None else round(v, nd)
-
-    return {
-        "predictions": a.predictions,
-        "mae": r(a.mae, 6),
-        "mape_pct": r(a.mape_pct, 4),
-        "directional_accuracy": r(a.directional_accuracy, 3),
-        "coverage": r(a.coverage, 3),
-        "nominal_level": r(a.nominal_level, 4),
-        "skill_vs_naive": r(a.skill_vs_naive, 3),
-    }
-
-
-def replay(settings: Settings, admin: str, state: Path, hours: float) -> dict[str, Any]:
-    from spark_batch.jobs import Analytics
-    from spark_batch.session import build_session
-
-    bootstrap = settings.kafka.bootstrap_servers
-    assert bootstrap is not None
-    url = new_database(admin)
-    topic = f"bench-replay-{uuid.uuid4().hex[:6]}"
-    ensure_topics(bootstrap, (topic,), settings.kafka.partitions)
-    ticks = replay_path(settings, hours)
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 50,
-            "compression.type": "lz4",
-            "queue.buffering.max.messages": 1_000_000,
-        }
-    )
-    for ts, pair, last in ticks:
-        payload = f'{{"pair":"{pair}","last":{last},"timestamp":{ts:.6f}}}'.encode()
-        while True:
-            try:
-                producer.produce(topic, payload, key=pair.encode())
-                break
-            except BufferError:
-                producer.poll(0.05)
-    assert producer.flush(120) == 0
-    with (
-        psycopg.connect(url, autocommit=True) as conn,
-        conn.cursor().copy("COPY ticker_data (timestamp, pair, last) FROM STDIN") as copy,
-    ):
-        for ts, pair, last in ticks:
-            copy.write_row((datetime.fromtimestamp(ts, UTC), pair, Decimal(last)))
-
-    # FATAL: Spark 4.1.1 logs a whole-stage codegen fallback of the sliding-window stage at
-    # ERROR, with the plan, on every batch; a real failure still raises in awaitTermination.
-    cfg = msgspec.structs.replace(
-        load_spark_settings(), log_level="FATAL", max_offsets_per_trigger=None
-    )
-    job_settings = (
-        msgspec.structs.replace(settings, state_dir=state / "replay")
-        .with_servers(database=url)
-        .with_topics(msgspec.structs.replace(settings.kafka.topics, rawticker=topic))
-    )
-    spark = build_session(cfg, settings.cache_dir)
-    try:
-        analytics = Analytics(spark, job_settings, cfg)
-        started = time.perf_counter()
-        (query,) = analytics.start([QUERY], available_now=True)
-        try:
-            query.awaitTermination()
-        finally:
-            query.stop()
-            analytics.close()
-        spark_s = time.perf_counter() - started
-    finally:
-        spark.stop()
-
-    pcfg = cfg.prediction
-    first = REPLAY_START + timedelta(seconds=pcfg.window_s)
-    last_tick = REPLAY_START + timedelta(seconds=int(hours * 3600) - 1)
-    until = last_tick - timedelta(seconds=pcfg.horizon_s)
-    with psycopg.connect(url, autocommit=True) as conn:
-        with conn.transaction():
-            filled = backfill_actual_prices(
-                conn, quote=pcfg.quote, max_staleness_s=cfg.backfill.max_staleness_s
-            )
-        scored = fetch_scored(conn, first, until)
-        (predictions,) = conn.execute("SELECT count(*) FROM prediction_data").fetchone() or (0,)
-    rows = accuracy(scored)
-    symbol = HEADLINE_PAIR.split("/", 1)[0]
-    by_coin: dict[str, dict[str, Any]] = {}
-    for a in rows:
-        by_coin.setdefault(a.symbol, {})[a.model] = _accuracy_dict(a)
-    pooled: dict[str, Any] = {}
-    models = sorted({s.model for s in scored})
-    for model in [*models, NAIVE]:
-        group: list[Scored] = [
-            s
-            if model != NAIVE
-            else msgspec.structs.replace(s, model=NAIVE, predicted=s.last, low=None, high=None)
-            for s in scored
-            if model == NAIVE or s.model == model
-        ]
-        if model == NAIVE:  # one naive forecast per (coin, prediction time)
-            group = list({(s.symbol, s.timestamp): s for s in group if s.last is not None}.values())
-        a = summarise(model, "ALL", group)
-        pooled[model] = {
-            "predictions": a.predictions,
-            "mape_pct": round(a.mape_pct or 0.0, 4),
-            "naive_mape_pct": round(a.naive_mape_pct or 0.0, 4),
-            "skill_vs_naive_mape": round(1 - (a.mape_pct or 0.0) / (a.naive_mape_pct or 1.0), 3),
-            "directional_accuracy": None
-            if a.directional_accuracy is None
-            else round(a.directional_accuracy, 3),
-            "coverage": None if a.coverage is None else round(a.coverage, 3),
-            "nominal_level": None if a.nominal_level is None else round(a.nominal_level, 4),
-        }
-    headline = by_coin[symbol]
-    market = replay_market(len(by_coin))
-    return {
-        "models": {
-            m: {k: headline[m][k] for k in ("mae", "coverage", "nominal_level")}
-            | {
-                "mape_pct": headline[m]["mape_pct"],
-                "skill_vs_naive": headline[m]["skill_vs_naive"],
-                "predictions": headline[m]["predictions"],
-            }
-            for m in models
-        },
-        "naive_mae": headline[NAIVE]["mae"],
-        "replay": {
-            "headline_pair": HEADLINE_PAIR,
-            "what": (
-                f"{hours:g} h of synthetic market (flows.producers.synthetic price process with "
-                f"its default settings, seed {REPLAY_SEED}), one tick per second per pair, "
-                f"event time from "
-                f"{REPLAY_START.isoformat()}; window {pcfg.window_s} s sliding {pcfg.slide_s} s, "
-                f"horizon {pcfg.horizon_s} s; scored: predictions made in "
-                f"[{first.isoformat()}, {until.isoformat()})"
-            ),
-            "market": {
-                "volatility_per_sqrt_hour": market.volatility,
-                "trend_switch_per_s": market.trend_switch_per_s,
-                "trend": "new drift regime: 0 or +-0.2..1 % per minute",
-                "jump_per_s": market.jump_per_s,
-                "jump": "+-1..3 %",
-            },
-            "ticks": len(ticks),
-            "pairs": sorted({p for _, p, _ in ticks}),
-            "spark_available_now_s_incl_query_start": round(spark_s, 1),
-            "spark_ticks_per_s": round(len(ticks) / spark_s),
-            "prediction_rows": int(predictions),
-            "actual_prices_filled": filled,
-            "scored_predictions": len(scored),
-            "by_coin": by_coin,
-            "pooled_all_coins": pooled,
-        },
-    }
-
-
 # -- main ---------------------------------------------------------------------------------
 
 
@@ -842,14 +672,10 @@ def main() -> int:
     )
     parser.add_argument("--step-seconds", type=float, default=40)
     parser.add_argument("--pairs", type=int, default=12, help="USD pairs in the live feed")
-    parser.add_argument("--replay-hours", type=float, default=6)
     parser.add_argument("--no-write", action="store_true", help="don't update bench/results")
     parser.add_argument("--keep-state", action="store_true", help="keep the temporary state dir")
     args = parser.parse_args()
     steps = [int(s) for s in args.steps.split(",") if s.strip()]
-    prediction = load_spark_settings().prediction
-    if args.replay_hours * 3600 < prediction.window_s + prediction.horizon_s + 120:
-        parser.error("--replay-hours must cover a window, the horizon and two minutes more")
     wall = time.monotonic()
     load_before = os.getloadavg()
 
@@ -882,8 +708,6 @@ def main() -> int:
             args.step_seconds,
             args.refine,
         )
-        print(f"replay of {args.replay_hours:g} h for prediction quality ...", flush=True)
-        quality = replay(settings, admin, state, args.replay_hours)
 
     good = [s["target_ticks_per_s"] for s in run["steps"] if s["kept_up"]]
     overload = [
@@ -898,8 +722,9 @@ def main() -> int:
         "max_sustained_ticks_per_s": max(good) if good else None,
         "driver_rss_mb": peak["driver"],
         "jvm_rss_mb": peak["jvm"],
-        "models": quality["models"],
-        "naive_mae": quality["naive_mae"],
+        "forecast_delay_p50_ms": (run.get("forecast_delay") or {}).get("p50_ms"),
+        "forecast_delay_p99_ms": (run.get("forecast_delay") or {}).get("p99_ms"),
+        "forecast_delay": run.get("forecast_delay"),
         "latency_rate_ticks_per_s": args.rate,
         "latency": run["latency"],
         "latency_measures": (
@@ -942,7 +767,6 @@ def main() -> int:
             "max_offsets_per_trigger": spark_cfg.max_offsets_per_trigger,
         },
         "pairs": len(pairs),
-        "replay": quality["replay"],
         "producer_errors": run["producer_errors"],
         "run_s": round(time.monotonic() - wall),
         "loadavg_1_5_15": {

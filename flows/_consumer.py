@@ -26,6 +26,20 @@ SMALL_MESSAGES_CONSUMER_CONFIG: dict[str, str] = {
 }
 
 
+def committing_to(group: str) -> dict[str, str]:
+    """Consumer settings that leave a flow's position in the consumer group ``group``.
+
+    Bytewax resumes from its own recovery snapshots, never from a group, so the group
+    is only where the position is shown: librdkafka commits the offset after the last
+    message handed to the flow every 5 s and when the consumer closes, and
+    the monitor (:mod:`infra.kafka_offsets`), ``kafka-consumer-groups.sh`` or the
+    compose file's kafka-exporter compute the lag from it, the flow running or not.
+    Each Bytewax process commits the partitions it reads, so a flow split over several
+    processes still has one complete group.
+    """
+    return {"group.id": group, "enable.auto.commit": "true", "auto.commit.interval.ms": "5000"}
+
+
 def read_to_end(
     bootstrap: str,
     topic: str,

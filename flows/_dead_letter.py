@@ -5,6 +5,9 @@ its context in headers (the convention of Kafka Connect's DLQ):
 
 =========================  ================================================
 ``dlq.reason``             the handler's (or the database's) reason
+``dlq.reason.code``        that reason in a few words from a closed list
+                           (:func:`reason_code`: ``missing published_at``,
+                           ``malformed payload``...), for counting and grouping
 ``dlq.stage``              ``parse``, ``kafka`` or ``database``
 ``dlq.source.topic``       topic the message was read from
 ``dlq.source.partition``   its partition
@@ -16,6 +19,7 @@ its context in headers (the convention of Kafka Connect's DLQ):
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
@@ -27,6 +31,34 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 MAX_PAYLOAD_BYTES = MAX_MESSAGE_BYTES - 64 * 1024
 """Room for key and headers; a longer payload is cut and says so (``dlq.truncated``)."""
 PRODUCER_CONFIG = {"message.max.bytes": str(MAX_MESSAGE_BYTES)}
+_FIELD_NAME = re.compile(r"[A-Za-z_][\w.]{0,39}")
+"""What a field name looks like; anything else is not used in a reason code."""
+
+
+_STAGE_CODES = {"kafka": "kafka error", "database": "refused by the database"}
+_PARSE_CODES = (
+    (("payload", "empty payload"), "malformed payload"),
+    (("empty message value",), "tombstone"),
+    (("internal error",), "internal error"),
+)
+
+
+def reason_code(stage: str, reason: str, field: str | None = None) -> str:
+    """Why a message was dead-lettered, from a closed list: the ``reason`` label of
+    ``cryptoviz_dead_letters_total`` and the ``dlq.reason.code`` header.
+
+    The free-text reason names values and positions, so it cannot be a metric label;
+    this keeps what an operator groups by: the stage, and for a parse rejection the
+    field at fault (the handlers' field names, a fixed set) or the kind of problem.
+    The prefixes read here are the handlers' (``handlers._fields``, ``_payload``);
+    ``tests/flows/test_dead_letter_reasons.py`` runs the handlers to keep them agreed.
+    """
+    if stage in _STAGE_CODES:
+        return _STAGE_CODES[stage]
+    if field is not None and _FIELD_NAME.fullmatch(field):
+        return f"missing {field}" if reason.startswith("missing field") else f"invalid {field}"
+    return next((code for starts, code in _PARSE_CODES if reason.startswith(starts)),
+                "invalid message")  # fmt: skip
 
 
 def dead_letter(
@@ -36,7 +68,10 @@ def dead_letter(
     stage: str,
     topic: str,
     now: datetime | None = None,
+    code: str | None = None,
 ) -> KafkaSinkMessage[bytes | None, bytes | None]:
+    """The dead letter of ``msg``; ``code`` defaults to :func:`reason_code` of the stage
+    and reason (give it when the rejection named its field)."""
     failed_at = (now or datetime.now(UTC)).isoformat()
     value = msg.value
     extra: list[tuple[str, bytes]] = []
@@ -46,6 +81,7 @@ def dead_letter(
         value = value[:MAX_PAYLOAD_BYTES]
     headers = [
         ("dlq.reason", reason[:MAX_REASON].encode()),
+        ("dlq.reason.code", (code or reason_code(stage, reason)).encode()),
         ("dlq.stage", stage.encode()),
         ("dlq.source.topic", str(msg.topic).encode()),
         ("dlq.source.partition", str(msg.partition).encode()),

@@ -15,8 +15,9 @@ DUPLICATES = Counter(
 )
 DEAD_LETTERS = Counter(
     "cryptoviz_dead_letters_total",
-    "Messages sent to the dead-letter topic, by stage (kafka, parse, database)",
-    ["topic", "stage"],
+    "Messages sent to the dead-letter topic, by stage (kafka, parse, database) and reason "
+    "(flows._dead_letter.reason_code: 'missing published_at', 'malformed payload'...)",
+    ["topic", "stage", "reason"],
 )
 DB_RETRIES = Counter(
     "cryptoviz_ingest_db_retries_total", "Batch writes retried because the database was down",

@@ -5,6 +5,7 @@ Parsing a whole batch per call keeps Bytewax's per-item overhead off the hot pat
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ from bytewax.connectors.kafka import KafkaError, KafkaSinkMessage, KafkaSourceMe
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 
 from flows import _metrics as m
-from flows._dead_letter import dead_letter
+from flows._dead_letter import dead_letter, reason_code
 from handlers import CoinTable, Handler, HandlerContext, Record, Rejection
 
 SourceMsg = KafkaSourceMessage[bytes | None, bytes | None]
@@ -62,6 +63,7 @@ class BatchParser:
         ctx = HandlerContext(coins=self._coins, now=now)
         out = ParsedBatch()
         handler = self._handler
+        codes: Counter[str] = Counter()
         for msg in batch:
             value = msg.value
             if value is None:
@@ -69,15 +71,18 @@ class BatchParser:
             else:
                 result = handler(value, ctx)
             if isinstance(result, Rejection):
+                code = reason_code("parse", result.reason, result.field)
+                codes[code] += 1
                 out.dead_letters.append(
-                    dead_letter(msg, reason=result.reason, stage="parse", topic=self._dlq, now=now)
-                )
+                    dead_letter(msg, reason=result.reason, stage="parse", topic=self._dlq,
+                                now=now, code=code)
+                )  # fmt: skip
             else:
                 out.records.append(result)
                 out.origins.append(msg)
         m.MESSAGES.labels(self._topic).inc(len(batch))
-        if out.dead_letters:
-            m.DEAD_LETTERS.labels(self._topic, "parse").inc(len(out.dead_letters))
+        for code, count in codes.items():
+            m.DEAD_LETTERS.labels(self._topic, "parse", code).inc(count)
         return [out]
 
 
@@ -85,12 +90,13 @@ def kafka_error_letter(
     topic: str, dead_letter_topic: str
 ) -> Callable[[KafkaError[bytes | None, bytes | None]], SinkMsg]:
     def convert(err: KafkaError[bytes | None, bytes | None]) -> SinkMsg:
-        m.DEAD_LETTERS.labels(topic, "kafka").inc()
-        return dead_letter(
+        letter = dead_letter(
             err.msg,
             reason=f"kafka consumer error: {err.err}",
             stage="kafka",
             topic=dead_letter_topic,
         )
+        m.DEAD_LETTERS.labels(topic, "kafka", reason_code("kafka", "")).inc()
+        return letter
 
     return convert

@@ -11,7 +11,7 @@ from typing import Any
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from flows import _metrics as m
-from flows._dead_letter import DeadLetterPublisher, dead_letter
+from flows._dead_letter import DeadLetterPublisher, dead_letter, reason_code
 from flows._parse import ParsedBatch, kafka_time
 from flows._pg_writer import BatchWriter, DatabaseUnavailable, WriteResult
 from flows._tables import TableSpec
@@ -65,7 +65,8 @@ class _PostgresPartition(StatelessSinkPartition[ParsedBatch]):
                 self._publisher = self._publisher_factory()
             if self._publisher is not None:
                 self._publisher.publish(letters)
-            m.DEAD_LETTERS.labels(self._topic, "database").inc(len(letters))
+            code = reason_code("database", "")
+            m.DEAD_LETTERS.labels(self._topic, "database", code).inc(len(letters))
             log.warning("%s: database refused %d rows (dead-lettered)", self._topic, len(letters))
 
     def _write_until_done(

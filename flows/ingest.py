@@ -8,7 +8,9 @@
 Run one as its own worker with ``python -m flows.run ingest-rawticker`` (see
 :mod:`flows.run` for scaling and recovery). ``topic`` picks the handler and the
 table; ``kafka_topic`` (default: that topic in the topic map, ``Settings.kafka.topics``)
-is the topic actually consumed. Dead letters go to the map's ``deadletter`` topic. Tests
+is the topic actually consumed, and the flow's position in it is committed to the
+consumer group ``cryptoviz-ingest-<topic>`` (for the lag; the flow itself resumes from
+its recovery snapshots). Dead letters go to the map's ``deadletter`` topic. Tests
 pass ``source``/sinks to run the same flow on ``TestingSource``/``TestingSink``
 without a broker.
 """
@@ -24,13 +26,14 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 from confluent_kafka import OFFSET_BEGINNING
 
-from flows._consumer import CONSUMER_CONFIG
+from flows._consumer import CONSUMER_CONFIG, committing_to
 from flows._dead_letter import PRODUCER_CONFIG
 from flows._parse import BatchParser, ParsedBatch, SinkMsg, SourceMsg, kafka_error_letter
 from flows._pg_sink import PostgresSink
 from flows._tables import TABLES
 from flows._tracing import otlp_commit_tracer
 from handlers import handler_for
+from infra.programs import consumer_group, ingest_program
 from infra.settings import Settings, SettingsError
 
 
@@ -60,7 +63,7 @@ def build_ingest_flow(
             tail=True,
             starting_offset=OFFSET_BEGINNING,
             batch_size=settings.ingest.batch_size,
-            add_config=dict(CONSUMER_CONFIG),
+            add_config={**CONSUMER_CONFIG, **committing_to(consumer_group(ingest_program(topic)))},
         )
         messages: Stream[SourceMsg] = consumed.oks
         errors = op.map(

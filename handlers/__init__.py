@@ -24,7 +24,6 @@ from handlers._kraken import (
     KrakenPong,
     KrakenStatus,
     KrakenSubscription,
-    KrakenV2Event,
     parse_kraken_v1,
     parse_kraken_v2,
 )
@@ -87,7 +86,6 @@ __all__ = [
     "KrakenPong",
     "KrakenStatus",
     "KrakenSubscription",
-    "KrakenV2Event",
     "OrdType",
     "Record",
     "Rejection",

@@ -4,7 +4,8 @@ Every reader takes the object, the accepted key names (first present, non-null
 one wins) and returns the converted value, or raises :class:`Invalid` with a
 reason of the form ``field 'last': must be a finite positive number, got -3``.
 The ``check_*`` functions do the same for one value already looked up, and
-:class:`FastFields` applies them to a whole message in one pass (the hot path).
+:class:`Fields` declares the fields of one message type once and reads them, in one
+pass over a message (the hot path) or one field after the other.
 """
 
 from __future__ import annotations
@@ -12,9 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Context, Decimal
-from typing import Any, Literal, NamedTuple, TypeVar
+from operator import itemgetter
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
+
+import msgspec
 
 from handlers._context import HandlerContext
+from handlers._generated import generated
 from handlers._numbers import to_decimal
 from handlers._time import parse_time_within
 
@@ -58,8 +63,6 @@ _SHORT_PLAIN = MAX_SCALE + 2
 """A decimal whose ``str`` has no exponent and at most this many characters (a digit,
 the point, then MAX_SCALE digits at most) has at most MAX_SCALE decimal places."""
 
-_PAIR_KEYS = ("pair", "symbol")
-
 
 class Invalid(Exception):
     """A field failed validation; turned into a ``Rejection`` at the handler boundary."""
@@ -94,15 +97,6 @@ def show(value: object) -> str:
 
 def fail(label: str, problem: str, value: object) -> Invalid:
     return Invalid(f"field '{label}': {problem}, got {show(value)}", label)
-
-
-def lookup(obj: Obj, keys: tuple[str, ...]) -> tuple[str, object] | None:
-    """The first of ``keys`` present in ``obj`` with a non-null value."""
-    for key in keys:
-        value = obj.get(key)
-        if value is not None:
-            return key, value
-    return None
 
 
 def missing(keys: tuple[str, ...], prefix: str = "") -> Invalid:
@@ -224,17 +218,6 @@ def check_time(label: str, raw: object, ctx: HandlerContext) -> datetime:
         raise fail(label, str(exc), raw) from None
 
 
-def required_time(obj: Obj, *keys: str, ctx: HandlerContext, prefix: str = "") -> datetime:
-    label, raw = _found(obj, keys, True, prefix)
-    return check_time(label, raw, ctx)
-
-
-def pair(obj: Obj, ctx: HandlerContext) -> str:
-    """The canonical trading pair from ``pair`` (or ``symbol``)."""
-    label, raw = _found(obj, _PAIR_KEYS, True, "")
-    return check_pair(label, raw, ctx)
-
-
 def check_pair(label: str, raw: object, ctx: HandlerContext) -> str:
     if not isinstance(raw, str):
         raise fail(label, "must be a string", raw)
@@ -251,15 +234,6 @@ def source(obj: Obj, default: str) -> str:
 
 def check_source(label: str, raw: object, _ctx: HandlerContext) -> str:
     return check_text(label, raw, max_len=MAX_SOURCE)
-
-
-def integer(
-    obj: Obj, *keys: str, minimum: int, maximum: int, required: bool = False, prefix: str = ""
-) -> int | None:
-    label, raw = _found(obj, keys, required, prefix)
-    if raw is None:
-        return None
-    return check_integer(label, raw, minimum, maximum)
 
 
 def check_integer(label: str, raw: object, minimum: int, maximum: int) -> int:
@@ -317,51 +291,131 @@ def mapping(obj: Obj, key: str, *, prefix: str = "") -> Obj | None:
     return raw
 
 
-class Field(NamedTuple):
-    """One field of a :class:`FastFields` table."""
+class Rule(NamedTuple):
+    """A check across fields, carried by the field after which it runs.
 
+    ``check(label, raw, *values)`` gets that field's key and raw value (for the
+    reason) and the values of ``reads``, by name; it raises :class:`Invalid` when
+    they disagree. It may only read fields declared up to its own.
+    """
+
+    reads: tuple[str, ...]
+    check: Callable[..., None]
+
+
+class Field(NamedTuple):
+    """One field of a message type, as a :class:`Fields` table declares it."""
+
+    name: str
+    """The record attribute it fills (unless a :class:`Derived` of that name does), or a
+    name that a derivation, rule or ``unless`` reads."""
     keys: tuple[str, ...]
-    """Accepted keys; the first one present with a non-null value wins."""
+    """Accepted keys; the first one present with a non-null value wins. The first one is
+    the key of the wire form (see ``handlers._wire``)."""
     check: NumberKind | FieldCheck
     """A kind for :func:`check_number`, or any other check."""
     required: bool = False
+    unless: str | None = None
+    """With ``required``: required only while this field (declared before) has no value."""
+    then: Rule | None = None
 
 
-class FastFields:
-    """The fields of one message type, read in a single pass over a message's keys.
+class Derived(NamedTuple):
+    """A record attribute computed from the values read: ``compute(*values of reads)``."""
 
-    Handlers look their fields up one by one, in a fixed order: the order in which
-    problems are reported. Most fields are absent from most messages, and those
-    lookups (plus a call per field) used to cost more than checking the present
-    ones. :meth:`read` goes the other way round, through a key -> field table, with
-    the same per-value checks. It reports no problems: when the pass is not
-    conclusive it returns None and the handler runs its sequential reading, which
-    stays the reference for valid messages and for what is reported on bad ones.
+    name: str
+    reads: tuple[str, ...]
+    compute: Callable[..., object]
+
+
+R = TypeVar("R", bound=msgspec.Struct)
+Values = list[Any]
+"""The values of one message, in the table's field order (None: absent or null)."""
+_Spec = tuple[int, FieldCheck, Decimal | None, Decimal]
+"""(index, check, low, high): numbers carry their kind's range, other fields None for low."""
+
+
+class Fields(Generic[R]):
+    """The fields of one message type, declared once, and the record they build.
+
+    Two readings derive from the one declaration. :meth:`read_in_order` looks the
+    fields up one by one in declaration order, which is the order in which problems
+    are reported: the first one raises. :meth:`read` goes the other way round, in a
+    single pass over the message's keys through a key -> field table, with the same
+    checks: most fields are absent from most messages, and looking each one up (plus
+    a call per field) used to cost more than checking the present ones. It reports no
+    problems: when its pass is not conclusive it returns None, and :meth:`parse` runs
+    the sequential reading, which stays the reference for valid messages and for what
+    is reported on bad ones.
+
+    Values reach the record by name: :meth:`build` passes each record attribute as a
+    keyword, from the field or :class:`Derived` of that name (an absent value takes
+    the record's default). The declaration is checked when the table is made: every
+    record attribute must be given and every field used, so a field added to the
+    record and not here (or here and not there) fails at import.
     """
 
-    __slots__ = ("_by_key", "_required", "_size")
+    __slots__ = (
+        "_build",
+        "_by_key",
+        "_conclusive",
+        "_in_order",
+        "_size",
+        "fields",
+        "index",
+        "record",
+    )
 
-    def __init__(self, *fields: Field) -> None:
+    def __init__(self, record: type[R], *fields: Field, derived: tuple[Derived, ...] = ()) -> None:
+        self.record = record
+        self.fields = fields
         self._size = len(fields)
-        # key -> (index, check, low, high): numbers carry their kind's range, other
-        # fields None for low (see read).
-        self._by_key: dict[str, tuple[int, FieldCheck, Decimal | None, Decimal]] = {}
+        self.index: Mapping[str, int] = {field.name: i for i, field in enumerate(fields)}
+        _check_declaration(record, fields, derived, self.index)
+        self._by_key: dict[str, _Spec] = {}
+        checks: list[FieldCheck] = []
         for index, field in enumerate(fields):
-            spec: tuple[int, FieldCheck, Decimal | None, Decimal]
+            spec: _Spec
             if isinstance(field.check, str):
                 low, high = _RANGES[field.check]
                 spec = (index, _number_field(field.check), low, high)
             else:
                 spec = (index, field.check, None, Decimal(0))
+            checks.append(spec[1])
             for key in field.keys:
                 self._by_key[key] = spec
-        self._required = tuple(index for index, field in enumerate(fields) if field.required)
+        at = self.index
+        self._in_order = tuple(
+            (
+                i,
+                field.keys,
+                check,
+                None if field.unless is None else at[field.unless],
+                field.required,
+                None if field.then is None else (field.then.check, _getter(field.then.reads, at)),
+            )
+            for i, (field, check) in enumerate(zip(fields, checks, strict=True))
+        )
+        self._conclusive: Callable[[Values], bool] = _conclusive(fields, at)
+        self._build: Callable[[Values], R] = _builder(record, at, derived)
 
-    def read(self, obj: Obj, ctx: HandlerContext) -> list[Any] | None:
+    def parse(self, obj: Obj, ctx: HandlerContext) -> R:
+        """The record of one decoded message; raises :class:`Invalid` (the first problem)."""
+        values = self.read(obj, ctx)
+        if values is None:
+            values = self.read_in_order(obj, ctx)
+        return self._build(values)
+
+    def build(self, values: Values) -> R:
+        """The record of the values either reading returned."""
+        return self._build(values)
+
+    def read(self, obj: Obj, ctx: HandlerContext) -> Values | None:
         """Checked values in field order (None for absent or null fields), or None when a
-        value is invalid, a required field is missing, or two keys of a field are given.
+        value is invalid, a required field is missing, two keys of a field are given or a
+        rule across fields fails.
         """
-        values: list[Any] = [None] * self._size
+        values: Values = [None] * self._size
         by_key = self._by_key
         try:
             for key, raw in obj.items():
@@ -387,12 +441,121 @@ class FastFields:
                         values[index] = raw
                         continue
                 values[index] = check(key, raw, ctx)
+            if not self._conclusive(values):
+                return None
         except Invalid:
             return None
-        for index in self._required:
-            if values[index] is None:
-                return None
         return values
+
+    def read_in_order(self, obj: Obj, ctx: HandlerContext) -> Values:
+        """The fields one after the other, in declaration order: the first problem raises."""
+        values: Values = [None] * self._size
+        for index, keys, check, unless, required, then in self._in_order:
+            for key in keys:  # _found(), inlined: one call less per field
+                raw = obj.get(key)
+                if raw is not None:
+                    break
+            else:
+                if required and (unless is None or values[unless] is None):
+                    raise missing(keys)
+                continue
+            values[index] = check(key, raw, ctx)
+            if then is not None:
+                rule, reads = then
+                rule(key, raw, *reads(values))
+        return values
+
+
+def _conclusive(fields: tuple[Field, ...], at: Mapping[str, int]) -> Callable[[Values], bool]:
+    """``conclusive(values)``: whether the required fields are there; the rules across
+    fields run too (an :class:`Invalid` they raise means no). Generated (see
+    :mod:`handlers._generated`): it runs after every one-pass read."""
+    namespace: dict[str, object] = {}
+    tests: list[str] = []
+    for field in fields:
+        own = f"values[{at[field.name]}]"
+        if field.required and field.unless is None:
+            tests.append(f"{own} is not None")
+        elif field.required and field.unless is not None:
+            tests.append(f"({own} is not None or values[{at[field.unless]}] is not None)")
+    for index, field in enumerate(fields):
+        if field.then is not None:
+            namespace[f"rule_{index}"] = field.then.check
+            own = f"values[{at[field.name]}]"
+            reads = ", ".join(f"values[{at[name]}]" for name in field.then.reads)
+            call = f"rule_{index}({field.keys[0]!r}, {own}, {reads})"
+            tests.append(f"({own} is None or {call} is None)")
+    return generated("conclusive", "values", " and ".join(tests) or "True", namespace)
+
+
+def _getter(names: tuple[str, ...], at: Mapping[str, int]) -> Callable[[Values], tuple[Any, ...]]:
+    """The values of ``names``, as a tuple, from a values list."""
+    indices = [at[name] for name in names]
+    if len(indices) == 1:
+        (only,) = indices
+        return lambda values: (values[only],)
+    return itemgetter(*indices)
+
+
+def _check_declaration(
+    record: type[msgspec.Struct],
+    fields: tuple[Field, ...],
+    derived: tuple[Derived, ...],
+    at: Mapping[str, int],
+) -> None:
+    """Raise TypeError unless the table gives every record attribute and uses every field."""
+    problems: list[str] = []
+    attributes = set(record.__struct_fields__)
+    if len(at) != len(fields):
+        problems.append("a field name is declared twice")
+    read = {name for d in derived for name in d.reads}
+    read |= {name for f in fields if f.then is not None for name in f.then.reads}
+    read |= {f.unless for f in fields if f.unless is not None}
+    problems += [f"reads unknown field {name!r}" for name in sorted(read - set(at))]
+    for index, field in enumerate(fields):  # the sequential reading has only earlier values
+        earlier = {f.name for f in fields[: index + 1]}
+        later = ({field.unless} if field.unless else set()) | set(
+            field.then.reads if field.then else ()
+        )
+        problems += [
+            f"{field.name!r} reads {name!r}, declared after it" for name in sorted(later - earlier)
+        ]
+    problems += [
+        f"derives {d.name!r}, not an attribute" for d in derived if d.name not in attributes
+    ]
+    given = set(at) | {d.name for d in derived}
+    problems += [f"gives no {name!r}" for name in sorted(attributes - given)]
+    problems += [f"uses no field {name!r}" for name in sorted(set(at) - attributes - read)]
+    if problems:
+        raise TypeError(f"the {record.__name__} table {'; '.join(problems)}")
+
+
+def _builder(
+    record: type[R], at: Mapping[str, int], derived: tuple[Derived, ...]
+) -> Callable[[Values], R]:
+    """``build(values)``: ``record(name=values[i], ...)`` for every attribute, by name
+    (generated: see :mod:`handlers._generated`)."""
+    namespace: dict[str, object] = {"record": record}
+    computed = {d.name: d for d in derived}
+    arguments: list[str] = []
+    for info in msgspec.structs.fields(record):
+        name = info.name
+        if name in computed:
+            namespace[f"derive_{name}"] = computed[name].compute
+            inputs = ", ".join(f"values[{at[read]}]" for read in computed[name].reads)
+            arguments.append(f"{name}=derive_{name}({inputs})")
+        elif info.required or info.default is None:
+            arguments.append(f"{name}=values[{at[name]}]")
+        else:  # an absent value takes the record's default
+            i = at[name]
+            if info.default_factory is msgspec.NODEFAULT:
+                namespace[f"default_{name}"] = info.default
+                default = f"default_{name}"
+            else:
+                namespace[f"factory_{name}"] = info.default_factory
+                default = f"factory_{name}()"
+            arguments.append(f"{name}={default} if values[{i}] is None else values[{i}]")
+    return generated("build", "values", f"record({', '.join(arguments)})", namespace)
 
 
 def _number_field(kind: NumberKind) -> FieldCheck:

@@ -74,10 +74,6 @@ class KrakenEvent(msgspec.Struct, frozen=True, kw_only=True):
     ignored: str | None = None
 
 
-KrakenV2Event: TypeAlias = KrakenEvent
-"""Alias: both protocol versions produce the same event type."""
-
-
 # -- shared helpers ----------------------------------------------------------------
 
 

@@ -8,15 +8,18 @@ ISO-8601 UTC strings where noted.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from types import MappingProxyType
-from typing import TypeAlias, overload
+from typing import TypeAlias, TypeVar, get_args, overload
 
 import msgspec
 
+from handlers._alert import FIELDS as ALERT_FIELDS
 from handlers._errors import HandlerError
+from handlers._fields import Fields, R
+from handlers._generated import generated
 from handlers._records import (
     AlertRecord,
     AlertType,
@@ -28,7 +31,9 @@ from handlers._records import (
     TickerRecord,
     TradeRecord,
 )
+from handlers._ticker import FIELDS as TICKER_FIELDS
 from handlers._time import epoch_seconds, iso_utc
+from handlers._trade import FIELDS as TRADE_FIELDS
 
 
 class TickerMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -131,6 +136,52 @@ def _epoch(moment: datetime | None) -> float | None:
     return None if moment is None else epoch_seconds(moment)
 
 
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else iso_utc(moment)
+
+
+M = TypeVar("M", bound=msgspec.Struct)
+
+
+def wire_form(fields: Fields[R], message: type[M]) -> Callable[[R], M]:
+    """record -> wire message, by name, from the handler's field declaration.
+
+    Each wire field is the first key of one declared field, which names the record
+    attribute it carries (``exchange_ts`` <- ``exchange_time``); a record time
+    becomes epoch seconds, or ISO-8601 text where the wire field is a string. A
+    wire field that no declared field reads fails here, at import. (Generated: see
+    :mod:`handlers._generated`.)
+    """
+    attribute = {field.keys[0]: field.name for field in fields.fields}
+    record_types = {f.name: f.type for f in msgspec.structs.fields(fields.record)}
+    arguments: list[str] = []
+    for wire in msgspec.structs.fields(message):
+        if wire.name not in attribute:
+            raise TypeError(f"{message.__name__}.{wire.name}: no declared field reads it")
+        name = attribute[wire.name]
+        value = f"record.{name}"
+        kinds = get_args(record_types[name]) or (record_types[name],)
+        if datetime in kinds:
+            text = str in (get_args(wire.type) or (wire.type,))
+            optional = type(None) in kinds
+            convert = ("iso" if text else "epoch") + ("_or_none" if optional else "")
+            value = f"{convert}({value})"
+        arguments.append(f"{wire.name}={value}")
+    namespace = {
+        "message": message,
+        "epoch": epoch_seconds,
+        "epoch_or_none": _epoch,
+        "iso": iso_utc,
+        "iso_or_none": _iso,
+    }
+    return generated("to_message", "record", f"message({', '.join(arguments)})", namespace)
+
+
+_TICKER = wire_form(TICKER_FIELDS, TickerMessage)
+_TRADE = wire_form(TRADE_FIELDS, TradeMessage)
+_ALERT = wire_form(ALERT_FIELDS, AlertMessage)
+
+
 @overload
 def to_message(record: TickerRecord) -> TickerMessage: ...
 @overload
@@ -146,33 +197,9 @@ def to_message(record: Record) -> WireMessage:
     alerts cannot be re-encoded).
     """
     if isinstance(record, TickerRecord):
-        return TickerMessage(
-            pair=record.pair,
-            last=record.last,
-            bid=record.bid,
-            ask=record.ask,
-            volume_24h=record.volume_24h,
-            timestamp=epoch_seconds(record.time),
-            bid_qty=record.bid_qty,
-            ask_qty=record.ask_qty,
-            vwap=record.vwap,
-            low=record.low,
-            high=record.high,
-            change_pct=record.change_pct,
-            exchange_ts=None if record.exchange_time is None else iso_utc(record.exchange_time),
-            receive_ts=_epoch(record.receive_time),
-        )
+        return _TICKER(record)
     if isinstance(record, TradeRecord):
-        return TradeMessage(
-            pair=record.pair,
-            price=record.price,
-            volume=record.volume,
-            timestamp=epoch_seconds(record.time),
-            side=record.side,
-            trade_id=record.trade_id,
-            ord_type=record.ord_type,
-            receive_ts=_epoch(record.receive_time),
-        )
+        return _TRADE(record)
     if isinstance(record, ArticleRecord):
         return ArticleMessage(
             id=record.article_id,
@@ -193,14 +220,4 @@ def to_message(record: Record) -> WireMessage:
         )
     if record.last_price is None:
         raise HandlerError("an alert without a last price has no wire form")
-    return AlertMessage(
-        pair=record.pair,
-        last=record.last_price,
-        change=record.change_percent,
-        threshold=record.threshold,
-        timestamp=epoch_seconds(record.time),
-        alert_type=record.alert_type,
-        reference_price=record.reference_price,
-        window_s=record.window_s,
-        receive_ts=_epoch(record.receive_time),
-    )
+    return _ALERT(record)

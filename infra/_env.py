@@ -19,7 +19,7 @@ The vocabulary, the same for every variable:
   anything else is refused;
 * integers in decimal; numbers finite (``1.5``, ``2e3``); decimals likewise;
 * a choice among listed words, in any case;
-* lists: comma-separated, blanks dropped;
+* lists: comma-separated, blanks dropped, each item read as its type says;
 * values outside a field's ``ge``/``gt``/``le``/``lt`` bounds are refused.
 
 Every refusal is a :class:`SettingsError` naming the variable, the value and what
@@ -165,8 +165,9 @@ def _convert(name: str, raw: str, tp: Any) -> Any:
         if raw.lower() not in choices:
             raise SettingsError(f"{name}={raw!r} must be {_alternatives(list(map(str, args)))}")
         return choices[raw.lower()]
-    if origin is tuple and args[1:] == (Ellipsis,) and args[0] is str:
-        return tuple(item.strip() for item in raw.split(",") if item.strip())
+    if origin is tuple and args[1:] == (Ellipsis,):
+        items = tuple(item.strip() for item in raw.split(",") if item.strip())
+        return items if args[0] is str else tuple(_convert(name, i, args[0]) for i in items)
     reader = _SCALARS.get(tp)
     if reader is None:
         raise TypeError(f"{name}: no reader for {tp!r}; give its field a parse function")
@@ -265,7 +266,11 @@ def environment_of(settings: msgspec.Struct) -> dict[str, str]:
                 out.update(environment_of(value))
         elif field.binding.parse is None and value is not None:
             out[field.binding.name] = (
-                ("true" if value else "false") if isinstance(value, bool) else str(value)
+                ("true" if value else "false")
+                if isinstance(value, bool)
+                else ",".join(map(str, value))
+                if isinstance(value, tuple)
+                else str(value)
             )
     return out
 
@@ -280,6 +285,8 @@ def _shown(value: Any) -> str:
         return "unset"
     if isinstance(value, tuple | frozenset | list | dict) and not value:
         return "none"
+    if isinstance(value, tuple):
+        return f"`{','.join(map(str, value))}`"
     if isinstance(value, bool):
         return "`true`" if value else "`false`"
     if isinstance(value, float):

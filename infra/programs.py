@@ -10,6 +10,10 @@ is a service of ``infra/docker-compose.yml``, and the benchmarks run them as ``m
 up`` does. Deploying one more worker is an entry here and its dataflow in
 ``flows/registry.py``.
 
+Every program that consumes Kafka leaves its position in a consumer group named after
+it (:func:`consumer_group`), which the ``monitor`` program reads to compute the lag
+(:mod:`infra.kafka_offsets`).
+
 ``infra`` is the bottom layer next to ``handlers``: it knows programs by their command
 line, and imports none of ``api``, ``flows`` or ``spark_batch`` (a test checks).
 """
@@ -28,6 +32,19 @@ Profile = Literal["live", "replay"]
 BOTH: frozenset[Profile] = frozenset(("live", "replay"))
 KRAKEN_WS_URL = "wss://ws.kraken.com/v2"
 """Kraken's v2 WebSocket: what the live producer reaches (and its default URL)."""
+CONSUMER_GROUP_PREFIX = "cryptoviz-"
+"""Consumer groups named so are the pipeline's: the monitor reports their lag."""
+
+
+def consumer_group(program: str, part: str | None = None) -> str:
+    """The consumer group where ``program`` (one of its queries: ``part``) keeps its
+    position: ``cryptoviz-ingest-rawticker``, ``cryptoviz-spark-analytics-sentiment``."""
+    return CONSUMER_GROUP_PREFIX + program + (f"-{part}" if part else "")
+
+
+def ingest_program(raw: str) -> str:
+    """The program that ingests the logical raw topic ``raw``: ``ingest-rawticker``."""
+    return f"ingest-{raw}"
 
 
 class Program(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,7 +88,7 @@ PROGRAMS: dict[str, Program] = {
     p.name: p
     for p in (
         *(
-            _flow(f"ingest-{raw}", f"{raw} -> its table (rejects to the dead-letter topic)", port)
+            _flow(ingest_program(raw), f"{raw} -> its table (dead letters aside)", port)
             for port, raw in enumerate(RAW_TOPICS, start=9200)
         ),
         _flow("producer-kraken", "Kraken v2 ticker + trade -> rawticker, rawtrade", 9204, LIVE),
@@ -84,6 +101,12 @@ PROGRAMS: dict[str, Program] = {
             module="spark_batch.run",
             description="windowed sentiment per coin and price predictions (Spark)",
             metrics_port=9300,
+        ),
+        Program(
+            name="monitor",
+            module="infra.monitor",
+            description="rows and newest row per table, consumer lag, trade gaps (metrics)",
+            metrics_port=9209,
         ),
         Program(
             name="api",

@@ -1,7 +1,10 @@
-"""Spark Structured Streaming analytics: sentiment per coin and price predictions.
+"""Spark Structured Streaming analytics: sentiment per coin and price forecasts.
 
     python -m spark_batch.run [--once]                 # the job (until SIGTERM)
-    python -m spark_batch.report --from ISO --to ISO   # prediction accuracy report
+    python -m spark_batch.report --last 24h            # forecast accuracy report
+
+(``docs/ANALYTICS.md`` describes the forecasts; ``bench/backtest.py`` runs their
+models, :mod:`~spark_batch.models`, over real candles without Spark.)
 
 Modules: :mod:`~spark_batch.settings` (env -> typed settings), :mod:`~spark_batch.session`
 (SparkSession with the pinned Kafka connector jars), :mod:`~spark_batch.sources` (Kafka

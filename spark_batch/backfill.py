@@ -18,6 +18,8 @@ from typing import Any
 
 import psycopg
 
+from handlers import GENESIS
+
 _BACKFILL = """
 UPDATE prediction_data AS p
 SET actual_price = tick.last, updated_at = now()
@@ -33,6 +35,7 @@ CROSS JOIN LATERAL (
 ) AS tick
 WHERE p.crypto_symbol = q.crypto_symbol
   AND p.model_name = q.model_name
+  AND p.horizon_s = q.horizon_s
   AND p.timestamp = q.timestamp
   AND q.actual_price IS NULL
   AND q.target_time >= %(since)s
@@ -44,7 +47,6 @@ WHERE p.crypto_symbol = q.crypto_symbol
   )
 """
 
-_FAR_PAST = datetime.fromisoformat("2009-01-03T00:00:00+00:00")
 _FAR_FUTURE = datetime.fromisoformat("9999-01-01T00:00:00+00:00")
 
 
@@ -68,7 +70,7 @@ def backfill_actual_prices(
         {
             "quote": quote,
             "stale": max_staleness_s,
-            "since": since or _FAR_PAST,
+            "since": since or GENESIS,
             "until": until or _FAR_FUTURE,
         },
     )

@@ -5,7 +5,8 @@ query              topic         output
 =================  ============  =====================================================
 ``sentiment``      rawarticle    ``sentiment_data`` (upsert per coin, source, window)
 ``late_articles``  rawarticle    ``analytics_late_events`` (articles past the watermark)
-``predictions``    rawticker     ``prediction_data`` (upsert per coin, model, window)
+``predictions``    rawticker     ``prediction_data`` (per coin, model, horizon, minute)
+                                and ``forecast_state`` (the models' state per coin)
 =================  ============  =====================================================
 
 Topics are the logical names of the topic map (``Settings.kafka.topics``): a renamed
@@ -150,13 +151,13 @@ class Analytics:
                 queries.append(
                     self._start(
                         name,
-                        prediction.prediction_stats(self.ticks(), self.cfg.prediction),
+                        prediction.bar_stats(self.ticks(), self.cfg.prediction),
                         prediction.PredictionSink(
                             self._database,
                             self.cfg.prediction,
                             self._publisher(self._topics.prediction, PREDICTION.columns),
                         ),
-                        self.cfg.output_mode,
+                        "append",  # a bar is emitted once, when the watermark closes it
                         available_now,
                     )
                 )

@@ -1,36 +1,60 @@
-"""Price predictions per coin and sliding event-time window, from ``rawticker``.
+"""Price forecasts from ``rawticker``: Spark closes 1-minute bars, the driver runs the models.
 
-Spark keeps per (coin, window) the constant-size sufficient statistics of
-:class:`spark_batch.models.WindowStats`; the models themselves run on the driver
-(:func:`spark_batch.models.forecasts`) for the windows a batch changed, and the
-rows are upserted into ``prediction_data`` keyed on (coin, model, window end).
+Spark's part is a stateful aggregation with a constant-size state per (coin,
+minute): :func:`bar_stats` groups the ticks into tumbling 1-minute event-time
+windows and emits each bar once, when the watermark has passed its end (append
+mode). The bar holds the tick count, exact decimal sums of the prices and their
+squares, high, low and close (:class:`spark_batch.models.Bar`).
 
-* Windows of ``window_s`` sliding every ``slide_s`` on the tick's own time; the
-  row's ``timestamp`` is the window end, ``target_time`` = end + ``horizon_s``.
-* ``x`` (seconds before the window end) and the EWMA weights need the window of
-  each tick, so the window is assigned in a projection before the aggregation
-  (Spark carries the watermark over to that window column).
+The models need more than one bar: volatility, calibration and trailing skill are
+carried from bar to bar. That state is a small per-coin state machine
+(:class:`spark_batch.models.Forecaster`) run on the driver by
+:class:`PredictionSink`, the ``foreachBatch`` function. For each micro-batch, in
+ONE database transaction, it
+
+1. reads the coins' states from ``forecast_state`` (``FOR UPDATE``),
+2. applies the newly closed bars of each coin in time order, skipping bars at or
+   before the state's last bar (a micro-batch Spark replays after a crash),
+3. upserts the forecasts into ``prediction_data`` and the new states into
+   ``forecast_state``,
+
+and only then publishes the forecasts. The state in the database always matches
+the forecasts in the database, so a crash at any moment, a restart, or a new
+checkpoint replaying Kafka from the start gives the same rows to the last digit;
+the driver keeps nothing between batches. (Why not Spark's own state store: see
+docs/ANALYTICS.md, "Where the state lives".)
+
 * Ticks are deduplicated per (coin, event time) within the watermark, as the
-  ``ticker_data`` primary key does.
-* The statistics are exact decimal sums (prices, ``x`` in microseconds, weights),
-  turned into means and co-moments on the driver: the same ticks give the same
-  predictions to the last digit however they were cut into micro-batches, so a
-  restart or a crash cannot change them (the chaos run compares them byte for byte).
+  ``ticker_data`` primary key does, and a tick later than the watermark is
+  dropped (``watermark_s``, 10 s by default: a bar closes, and its forecasts are
+  written, about ``watermark_s`` + one trigger after the minute ends).
+* A forecast row's ``timestamp`` is the bar end: the time it was issued, after
+  which none of its ticks lie; ``target_time`` = ``timestamp`` + ``horizon_s``.
+* The sums are exact decimals (see :func:`spark_batch.models.bar_from_ticks`): the
+  same ticks give the same bar however they were cut into micro-batches.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import timedelta
-from decimal import Context, Decimal, localcontext
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from spark_batch.models import WindowStats, ewma_tau, forecasts
+import psycopg
+
+from spark_batch.models import (
+    STATE_VERSION,
+    Bar,
+    Forecast,
+    Forecaster,
+    ModelConfig,
+)
 from spark_batch.publish import ResultPublisher
 from spark_batch.settings import PredictionSettings
-from spark_batch.sink import UpsertSink
 from spark_batch.timeutil import from_micros
-from spark_batch.writer import PREDICTION, Value
+from spark_batch.writer import FORECAST_STATE, PREDICTION, Database, Value, upsert
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -39,141 +63,174 @@ QUERY_NAME = "predictions"
 _PRICE_DECIMALS = 8
 _PRICE = "decimal(24,10)"
 """Tick prices as exact decimals (the handlers allow up to 1e12 and Kraken uses <= 10 places)."""
-_X_US = "decimal(20,0)"
-_WEIGHT = "decimal(20,18)"
-_SUMS = ("s_p", "s_pp", "s_x", "s_xx", "s_xp", "s_w", "s_wp")
-_US = Decimal(1_000_000)
-_EXACT = Context(prec=80)
+log = logging.getLogger(__name__)
 
 
-def prediction_stats(ticks: DataFrame, cfg: PredictionSettings) -> DataFrame:
-    """Streaming aggregate: one row of window statistics per (coin, window) changed."""
+def model_config(cfg: PredictionSettings) -> ModelConfig:
+    """The models' configuration from the job's settings (the rest are the models' defaults)."""
+    return ModelConfig(
+        horizons_s=cfg.horizons_s,
+        interval_level=cfg.interval_level,
+        outer_interval_level=cfg.outer_interval_level,
+        window_s=cfg.window_s,
+        ewma_halflife_s=cfg.ewma_halflife_s,
+        trend_window_s=cfg.trend_window_s,
+    )
+
+
+def bar_stats(ticks: DataFrame, cfg: PredictionSettings) -> DataFrame:
+    """Streaming aggregate: one row per (coin, minute) once the minute is closed (append mode)."""
     from pyspark.sql import functions as F
 
     deduped = ticks.withWatermark(
         "event_time", f"{cfg.watermark_s} seconds"
     ).dropDuplicatesWithinWatermark(["crypto_symbol", "event_time"])
-    windowed = deduped.select(
-        "crypto_symbol",
-        "event_time",
-        "price",
-        F.window("event_time", f"{cfg.window_s} seconds", f"{cfg.slide_s} seconds").alias("w"),
-    )
-    x_us = F.unix_micros("event_time") - F.unix_micros("w.end")
-    x = x_us / F.lit(1e6)
-    prepared = windowed.select(
-        "w",
-        "crypto_symbol",
-        "event_time",
-        "price",
-        x.alias("x"),
-        x_us.cast(_X_US).alias("x_us"),
-        F.col("price").cast(_PRICE).alias("p"),
-        F.exp(x / F.lit(ewma_tau(cfg.ewma_halflife_s))).cast(_WEIGHT).alias("w8"),
-    )
-    # Exact decimal sums, not Spark's floating averages and co-moments: a float sum
-    # depends on the order it is taken in, i.e. on how the ticks were cut into
-    # micro-batches, so a restart or a late batch could change a prediction's last
-    # digit. Decimal sums are the same in any order; try_sum gives null on overflow
-    # (that window is then skipped) instead of failing the query under ANSI mode.
-    p, xu, w8 = F.col("p"), F.col("x_us"), F.col("w8")
+    # Exact decimal sums, not floating ones: a float sum depends on the order it is
+    # taken in, i.e. on how the ticks were cut into micro-batches. try_sum gives null
+    # on overflow (that bar is then skipped) instead of failing the query.
+    p = F.col("price").cast(_PRICE)
     return (
-        prepared.groupBy("w", "crypto_symbol")
+        deduped.groupBy(F.window("event_time", "60 seconds").alias("w"), "crypto_symbol")
         .agg(
             F.count(F.lit(1)).alias("n"),
             F.try_sum(p).alias("s_p"),
             F.try_sum(p * p).alias("s_pp"),
-            F.try_sum(xu).alias("s_x"),
-            F.try_sum(xu * xu).alias("s_xx"),
-            F.try_sum(xu * p).alias("s_xp"),
-            F.try_sum(w8).alias("s_w"),
-            F.try_sum(w8 * p).alias("s_wp"),
+            F.max("price").alias("high"),
+            F.min("price").alias("low"),
             # Latest tick; equal times resolve to the higher price, deterministically.
-            F.max(F.struct("event_time", "price")).getField("price").alias("last_price"),
-            F.min("x").alias("first_x"),
-            F.max("x").alias("last_x"),
+            F.max(F.struct("event_time", "price")).getField("price").alias("close"),
         )
         .select(
-            F.unix_micros("w.start").alias("window_start_us"),
-            F.unix_micros("w.end").alias("window_end_us"),
+            F.unix_micros("w.end").alias("bar_end_us"),
             "crypto_symbol",
             "n",
-            *_SUMS,
-            "last_price",
-            "first_x",
-            "last_x",
+            "s_p",
+            "s_pp",
+            "high",
+            "low",
+            "close",
         )
     )
 
 
+def bar_from_row(row: Any) -> Bar | None:
+    """The :class:`Bar` of one aggregate row (``None`` if a sum overflowed)."""
+    if row["s_p"] is None or row["s_pp"] is None:
+        return None
+    return Bar(
+        end_us=int(row["bar_end_us"]),
+        n=int(row["n"]),
+        sum_p=Decimal(row["s_p"]),
+        sum_pp=Decimal(row["s_pp"]),
+        high=float(row["high"]),
+        low=float(row["low"]),
+        close=float(row["close"]),
+    )
+
+
+def bars_by_symbol(rows: Iterable[Any]) -> dict[str, list[Bar]]:
+    """Each coin's closed bars of a micro-batch, in time order."""
+    out: dict[str, list[Bar]] = defaultdict(list)
+    for row in rows:
+        bar = bar_from_row(row)
+        if bar is not None:
+            out[str(row["crypto_symbol"])].append(bar)
+    for bars in out.values():
+        bars.sort(key=lambda b: b.end_us)
+    return dict(out)
+
+
 def _price(value: float | None) -> Decimal | None:
-    # Fixed decimals: float noise from the aggregation order cannot reach the table.
+    # Fixed decimals: the table holds what the models computed, to 1e-8.
     return None if value is None else Decimal(repr(round(value, _PRICE_DECIMALS)))
 
 
-def window_stats(row: Any) -> WindowStats | None:
-    """The window's statistics from its exact sums (``None`` if a sum overflowed)."""
-    sums = [row[name] for name in _SUMS]
-    if any(v is None for v in sums):
-        return None
-    s_p, s_pp, s_x, s_xx, s_xp, s_w, s_wp = (Decimal(v) for v in sums)
-    with localcontext(_EXACT):
-        n = Decimal(int(row["n"]))
-        mean = s_p / n
-        x_mean_us = s_x / n
-        return WindowStats(
-            n=int(row["n"]),
-            mean=float(mean),
-            var_pop=float(s_pp / n - mean * mean),
-            x_mean=float(x_mean_us / _US),
-            x_var=float((s_xx / n - x_mean_us * x_mean_us) / (_US * _US)),
-            xp_cov=float((s_xp / n - x_mean_us * mean) / _US),
-            ewma=float(s_wp / s_w),
-            last_price=float(row["last_price"]),
-            first_x=float(row["first_x"]),
-            last_x=float(row["last_x"]),
-        )
+def _level(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
 
 
-def prediction_rows(stats: Iterable[Any], cfg: PredictionSettings) -> list[tuple[Value, ...]]:
-    """``prediction_data`` rows (in :data:`writer.PREDICTION` column order) from aggregates."""
+def prediction_row(symbol: str, f: Forecast) -> tuple[Value, ...]:
+    """One ``prediction_data`` row, in :data:`writer.PREDICTION` column order."""
+    return (
+        from_micros(f.issued_us),
+        symbol,
+        f.model,
+        f.horizon_s,
+        from_micros(f.window_start_us),
+        _price(f.predicted),
+        _price(f.low),
+        _price(f.high),
+        _level(f.level),
+        _price(f.outer_low),
+        _price(f.outer_high),
+        _level(f.outer_level),
+        from_micros(f.target_us),
+        _price(f.last_price),
+        _level(f.trailing_skill),
+        f.preferred,
+    )
+
+
+def apply_bars(
+    conn: psycopg.Connection[Any], bars: Mapping[str, Sequence[Bar]], cfg: ModelConfig
+) -> list[tuple[Value, ...]]:
+    """Run the coins' state machines over new bars and store forecasts and states.
+
+    Inside the caller's transaction; returns the forecast rows written.
+    """
+    symbols = sorted(bars)
+    found = conn.execute(
+        "SELECT crypto_symbol, state_version, state FROM forecast_state "
+        "WHERE crypto_symbol = ANY(%s) FOR UPDATE",
+        (symbols,),
+    ).fetchall()
+    blobs = {str(s): bytes(b) for s, v, b in found if v == STATE_VERSION}
     rows: list[tuple[Value, ...]] = []
-    for s in stats:
-        window = window_stats(s)
-        if window is None:
-            continue
-        end = from_micros(int(s["window_end_us"]))
-        start = from_micros(int(s["window_start_us"]))
-        for f in forecasts(
-            window,
-            horizon_s=cfg.horizon_s,
-            halflife_s=cfg.ewma_halflife_s,
-            level=cfg.interval_level,
-        ):
-            rows.append(
-                (
-                    end,
-                    start,
-                    str(s["crypto_symbol"]),
-                    f.model,
-                    _price(f.predicted),
-                    _price(f.low),
-                    _price(f.high),
-                    None if f.level is None else round(f.level, 6),
-                    cfg.horizon_s,
-                    end + timedelta(seconds=cfg.horizon_s),
-                    _price(window.last_price),
-                )
-            )
+    states: list[tuple[Value, ...]] = []
+    for symbol in symbols:
+        forecaster = Forecaster.restore(cfg, blobs.get(symbol))
+        before = forecaster.last_end_us
+        for bar in bars[symbol]:
+            rows.extend(prediction_row(symbol, f) for f in forecaster.advance(bar))
+        after = forecaster.last_end_us
+        if after is not None and after != before:
+            states.append((symbol, from_micros(after), STATE_VERSION, forecaster.snapshot()))
+    upsert(conn, PREDICTION, rows)
+    upsert(conn, FORECAST_STATE, states)
     return rows
 
 
-class PredictionSink(UpsertSink):
-    """``foreachBatch`` function: upsert the batch's changed windows in one transaction."""
+class PredictionSink:
+    """``foreachBatch`` function: closed bars -> forecasts and states, one transaction."""
 
     def __init__(
         self, database_url: str, cfg: PredictionSettings, publisher: ResultPublisher | None = None
     ) -> None:
-        super().__init__(
-            QUERY_NAME, database_url, PREDICTION, lambda s: prediction_rows(s, cfg), publisher
+        self._db = Database(database_url)
+        self._models = model_config(cfg)
+        self._publisher = publisher
+        self.last_rows = 0
+        """Forecast rows the last batch produced (for logs and tests)."""
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        bars = bars_by_symbol(batch.collect())
+        if not bars:
+            self.last_rows = 0
+            return
+        # The transaction may be retried (database unreachable): apply_bars re-reads the states.
+        rows = self._db.transaction(lambda conn: apply_bars(conn, bars, self._models))
+        self.last_rows = len(rows)
+        if self._publisher is not None and rows:
+            self._publisher.publish(rows)
+        log.info(
+            "%s batch %d: %d bars, %d forecasts",
+            QUERY_NAME,
+            batch_id,
+            sum(len(b) for b in bars.values()),
+            len(rows),
         )
+
+    def close(self) -> None:
+        self._db.close()
+        if self._publisher is not None:
+            self._publisher.close()

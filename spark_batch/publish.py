@@ -5,8 +5,9 @@ API's live WebSocket routes (``/ws/sentiment/{symbol}/``, ``/ws/prediction/{symb
 A row is published after its transaction commits, keyed by its coin, as a JSON
 object of the table's columns. Delivery is at-least-once: a replayed micro-batch
 publishes its rows again, with identical content, so a consumer can keep the
-latest row per (coin, window[, model]). A publishing failure is logged and
-counted, never fails the batch: live views catch up at the next update.
+latest row per (coin, window) or (coin, model, horizon, issue time). A publishing
+failure is logged and counted, never fails the batch: live views catch up at the
+next update.
 """
 
 from __future__ import annotations

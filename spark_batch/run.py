@@ -32,6 +32,7 @@ import psycopg
 from prometheus_client import start_http_server
 
 from infra.cli import ExitCode, run_program
+from infra.kafka_offsets import KafkaOffsets
 from infra.settings import Settings, load_settings
 from spark_batch import metrics
 from spark_batch.backfill import backfill_actual_prices
@@ -69,6 +70,8 @@ def supervise(
     settings: Settings,
     cfg: SparkSettings,
     stop: threading.Event,
+    *,
+    positions: metrics.Positions | None = None,
 ) -> int:
     """Backfill periodically and restart failed queries until ``stop`` is set.
 
@@ -78,6 +81,7 @@ def supervise(
     NullPointerException right after a replayed batch committed
     (``KafkaMicroBatchStream.metrics`` wraps an unset offset map in ``Some``), so
     the first restart after a crash fails once, after its batch was committed.
+    Each query's progress goes to the metrics and its Kafka position to ``positions``.
     Returns 0 on stop, 1 when a query keeps failing.
     """
     restarts = dict.fromkeys(queries, 0)
@@ -102,6 +106,8 @@ def supervise(
             if progress is not None:
                 restarts[name] = 0
                 metrics.observe(name, progress)
+                if positions is not None:
+                    positions.update(name, progress)
         if time.monotonic() < next_backfill:
             continue
         next_backfill = time.monotonic() + cfg.backfill.interval_s
@@ -146,6 +152,8 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     names = args.query or list(QUERY_NAMES)
+    assert settings.kafka.bootstrap_servers is not None  # Analytics checked it
+    positions = metrics.Positions(KafkaOffsets(settings.kafka.bootstrap_servers))
     queries = dict(zip(names, analytics.start(names, available_now=args.once), strict=True))
     log.info("started %s", ", ".join(queries))
     try:
@@ -157,11 +165,14 @@ def _run(args: argparse.Namespace) -> int:
                 except Exception as exc:  # reported, then exit status 1
                     log.error("query %s failed: %s", name, exc)
                     failed = True
+                    continue
+                if query.lastProgress is not None:
+                    positions.update(name, query.lastProgress)
             if failed:
                 return ExitCode.FAILED
             backfill_once(settings, cfg, since=None)
             return ExitCode.OK
-        return supervise(analytics, queries, settings, cfg, stop)
+        return supervise(analytics, queries, settings, cfg, stop, positions=positions)
     finally:
         for query in queries.values():
             query.stop()

@@ -19,6 +19,7 @@ from typing import Annotated, Literal, get_args
 import msgspec
 
 from infra.settings import SettingsError, check_bounds, env, read_env
+from spark_batch.models import BAR_S, ModelConfig
 
 OutputMode = Literal["update", "append"]
 StateStore = Literal["hdfs", "rocksdb"]
@@ -44,22 +45,39 @@ class SentimentSettings(msgspec.Struct, frozen=True, kw_only=True):
         check_bounds(self)
 
 
+_MODELS = ModelConfig()
+"""The model defaults: declared once, in :mod:`spark_batch.models`."""
+
+
 class PredictionSettings(msgspec.Struct, frozen=True, kw_only=True):
     window_s: Annotated[
-        int, env("CRYPTOVIZ_PREDICTION_WINDOW_S", "prediction window length (s)", gt=0)
-    ] = 180
-    slide_s: Annotated[
-        int, env("CRYPTOVIZ_PREDICTION_SLIDE_S", "prediction window slide (s)", gt=0)
-    ] = 30
-    horizon_s: Annotated[
         int,
-        env("CRYPTOVIZ_PREDICTION_HORIZON_S", "forecast horizon after the window end (s)", gt=0),
-    ] = 300
-    """The forecast is for ``window end + horizon``."""
+        env(
+            "CRYPTOVIZ_PREDICTION_WINDOW_S",
+            "the seeds' moving-average window (s, a multiple of 60)",
+            gt=0,
+        ),
+    ] = _MODELS.window_s
+    """The seeds' moving-average window (a multiple of the 60 s bar)."""
+    horizons_s: Annotated[
+        tuple[int, ...],
+        env(
+            "CRYPTOVIZ_PREDICTION_HORIZONS_S",
+            "forecast horizons, comma-separated (s, multiples of 60)",
+            min_length=1,
+        ),
+    ] = _MODELS.horizons_s
+    """Each forecast is for ``issue time + horizon`` (multiples of the 60 s bar)."""
     watermark_s: Annotated[
-        int, env("CRYPTOVIZ_PREDICTION_WATERMARK_S", "how late a tick may be (s)", ge=0)
-    ] = 60
-    """Ticks are real-time; one minute absorbs partition skew and producer retries."""
+        int,
+        env(
+            "CRYPTOVIZ_PREDICTION_WATERMARK_S",
+            "how late a tick may be (s); a bar's forecasts appear this long after its minute",
+            ge=0,
+        ),
+    ] = 10
+    """How late a tick may be: a bar closes (its forecasts appear) this long after its minute.
+    Ticks are real-time; 10 s absorbs partition skew and producer retries."""
     quote: Annotated[
         str,
         env(
@@ -70,23 +88,42 @@ class PredictionSettings(msgspec.Struct, frozen=True, kw_only=True):
         ),
     ] = "USD"
     """Only ``COIN/<quote>`` pairs are priced, so a symbol's row never mixes currencies."""
-    ewma_halflife_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    ewma_halflife_s: Annotated[float, msgspec.Meta(gt=0)] = _MODELS.ewma_halflife_s
+    trend_window_s: Annotated[int, msgspec.Meta(ge=3 * BAR_S)] = _MODELS.trend_window_s
+    """The ``linear_trend`` model's window (a multiple of the 60 s bar): a model
+    definition fixed by the backtest's figures, so not read from the environment."""
     interval_level: Annotated[
         float,
         env(
             "CRYPTOVIZ_PREDICTION_INTERVAL_LEVEL",
-            "nominal level of the model intervals",
+            "nominal level of the inner intervals",
             gt=0,
             lt=1,
         ),
-    ] = 0.8
-    """Nominal coverage of the ``ewma`` and ``linear_trend`` prediction intervals."""
+    ] = _MODELS.interval_level
+    """Nominal coverage of the inner intervals."""
+    outer_interval_level: Annotated[
+        float,
+        env(
+            "CRYPTOVIZ_PREDICTION_OUTER_LEVEL",
+            "nominal level of the outer intervals",
+            gt=0,
+            lt=1,
+        ),
+    ] = _MODELS.outer_interval_level
+    """Nominal coverage of the outer intervals."""
 
     def __post_init__(self) -> None:
         check_bounds(self)
-        if self.slide_s > self.window_s:
+        if any(h <= 0 or h % BAR_S for h in self.horizons_s):
             raise SettingsError(
-                f"prediction slide ({self.slide_s}s) must not exceed the window ({self.window_s}s)"
+                f"prediction horizons {list(self.horizons_s)} must be positive multiples of "
+                f"{BAR_S} s"
+            )
+        if self.window_s % BAR_S or self.trend_window_s % BAR_S:
+            raise SettingsError(
+                f"prediction window ({self.window_s}s) and trend window "
+                f"({self.trend_window_s}s) must be multiples of {BAR_S} s"
             )
 
 
@@ -129,7 +166,8 @@ class SparkSettings(msgspec.Struct, frozen=True, kw_only=True):
         OutputMode,
         env(
             "CRYPTOVIZ_SPARK_OUTPUT_MODE",
-            "`update` (rows refresh every batch) or `append` (one final row per closed window)",
+            "sentiment: `update` (rows refresh every batch) or `append` (one final row per "
+            "closed window); predictions always append (closed bars)",
         ),
     ] = "update"
     state_store: Annotated[

@@ -1,4 +1,4 @@
-"""The ``foreachBatch`` function shared by the result queries.
+"""The ``foreachBatch`` function of the sentiment query (predictions have their own).
 
 Each micro-batch's changed windows become table rows (a pure function of the
 collected aggregate rows), are upserted in one transaction (a replayed batch

@@ -64,31 +64,26 @@ SENTIMENT = UpsertSpec(
     compared=("window_start", "sentiment_score", "sentiment_label", "confidence", "article_count"),
 )
 
+_PREDICTION_VALUES = (
+    "window_start",
+    "predicted_price",
+    "confidence_interval_low",
+    "confidence_interval_high",
+    "interval_level",
+    "outer_interval_low",
+    "outer_interval_high",
+    "outer_interval_level",
+    "target_time",
+    "last_price",
+    "trailing_skill",
+    "preferred",
+)
 PREDICTION = UpsertSpec(
     table="prediction_data",
-    columns=(
-        "timestamp",
-        "window_start",
-        "crypto_symbol",
-        "model_name",
-        "predicted_price",
-        "confidence_interval_low",
-        "confidence_interval_high",
-        "interval_level",
-        "horizon_s",
-        "target_time",
-        "last_price",
-    ),
-    key=("crypto_symbol", "model_name", "timestamp"),
+    columns=("timestamp", "crypto_symbol", "model_name", "horizon_s", *_PREDICTION_VALUES),
+    key=("crypto_symbol", "model_name", "horizon_s", "timestamp"),
     assignments=(
-        ("window_start", "EXCLUDED.window_start"),
-        ("predicted_price", "EXCLUDED.predicted_price"),
-        ("confidence_interval_low", "EXCLUDED.confidence_interval_low"),
-        ("confidence_interval_high", "EXCLUDED.confidence_interval_high"),
-        ("interval_level", "EXCLUDED.interval_level"),
-        ("horizon_s", "EXCLUDED.horizon_s"),
-        ("target_time", "EXCLUDED.target_time"),
-        ("last_price", "EXCLUDED.last_price"),
+        *((c, f"EXCLUDED.{c}") for c in _PREDICTION_VALUES),
         # actual_price belongs to the backfill; it stays valid while the target does.
         (
             "actual_price",
@@ -96,16 +91,20 @@ PREDICTION = UpsertSpec(
         ),
         ("updated_at", "now()"),
     ),
-    compared=(
-        "window_start",
-        "predicted_price",
-        "confidence_interval_low",
-        "confidence_interval_high",
-        "interval_level",
-        "horizon_s",
-        "target_time",
-        "last_price",
+    compared=_PREDICTION_VALUES,
+)
+
+FORECAST_STATE = UpsertSpec(
+    table="forecast_state",
+    columns=("crypto_symbol", "bar_end", "state_version", "state"),
+    key=("crypto_symbol",),
+    assignments=(
+        ("bar_end", "EXCLUDED.bar_end"),
+        ("state_version", "EXCLUDED.state_version"),
+        ("state", "EXCLUDED.state"),
+        ("updated_at", "now()"),
     ),
+    compared=("bar_end", "state_version", "state"),
 )
 
 LATE_EVENTS = UpsertSpec(
@@ -126,7 +125,7 @@ LATE_EVENTS = UpsertSpec(
     compared=(),
 )
 
-Value = str | int | float | Decimal | datetime | None
+Value = str | int | float | bool | bytes | Decimal | datetime | None
 
 
 def _dedupe(spec: UpsertSpec, rows: Sequence[Sequence[Value]]) -> list[Sequence[Value]]:

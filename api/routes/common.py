@@ -1,21 +1,30 @@
-"""Parameters and helpers shared by the route modules."""
+"""Parameters and helpers shared by the route modules: the paging dependency, the
+history envelope, live links."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Generic, TypedDict, TypeVar
+from typing import Annotated, Any, Generic, Protocol, TypedDict, TypeVar
 from urllib.parse import urlencode
 
+import msgspec
 from litestar import Request
+from litestar.di import Provide
 from litestar.params import Parameter
 
 from api.context import ApiContext
-from api.db import Row
+from api.live import MULTIPLEX_PATH, LiveType, channel_of, socket_path
 from api.models import LiveLinks
 from api.params import Page, Periode, page_request
 
-T = TypeVar("T")
+
+class Timestamped(Protocol):
+    @property
+    def timestamp(self) -> datetime: ...
+
+
+T = TypeVar("T", bound=Timestamped)
 
 PeriodeQuery = Annotated[
     Periode | None,
@@ -53,27 +62,64 @@ CursorQuery = Annotated[
     ),
 ]
 
+HorizonQuery = Annotated[
+    int | None,
+    Parameter(
+        ge=1,
+        le=7 * 86400,
+        description="Only forecasts of this horizon, in seconds (the job's: 60, 300, 900).",
+    ),
+]
+
 _RANGE_PARAMS = frozenset({"periode", "date_debut", "date_fin", "cursor"})
 
 
-def paging(
-    ctx: ApiContext,
-    scope: str,
-    *,
-    periode: str | None,
-    date_debut: str | None,
-    date_fin: str | None,
-    limit: int | None,
-    cursor: str | None,
-) -> Page:
+class PagingParams(msgspec.Struct, frozen=True, kw_only=True):
+    """The paging query parameters of a listing, as given (validated by :func:`paging`)."""
+
+    periode: str | None = None
+    date_debut: str | None = None
+    date_fin: str | None = None
+    limit: int | None = None
+    cursor: str | None = None
+
+
+def _paging_params(
+    periode: PeriodeQuery = None,
+    date_debut: DateDebutQuery = None,
+    date_fin: DateFinQuery = None,
+    limit: LimitQuery = None,
+    cursor: CursorQuery = None,
+) -> PagingParams:
+    return PagingParams(
+        periode=periode, date_debut=date_debut, date_fin=date_fin, limit=limit, cursor=cursor
+    )
+
+
+PAGING = Provide(_paging_params, sync_to_thread=False)
+"""The ``paging_params`` dependency of every paged listing (the five query parameters)."""
+
+
+def _range_params(
+    periode: PeriodeQuery = None, date_debut: DateDebutQuery = None, date_fin: DateFinQuery = None
+) -> PagingParams:
+    return PagingParams(periode=periode, date_debut=date_debut, date_fin=date_fin)
+
+
+RANGE = Provide(_range_params, sync_to_thread=False)
+"""The ``range_params`` dependency of a summary over a range (no pages: no limit or cursor)."""
+
+
+def paging(ctx: ApiContext, scope: str, params: PagingParams) -> Page:
+    """The page a listing's request asks for; ``scope`` ties its cursors to the listing."""
     s = ctx.settings
     return page_request(
         scope=scope,
-        periode=periode,
-        date_debut=date_debut,
-        date_fin=date_fin,
-        limit=limit,
-        cursor=cursor,
+        periode=params.periode,
+        date_debut=params.date_debut,
+        date_fin=params.date_fin,
+        limit=params.limit,
+        cursor=params.cursor,
         now=ctx.now(),
         max_range=timedelta(days=s.max_range_days),
         default_limit=s.default_limit,
@@ -89,23 +135,6 @@ def next_url(request: Request[Any, Any, Any], cursor: str | None) -> str | None:
     return f"{request.url.path}?{urlencode([*kept, ('cursor', cursor)])}"
 
 
-def split_page(
-    page: Page,
-    rows: Sequence[Row],
-    convert: Callable[[Row], T],
-    keys: Callable[[Row], tuple[str, ...]],
-) -> tuple[list[T], str | None]:
-    """The page's items and the cursor of the next page (``None`` on the last one)."""
-    more = len(rows) > page.limit
-    kept = rows[: page.limit]
-    cursor = None
-    if more and kept:
-        last = kept[-1]
-        ts: datetime = last[0]
-        cursor = page.next_cursor(ts, keys(last))
-    return [convert(r) for r in kept], cursor
-
-
 class Envelope(TypedDict, Generic[T]):
     """The paging fields every history body shares, beside its subject (pair or coin)."""
 
@@ -119,14 +148,19 @@ class Envelope(TypedDict, Generic[T]):
 
 
 def envelope(
-    request: Request[Any, Any, Any],
-    page: Page,
-    rows: Sequence[Row],
-    convert: Callable[[Row], T],
-    keys: Callable[[Row], tuple[str, ...]],
+    request: Request[Any, Any, Any], page: Page, rows: Sequence[T], keys: tuple[str, ...] = ()
 ) -> Envelope[T]:
-    """One page of ``rows`` as history fields: ``TickerHistory(pair=..., **envelope(...))``."""
-    data, cursor = split_page(page, rows, convert, keys)
+    """One page of ``rows`` (up to ``limit + 1``) as history fields:
+    ``TickerHistory(pair=..., **envelope(...))``.
+
+    The next page's cursor holds the last row's timestamp and its ``keys`` columns (as
+    text: see :func:`api.queries.fetch_page`).
+    """
+    data = list(rows[: page.limit])
+    cursor = None
+    if len(rows) > page.limit and data:
+        last = data[-1]
+        cursor = page.next_cursor(last.timestamp, tuple(str(getattr(last, k)) for k in keys))
     return Envelope(
         count=len(data),
         data=data,
@@ -138,16 +172,14 @@ def envelope(
     )
 
 
-def no_keys(_: Row) -> tuple[str, ...]:
-    return ()
-
-
-def live_links(request: Request[Any, Any, Any], channel: str, path: str) -> LiveLinks:
+def live_links(request: Request[Any, Any, Any], kind: LiveType, key: str | None) -> LiveLinks:
+    """Where to follow the series ``kind`` of ``key`` (None: all of them) in real time."""
     base = str(request.base_url).rstrip("/")
     ws_base = "wss" + base[5:] if base.startswith("https") else "ws" + base.removeprefix("http")
+    channel = channel_of(kind, key)
     return LiveLinks(
         channel=channel,
-        websocket=f"{ws_base}{path}",
-        multiplex=f"{ws_base}/ws/live",
+        websocket=f"{ws_base}{socket_path(kind, key)}",
+        multiplex=f"{ws_base}{MULTIPLEX_PATH}",
         subscribe_message={"action": "subscribe", "channels": [channel]},
     )

@@ -1,6 +1,7 @@
 """CRUD on the metadata tables: tracked cryptos and saved visualization parameters.
 
-Reads are public; writes need an API key (see :mod:`api.auth`). Bodies are
+Reads are public; writes need an API key (see :mod:`api.auth`): they sit on a
+router of their own whose guard checks it. Bodies are
 validated field by field: msgspec checks types, lengths, patterns and unknown
 fields; symbols go through the coin table (stored canonical) and ``time_range``
 must be a ``periode`` value the history endpoints accept.
@@ -18,7 +19,6 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from api.auth import require_api_key
 from api.context import ApiContext
-from api.db import Row
 from api.errors import BadRequest, Conflict, NotFound, error_responses
 from api.models import (
     CryptoConfig,
@@ -57,23 +57,6 @@ SymbolFilter = Annotated[
 ]
 
 
-def _crypto(r: Row) -> CryptoConfig:
-    return CryptoConfig(symbol=r[0], name=r[1], active=r[2], created_at=r[3], updated_at=r[4])
-
-
-def _viz(r: Row) -> VisualizationConfig:
-    return VisualizationConfig(
-        id=r[0],
-        name=r[1],
-        symbol=r[2],
-        time_range=r[3],
-        chart_type=r[4],
-        indicators=list(r[5] or ()),
-        created_at=r[6],
-        updated_at=r[7],
-    )
-
-
 def _name(raw: str | None, field: str = "name") -> str | None:
     if raw is None:
         return None
@@ -107,7 +90,7 @@ def _indicators(raw: list[str] | None) -> list[str] | None:
 @get("/crypto/", responses=READ_ERRORS, summary="Tracked cryptos")
 async def list_cryptos(ctx: NamedDependency[ApiContext]) -> CryptoConfigList:
     rows = await ctx.db.fetch(CRYPTO_CONFIG_LIST)
-    return CryptoConfigList(count=len(rows), data=[_crypto(r) for r in rows])
+    return CryptoConfigList(count=len(rows), data=rows)
 
 
 @get("/crypto/{symbol:str}/", responses=READ_ERRORS, summary="One tracked crypto")
@@ -116,14 +99,12 @@ async def get_crypto(ctx: NamedDependency[ApiContext], symbol: FromPath[str]) ->
     row = await ctx.db.fetch_one(CRYPTO_CONFIG_GET, {"symbol": coin})
     if row is None:
         raise NotFound(f"{coin} is not configured", parameter="symbol")
-    return _crypto(row)
+    return row
 
 
 @post(
     "/crypto/",
     responses=WRITE_ERRORS,
-    guards=[require_api_key],
-    security=API_KEY_SECURITY,
     summary="Track a crypto",
     status_code=HTTP_201_CREATED,
     description="The symbol must be in the coin table (aliases are stored canonical). "
@@ -138,14 +119,12 @@ async def create_crypto(
     )
     if row is None:
         raise Conflict(f"{coin} is already configured; use PUT or PATCH to change it")
-    return _crypto(row)
+    return row
 
 
 @put(
     "/crypto/{symbol:str}/",
     responses=WRITE_ERRORS,
-    guards=[require_api_key],
-    security=API_KEY_SECURITY,
     summary="Replace a tracked crypto's name and flag",
 )
 async def replace_crypto(
@@ -157,8 +136,6 @@ async def replace_crypto(
 @patch(
     "/crypto/{symbol:str}/",
     responses=WRITE_ERRORS,
-    guards=[require_api_key],
-    security=API_KEY_SECURITY,
     summary="Change some fields of a tracked crypto",
 )
 async def patch_crypto(
@@ -176,14 +153,12 @@ async def _update_crypto(
     )
     if row is None:
         raise NotFound(f"{coin} is not configured", parameter="symbol")
-    return _crypto(row)
+    return row
 
 
 @delete(
     "/crypto/{symbol:str}/",
     responses=WRITE_ERRORS,
-    guards=[require_api_key],
-    security=API_KEY_SECURITY,
     summary="Stop tracking a crypto",
     status_code=HTTP_204_NO_CONTENT,
 )
@@ -204,7 +179,7 @@ async def list_visualizations(
         rows = await ctx.db.fetch(VIZ_CONFIG_LIST)
     else:
         rows = await ctx.db.fetch(VIZ_CONFIG_LIST_BY_SYMBOL, {"symbol": ctx.symbols.coin(symbol)})
-    return VisualizationConfigList(count=len(rows), data=[_viz(r) for r in rows])
+    return VisualizationConfigList(count=len(rows), data=rows)
 
 
 @get(
@@ -218,14 +193,12 @@ async def get_visualization(
     row = await ctx.db.fetch_one(VIZ_CONFIG_GET, {"id": visualization_id})
     if row is None:
         raise NotFound(f"no visualization {visualization_id}", parameter="visualization_id")
-    return _viz(row)
+    return row
 
 
 @post(
     "/visualization/",
     responses=WRITE_ERRORS,
-    guards=[require_api_key],
-    security=API_KEY_SECURITY,
     summary="Save visualization parameters",
     status_code=HTTP_201_CREATED,
     description="409 if the name is taken.",
@@ -243,14 +216,12 @@ async def create_visualization(
     row = await ctx.db.fetch_one(VIZ_CONFIG_INSERT, params)
     if row is None:
         raise Conflict(f"a visualization named {params['name']!r} already exists")
-    return _viz(row)
+    return row
 
 
 @put(
     "/visualization/{visualization_id:int}/",
     responses=WRITE_ERRORS,
-    guards=[require_api_key],
-    security=API_KEY_SECURITY,
     summary="Replace saved visualization parameters",
 )
 async def replace_visualization(
@@ -274,8 +245,6 @@ async def replace_visualization(
 @patch(
     "/visualization/{visualization_id:int}/",
     responses=WRITE_ERRORS,
-    guards=[require_api_key],
-    security=API_KEY_SECURITY,
     summary="Change some saved parameters",
 )
 async def patch_visualization(
@@ -303,14 +272,12 @@ async def _update_visualization(
         raise Conflict(f"a visualization named {params['name']!r} already exists") from None
     if row is None:
         raise NotFound(f"no visualization {visualization_id}", parameter="visualization_id")
-    return _viz(row)
+    return row
 
 
 @delete(
     "/visualization/{visualization_id:int}/",
     responses=WRITE_ERRORS,
-    guards=[require_api_key],
-    security=API_KEY_SECURITY,
     summary="Delete saved visualization parameters",
     status_code=HTTP_204_NO_CONTENT,
 )
@@ -319,21 +286,30 @@ async def delete_visualization(ctx: NamedDependency[ApiContext], visualization_i
         raise NotFound(f"no visualization {visualization_id}", parameter="visualization_id")
 
 
+_writes = Router(
+    path="/",
+    route_handlers=[
+        create_crypto,
+        replace_crypto,
+        patch_crypto,
+        delete_crypto,
+        create_visualization,
+        replace_visualization,
+        patch_visualization,
+        delete_visualization,
+    ],
+    guards=[require_api_key],
+    security=API_KEY_SECURITY,
+)
+
 config_router = Router(
     path="/api/v1/config",
     route_handlers=[
         list_cryptos,
         get_crypto,
-        create_crypto,
-        replace_crypto,
-        patch_crypto,
-        delete_crypto,
         list_visualizations,
         get_visualization,
-        create_visualization,
-        replace_visualization,
-        patch_visualization,
-        delete_visualization,
+        _writes,
     ],
     tags=["configuration"],
 )

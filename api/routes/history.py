@@ -1,32 +1,38 @@
-"""History endpoints (the seeds' ``.../historique/`` routes), keyset-paged, newest first."""
+"""History endpoints (the seeds' ``.../historique/`` routes), keyset-paged, newest first.
+
+Each series is a :class:`Listing` (its page queries, cursor columns, live channel)
+and each route one :func:`history_route`: a path, a listing, and the dependency
+that resolves the route's own parameters (path or query) to a :class:`Subject`.
+One handler serves them all; the paging parameters are the shared ``paging_params``
+dependency.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Request, Router, get
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, Parameter
 
 from api.context import ApiContext
-from api.db import Row
 from api.errors import error_responses
+from api.live import LiveType
 from api.models import (
     AlertHistory,
-    AlertPoint,
     ArticleHistory,
-    ArticlePoint,
     LiveLinks,
     PredictionHistory,
-    PredictionPoint,
     PriceHistory,
     PricePoint,
     SentimentHistory,
-    SentimentPoint,
     TickerHistory,
     TickerPoint,
     TradeHistory,
-    TradePoint,
 )
 from api.queries import (
     ALERT_BY_PAIR_PAGE,
@@ -37,17 +43,15 @@ from api.queries import (
     SENTIMENT_PAGE,
     TICKER_PAGE,
     TRADE_PAGE,
+    PageQuery,
     fetch_page,
 )
 from api.routes.common import (
-    CursorQuery,
-    DateDebutQuery,
-    DateFinQuery,
-    LimitQuery,
-    PeriodeQuery,
+    PAGING,
+    HorizonQuery,
+    PagingParams,
     envelope,
     live_links,
-    no_keys,
     paging,
 )
 
@@ -70,515 +74,241 @@ SymbolQuery = Annotated[
 HISTORY_ERRORS = error_responses(400, 404, 429, 503)
 
 
-def _ticker(r: Row) -> TickerPoint:
-    return TickerPoint(
-        timestamp=r[0],
-        last=r[1],
-        bid=r[2],
-        ask=r[3],
-        volume_24h=r[4],
-        bid_qty=r[5],
-        ask_qty=r[6],
-        vwap=r[7],
-        low=r[8],
-        high=r[9],
-        change_pct=r[10],
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """One keyset-paged series: what a history route reads and where it goes live."""
+
+    series: LiveType
+    """Its live channel type, also the prefix of its cursors' scope."""
+    page: PageQuery[Any]
+    """The page of one subject (``%(key)s``)."""
+    page_all: PageQuery[Any] | None = None
+    """The page of every subject, when a route may omit it."""
+    point: Callable[[Any], Any] | None = None
+    """The row -> response point conversion, when the row type is not the point."""
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The columns a cursor holds after the timestamp: those ordering every subject."""
+        return (self.page_all or self.page).keys
+
+
+class Subject(msgspec.Struct, frozen=True):
+    """What a route's parameters designate: a canonical pair or coin, or all (None)."""
+
+    key: str | None
+    fields: dict[str, str | int | None]
+    """The body's subject fields (``pair``, ``crypto_symbol``, ``horizon_s``)."""
+    filters: dict[str, int | None] = {}
+    """The page query's other parameters (``horizon``); a cursor keeps to them."""
+
+    @property
+    def scope(self) -> str:
+        filters = (f"{k}={v}" for k, v in sorted(self.filters.items()) if v is not None)
+        return "|".join([self.key or "*", *filters])
+
+
+def _price(t: TickerPoint) -> PricePoint:
+    return PricePoint(
+        timestamp=t.timestamp, price=t.last, bid=t.bid, ask=t.ask, volume_24h=t.volume_24h
     )
 
 
-def _price(r: Row) -> PricePoint:
-    return PricePoint(timestamp=r[0], price=r[1], bid=r[2], ask=r[3], volume_24h=r[4])
+TICKER = Listing("ticker", TICKER_PAGE)
+PRICE = Listing("ticker", TICKER_PAGE, point=_price)
+TRADE = Listing("trade", TRADE_PAGE)
+SENTIMENT = Listing("sentiment", SENTIMENT_PAGE)
+PREDICTION = Listing("prediction", PREDICTION_PAGE)
+ARTICLE = Listing("article", ARTICLE_BY_SYMBOL_PAGE, ARTICLE_PAGE)
+ALERT = Listing("alert", ALERT_BY_PAIR_PAGE, ALERT_PAGE)
 
 
-def _trade(r: Row) -> TradePoint:
-    return TradePoint(
-        timestamp=r[0],
-        price=r[1],
-        volume=r[2],
-        side=r[3],
-        trade_id=r[4],
-        ord_type=r[5],
-        trade_key=r[6],
-    )
+# -- subjects: each route's own parameters --------------------------------------------
 
 
-def _sentiment(r: Row) -> SentimentPoint:
-    return SentimentPoint(
-        timestamp=r[0],
-        window_start=r[1],
-        sentiment_score=r[2],
-        sentiment_label=r[3],
-        source=r[4],
-        confidence=r[5],
-        article_count=r[6],
-    )
-
-
-def _prediction(r: Row) -> PredictionPoint:
-    return PredictionPoint(
-        timestamp=r[0],
-        window_start=r[1],
-        model_name=r[2],
-        predicted_price=r[3],
-        actual_price=r[4],
-        confidence_interval_low=r[5],
-        confidence_interval_high=r[6],
-        interval_level=r[7],
-        horizon_s=r[8],
-        target_time=r[9],
-        last_price=r[10],
-    )
-
-
-def _article(r: Row) -> ArticlePoint:
-    return ArticlePoint(
-        timestamp=r[0],
-        article_id=r[1],
-        title=r[2],
-        url=r[3],
-        website=r[4],
-        summary=r[5],
-        cryptocurrencies_mentioned=list(r[6] or ()),
-        sentiment_score=r[7],
-        sentiment_label=r[8],
-        subjectivity=r[9],
-    )
-
-
-def _alert(r: Row) -> AlertPoint:
-    return AlertPoint(
-        timestamp=r[0],
-        pair=r[1],
-        last_price=r[2],
-        change_percent=r[3],
-        threshold=r[4],
-        alert_type=r[5],
-        reference_price=r[6],
-        window_s=r[7],
-    )
-
-
-async def _ticker_history(
-    request: Request[Any, Any, Any],
-    ctx: ApiContext,
-    pair: str,
-    *,
-    periode: str | None,
-    date_debut: str | None,
-    date_fin: str | None,
-    limit: int | None,
-    cursor: str | None,
-) -> TickerHistory | LiveLinks:
-    base, quote = pair.split("/", 1)
-    if periode == "live":
-        return live_links(request, f"ticker:{pair}", f"/ws/ticker/{base}/{quote}/")
-    page = paging(
-        ctx,
-        f"ticker|{pair}",
-        periode=periode,
-        date_debut=date_debut,
-        date_fin=date_fin,
-        limit=limit,
-        cursor=cursor,
-    )
-    rows = await fetch_page(ctx.db, TICKER_PAGE, page, pair, 0)
-    return TickerHistory(
-        pair=pair,
-        **envelope(request, page, rows, _ticker, no_keys),
-    )
-
-
-@get(
-    "/ticker/{base:str}/{quote:str}/historique/",
-    responses=HISTORY_ERRORS,
-    summary="Ticker history of a pair",
-    description="Ticker snapshots of BASE/QUOTE, newest first. `periode=live` answers with "
-    "the WebSocket URLs.",
-)
-async def ticker_history(
-    *,
-    request: Request[Any, Any, Any],
-    ctx: NamedDependency[ApiContext],
-    base: FromPath[str],
-    quote: FromPath[str],
-    periode: PeriodeQuery = None,
-    date_debut: DateDebutQuery = None,
-    date_fin: DateFinQuery = None,
-    limit: LimitQuery = None,
-    cursor: CursorQuery = None,
-) -> TickerHistory | LiveLinks:
+def _path_pair(
+    ctx: NamedDependency[ApiContext], base: FromPath[str], quote: FromPath[str]
+) -> Subject:
     pair = ctx.symbols.path_pair(base, quote)
-    return await _ticker_history(
-        request,
-        ctx,
-        pair,
-        periode=periode,
-        date_debut=date_debut,
-        date_fin=date_fin,
-        limit=limit,
-        cursor=cursor,
-    )
+    return Subject(pair, {"pair": pair})
 
 
-@get(
-    "/ticker/historique/",
-    responses=HISTORY_ERRORS,
-    summary="Ticker history of a pair given as ?pair=",
-    description="Same as ticker/{base}/{quote}/historique/, for the prototype's clients.",
-)
-async def ticker_history_by_query(
-    *,
-    request: Request[Any, Any, Any],
-    ctx: NamedDependency[ApiContext],
-    pair: PairQuery,
-    periode: PeriodeQuery = None,
-    date_debut: DateDebutQuery = None,
-    date_fin: DateFinQuery = None,
-    limit: LimitQuery = None,
-    cursor: CursorQuery = None,
-) -> TickerHistory | LiveLinks:
-    return await _ticker_history(
-        request,
-        ctx,
-        ctx.symbols.pair(pair),
-        periode=periode,
-        date_debut=date_debut,
-        date_fin=date_fin,
-        limit=limit,
-        cursor=cursor,
-    )
+def _query_pair(ctx: NamedDependency[ApiContext], pair: PairQuery) -> Subject:
+    canonical = ctx.symbols.pair(pair)
+    return Subject(canonical, {"pair": canonical})
 
 
-async def _trade_history(
-    request: Request[Any, Any, Any],
-    ctx: ApiContext,
-    pair: str,
-    *,
-    periode: str | None,
-    date_debut: str | None,
-    date_fin: str | None,
-    limit: int | None,
-    cursor: str | None,
-) -> TradeHistory | LiveLinks:
-    base, quote = pair.split("/", 1)
-    if periode == "live":
-        return live_links(request, f"trade:{pair}", f"/ws/trade/{base}/{quote}/")
-    page = paging(
-        ctx,
-        f"trade|{pair}",
-        periode=periode,
-        date_debut=date_debut,
-        date_fin=date_fin,
-        limit=limit,
-        cursor=cursor,
-    )
-    rows = await fetch_page(ctx.db, TRADE_PAGE, page, pair, 1)
-    return TradeHistory(
-        pair=pair,
-        **envelope(request, page, rows, _trade, lambda r: (r[6],)),
-    )
-
-
-@get(
-    "/trade/{base:str}/{quote:str}/historique/",
-    responses=HISTORY_ERRORS,
-    summary="Trade history of a pair",
-)
-async def trade_history(
-    *,
-    request: Request[Any, Any, Any],
-    ctx: NamedDependency[ApiContext],
-    base: FromPath[str],
-    quote: FromPath[str],
-    periode: PeriodeQuery = None,
-    date_debut: DateDebutQuery = None,
-    date_fin: DateFinQuery = None,
-    limit: LimitQuery = None,
-    cursor: CursorQuery = None,
-) -> TradeHistory | LiveLinks:
-    pair = ctx.symbols.path_pair(base, quote)
-    return await _trade_history(
-        request,
-        ctx,
-        pair,
-        periode=periode,
-        date_debut=date_debut,
-        date_fin=date_fin,
-        limit=limit,
-        cursor=cursor,
-    )
-
-
-@get(
-    "/trade/historique/",
-    responses=HISTORY_ERRORS,
-    summary="Trade history of a pair given as ?pair=",
-)
-async def trade_history_by_query(
-    *,
-    request: Request[Any, Any, Any],
-    ctx: NamedDependency[ApiContext],
-    pair: PairQuery,
-    periode: PeriodeQuery = None,
-    date_debut: DateDebutQuery = None,
-    date_fin: DateFinQuery = None,
-    limit: LimitQuery = None,
-    cursor: CursorQuery = None,
-) -> TradeHistory | LiveLinks:
-    return await _trade_history(
-        request,
-        ctx,
-        ctx.symbols.pair(pair),
-        periode=periode,
-        date_debut=date_debut,
-        date_fin=date_fin,
-        limit=limit,
-        cursor=cursor,
-    )
-
-
-@get(
-    "/sentiment/{symbol:str}/historique/",
-    responses=HISTORY_ERRORS,
-    summary="Sentiment history of a coin",
-)
-async def sentiment_history(
-    *,
-    request: Request[Any, Any, Any],
-    ctx: NamedDependency[ApiContext],
-    symbol: FromPath[str],
-    periode: PeriodeQuery = None,
-    date_debut: DateDebutQuery = None,
-    date_fin: DateFinQuery = None,
-    limit: LimitQuery = None,
-    cursor: CursorQuery = None,
-) -> SentimentHistory | LiveLinks:
-    coin = ctx.symbols.coin(symbol)
-    if periode == "live":
-        return live_links(request, f"sentiment:{coin}", f"/ws/sentiment/{coin}/")
-    page = paging(
-        ctx,
-        f"sentiment|{coin}",
-        periode=periode,
-        date_debut=date_debut,
-        date_fin=date_fin,
-        limit=limit,
-        cursor=cursor,
-    )
-    rows = await fetch_page(ctx.db, SENTIMENT_PAGE, page, coin, 1)
-    return SentimentHistory(
-        crypto_symbol=coin,
-        **envelope(request, page, rows, _sentiment, lambda r: (r[4],)),
-    )
-
-
-@get(
-    "/prediction/{symbol:str}/historique/",
-    responses=HISTORY_ERRORS,
-    summary="Prediction history of a coin",
-)
-async def prediction_history(
-    *,
-    request: Request[Any, Any, Any],
-    ctx: NamedDependency[ApiContext],
-    symbol: FromPath[str],
-    periode: PeriodeQuery = None,
-    date_debut: DateDebutQuery = None,
-    date_fin: DateFinQuery = None,
-    limit: LimitQuery = None,
-    cursor: CursorQuery = None,
-) -> PredictionHistory | LiveLinks:
-    coin = ctx.symbols.coin(symbol)
-    if periode == "live":
-        return live_links(request, f"prediction:{coin}", f"/ws/prediction/{coin}/")
-    page = paging(
-        ctx,
-        f"prediction|{coin}",
-        periode=periode,
-        date_debut=date_debut,
-        date_fin=date_fin,
-        limit=limit,
-        cursor=cursor,
-    )
-    rows = await fetch_page(ctx.db, PREDICTION_PAGE, page, coin, 1)
-    return PredictionHistory(
-        crypto_symbol=coin,
-        **envelope(request, page, rows, _prediction, lambda r: (r[2],)),
-    )
-
-
-async def _article_history(
-    request: Request[Any, Any, Any],
-    ctx: ApiContext,
-    coin: str | None,
-    *,
-    periode: str | None,
-    date_debut: str | None,
-    date_fin: str | None,
-    limit: int | None,
-    cursor: str | None,
-) -> ArticleHistory | LiveLinks:
-    if periode == "live":
-        channel = f"article:{coin}" if coin else "article"
-        return live_links(request, channel, "/ws/live")
-    page = paging(
-        ctx,
-        f"article|{coin or '*'}",
-        periode=periode,
-        date_debut=date_debut,
-        date_fin=date_fin,
-        limit=limit,
-        cursor=cursor,
-    )
-    query = ARTICLE_BY_SYMBOL_PAGE if coin else ARTICLE_PAGE
-    rows = await fetch_page(ctx.db, query, page, coin, 1)
-    return ArticleHistory(
-        crypto_symbol=coin,
-        **envelope(request, page, rows, _article, lambda r: (r[1],)),
-    )
-
-
-@get(
-    "/article/historique/",
-    responses=HISTORY_ERRORS,
-    summary="Articles, optionally those mentioning one coin",
-    description="`periode=live` points at the multiplexed socket (channel `article` or "
-    "`article:SYMBOL`): the seeds define no dedicated article socket.",
-)
-async def article_history(
-    *,
-    request: Request[Any, Any, Any],
-    ctx: NamedDependency[ApiContext],
-    crypto_symbol: SymbolQuery = None,
-    periode: PeriodeQuery = None,
-    date_debut: DateDebutQuery = None,
-    date_fin: DateFinQuery = None,
-    limit: LimitQuery = None,
-    cursor: CursorQuery = None,
-) -> ArticleHistory | LiveLinks:
-    coin = ctx.symbols.coin(crypto_symbol, "crypto_symbol") if crypto_symbol is not None else None
-    return await _article_history(
-        request,
-        ctx,
-        coin,
-        periode=periode,
-        date_debut=date_debut,
-        date_fin=date_fin,
-        limit=limit,
-        cursor=cursor,
-    )
-
-
-@get("/articles/{symbol:str}/", responses=HISTORY_ERRORS, summary="Articles mentioning a coin")
-async def articles_of(
-    *,
-    request: Request[Any, Any, Any],
-    ctx: NamedDependency[ApiContext],
-    symbol: FromPath[str],
-    periode: PeriodeQuery = None,
-    date_debut: DateDebutQuery = None,
-    date_fin: DateFinQuery = None,
-    limit: LimitQuery = None,
-    cursor: CursorQuery = None,
-) -> ArticleHistory | LiveLinks:
-    return await _article_history(
-        request,
-        ctx,
-        ctx.symbols.coin(symbol),
-        periode=periode,
-        date_debut=date_debut,
-        date_fin=date_fin,
-        limit=limit,
-        cursor=cursor,
-    )
-
-
-@get("/alert/historique/", responses=HISTORY_ERRORS, summary="Price alerts, optionally of one pair")
-async def alert_history(
-    *,
-    request: Request[Any, Any, Any],
-    ctx: NamedDependency[ApiContext],
-    pair: OptionalPairQuery = None,
-    periode: PeriodeQuery = None,
-    date_debut: DateDebutQuery = None,
-    date_fin: DateFinQuery = None,
-    limit: LimitQuery = None,
-    cursor: CursorQuery = None,
-) -> AlertHistory | LiveLinks:
+def _optional_pair(ctx: NamedDependency[ApiContext], pair: OptionalPairQuery = None) -> Subject:
     canonical = ctx.symbols.pair(pair) if pair is not None else None
-    if periode == "live":
-        channel = f"alert:{canonical}" if canonical else "alert"
-        return live_links(request, channel, "/ws/alert/")
-    page = paging(
-        ctx,
-        f"alert|{canonical or '*'}",
-        periode=periode,
-        date_debut=date_debut,
-        date_fin=date_fin,
-        limit=limit,
-        cursor=cursor,
-    )
-    query = ALERT_BY_PAIR_PAGE if canonical else ALERT_PAGE
-    rows = await fetch_page(ctx.db, query, page, canonical, 2)
-    return AlertHistory(
-        pair=canonical,
-        **envelope(request, page, rows, _alert, lambda r: (r[1], r[5])),
-    )
+    return Subject(canonical, {"pair": canonical})
 
 
-@get(
-    "/prix/{symbol:str}/historique/",
-    responses=HISTORY_ERRORS,
-    summary="Price history of a coin",
-    description="Last traded price of SYMBOL/QUOTE (QUOTE defaults to USD), newest first.",
-)
-async def price_history(
-    *,
-    request: Request[Any, Any, Any],
-    ctx: NamedDependency[ApiContext],
-    symbol: FromPath[str],
-    quote: QuoteQuery = None,
-    periode: PeriodeQuery = None,
-    date_debut: DateDebutQuery = None,
-    date_fin: DateFinQuery = None,
-    limit: LimitQuery = None,
-    cursor: CursorQuery = None,
-) -> PriceHistory | LiveLinks:
+def _path_coin(ctx: NamedDependency[ApiContext], symbol: FromPath[str]) -> Subject:
+    coin = ctx.symbols.coin(symbol)
+    return Subject(coin, {"crypto_symbol": coin})
+
+
+def _forecast_coin(
+    ctx: NamedDependency[ApiContext], symbol: FromPath[str], horizon: HorizonQuery = None
+) -> Subject:
+    coin = ctx.symbols.coin(symbol)
+    return Subject(coin, {"crypto_symbol": coin, "horizon_s": horizon}, {"horizon": horizon})
+
+
+def _mentioned_coin(ctx: NamedDependency[ApiContext], crypto_symbol: SymbolQuery = None) -> Subject:
+    coin = ctx.symbols.coin(crypto_symbol, "crypto_symbol") if crypto_symbol is not None else None
+    return Subject(coin, {"crypto_symbol": coin})
+
+
+def _coin_price(
+    ctx: NamedDependency[ApiContext], symbol: FromPath[str], quote: QuoteQuery = None
+) -> Subject:
     coin = ctx.symbols.coin(symbol)
     pair = ctx.symbols.pair(f"{coin}/{quote or 'USD'}", parameter="quote")
-    if periode == "live":
-        base, q = pair.split("/", 1)
-        return live_links(request, f"ticker:{pair}", f"/ws/ticker/{base}/{q}/")
-    page = paging(
-        ctx,
-        f"ticker|{pair}",
-        periode=periode,
-        date_debut=date_debut,
-        date_fin=date_fin,
-        limit=limit,
-        cursor=cursor,
-    )
-    rows = await fetch_page(ctx.db, TICKER_PAGE, page, pair, 0)
-    return PriceHistory(
-        crypto_symbol=coin,
-        pair=pair,
-        **envelope(request, page, rows, _price, no_keys),
-    )
+    return Subject(pair, {"crypto_symbol": coin, "pair": pair})
 
+
+# -- the one handler ------------------------------------------------------------------
+
+
+def history_route(
+    path: str,
+    name: str,
+    listing: Listing,
+    body: type[msgspec.Struct],
+    subject: Callable[..., Subject],
+    *,
+    summary: str,
+    description: str | None = None,
+) -> HTTPRouteHandler:
+    """The route ``GET path`` serving ``listing`` as ``body`` pages (or live links)."""
+
+    async def handler(
+        request: Request[Any, Any, Any],
+        ctx: NamedDependency[ApiContext],
+        subject: NamedDependency[Subject],
+        paging_params: NamedDependency[PagingParams],
+    ) -> Any:
+        key = subject.key
+        if paging_params.periode == "live":
+            return live_links(request, listing.series, key)
+        page = paging(ctx, f"{listing.series}|{subject.scope}", paging_params)
+        query = listing.page if key is not None or listing.page_all is None else listing.page_all
+        # "now": rows stamped after the clock are not served (forecasts: see PREDICTION_PAGE).
+        filters = {**subject.filters, "now": ctx.now()}
+        rows = await fetch_page(ctx.db, query, page, key, listing.keys, filters=filters)
+        if listing.point is not None:
+            rows = [listing.point(r) for r in rows]
+        return body(**subject.fields, **envelope(request, page, rows, listing.keys))
+
+    # Litestar reads the name (the OpenAPI operationId) and the response type from
+    # the function itself.
+    handler.__name__ = handler.__qualname__ = name
+    handler.__annotations__ = {**handler.__annotations__, "return": body | LiveLinks}
+    return get(
+        path,
+        dependencies={"subject": Provide(subject, sync_to_thread=False)},
+        responses=HISTORY_ERRORS,
+        summary=summary,
+        description=description,
+    )(handler)
+
+
+_BY_QUERY = "Same as {}, for the prototype's clients."
 
 history_router = Router(
     path="/api/v1",
     route_handlers=[
-        ticker_history,
-        ticker_history_by_query,
-        trade_history,
-        trade_history_by_query,
-        sentiment_history,
-        prediction_history,
-        article_history,
-        articles_of,
-        alert_history,
-        price_history,
+        history_route(
+            "/ticker/{base:str}/{quote:str}/historique/",
+            "ticker_history",
+            TICKER,
+            TickerHistory,
+            _path_pair,
+            summary="Ticker history of a pair",
+            description="Ticker snapshots of BASE/QUOTE, newest first. `periode=live` answers "
+            "with the WebSocket URLs.",
+        ),
+        history_route(
+            "/ticker/historique/",
+            "ticker_history_by_query",
+            TICKER,
+            TickerHistory,
+            _query_pair,
+            summary="Ticker history of a pair given as ?pair=",
+            description=_BY_QUERY.format("ticker/{base}/{quote}/historique/"),
+        ),
+        history_route(
+            "/trade/{base:str}/{quote:str}/historique/",
+            "trade_history",
+            TRADE,
+            TradeHistory,
+            _path_pair,
+            summary="Trade history of a pair",
+        ),
+        history_route(
+            "/trade/historique/",
+            "trade_history_by_query",
+            TRADE,
+            TradeHistory,
+            _query_pair,
+            summary="Trade history of a pair given as ?pair=",
+        ),
+        history_route(
+            "/sentiment/{symbol:str}/historique/",
+            "sentiment_history",
+            SENTIMENT,
+            SentimentHistory,
+            _path_coin,
+            summary="Sentiment history of a coin",
+        ),
+        history_route(
+            "/prediction/{symbol:str}/historique/",
+            "prediction_history",
+            PREDICTION,
+            PredictionHistory,
+            _forecast_coin,
+            summary="Forecast history of a coin",
+            description="Every model's forecasts, newest issue time first, of every horizon "
+            "or of `horizon` seconds only. `timestamp` is when a forecast was issued (never "
+            "after the clock), `target_time` the time it is for.",
+        ),
+        history_route(
+            "/article/historique/",
+            "article_history",
+            ARTICLE,
+            ArticleHistory,
+            _mentioned_coin,
+            summary="Articles, optionally those mentioning one coin",
+            description="`periode=live` points at the multiplexed socket (channel `article` "
+            "or `article:SYMBOL`): the seeds define no dedicated article socket.",
+        ),
+        history_route(
+            "/articles/{symbol:str}/",
+            "articles_of",
+            ARTICLE,
+            ArticleHistory,
+            _path_coin,
+            summary="Articles mentioning a coin",
+        ),
+        history_route(
+            "/alert/historique/",
+            "alert_history",
+            ALERT,
+            AlertHistory,
+            _optional_pair,
+            summary="Price alerts, optionally of one pair",
+        ),
+        history_route(
+            "/prix/{symbol:str}/historique/",
+            "price_history",
+            PRICE,
+            PriceHistory,
+            _coin_price,
+            summary="Price history of a coin",
+            description="Last traded price of SYMBOL/QUOTE (QUOTE defaults to USD), newest first.",
+        ),
     ],
+    dependencies={"paging_params": PAGING},
     tags=["history"],
 )

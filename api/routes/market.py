@@ -1,19 +1,22 @@
-"""Latest price, latest predictions, candles, tracked cryptos."""
+"""Latest price, latest forecasts and their accuracy, candles (see :mod:`api.candles`),
+tracked cryptos."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Request, Response, Router, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, Parameter
 
-from api.candle_cache import GRACE
+from api.candles import candle_page
 from api.context import ApiContext
-from api.errors import NotFound, error_responses
+from api.db import Connection
+from api.errors import BadRequest, NotFound, error_responses
 from api.models import (
-    Candle,
     Candles,
     CryptoList,
     CryptoStatus,
@@ -22,31 +25,34 @@ from api.models import (
     LiveLinks,
     ModelAccuracy,
     ModelPrediction,
+    PredictionAccuracy,
+    StoredPrediction,
 )
-from api.params import INTERVALS, Interval, floor_to
+from api.params import INTERVALS, Interval
 from api.queries import (
     LATEST_PREDICTIONS,
     LATEST_PRICE,
+    ONE_MICROSECOND,
     PAIR_FRESHNESS,
     PREDICTION_ACCURACY,
+    PREDICTION_INTERVAL_ACCURACY,
     SYMBOL_FRESHNESS,
-    CandleRow,
-    candle_bounds,
-    fetch_candles,
-    use_hourly_aggregate,
 )
 from api.routes.common import (
-    CursorQuery,
-    DateDebutQuery,
-    DateFinQuery,
-    LimitQuery,
-    PeriodeQuery,
+    PAGING,
+    RANGE,
+    HorizonQuery,
+    PagingParams,
+    envelope,
     live_links,
-    next_url,
     paging,
 )
+from spark_batch.accuracy import NAIVE, SHOWN_FIRST, IntervalAccuracy
+from spark_batch.models import MODEL_LABELS
 
-ACCURACY_WINDOW = timedelta(days=7)
+ACCURACY_WINDOW = timedelta(hours=24)
+"""The trailing window of the accuracy shown with the latest forecasts (the report's
+default, ``--last 24h``)."""
 # A stored price counts as "24 h before" the latest one if it is at most this much
 # older than exactly 24 h (data gaps); otherwise the exchange's own figure is used.
 REFERENCE_TOLERANCE = timedelta(hours=1)
@@ -76,71 +82,173 @@ async def latest_price(
     row = await ctx.db.fetch_one(LATEST_PRICE, {"pair": pair})
     if row is None:
         raise NotFound(f"no price stored yet for {pair}", parameter="symbol")
-    ts, last, bid, ask, volume, exchange_change, ref_ts, ref_last = row
     change: float | None = None
     source: str | None = None
-    if ref_ts is not None and ref_last and ts - ref_ts <= timedelta(days=1) + REFERENCE_TOLERANCE:
-        change, source = (last - ref_last) / ref_last * 100.0, "computed"
-    elif exchange_change is not None:
-        change, source = exchange_change, "exchange"
+    ref_ts, ref_last = row.reference_timestamp, row.reference_last
+    if (
+        ref_ts is not None
+        and ref_last
+        and row.timestamp - ref_ts <= timedelta(days=1) + REFERENCE_TOLERANCE
+    ):
+        change, source = (row.last - ref_last) / ref_last * 100.0, "computed"
+    elif row.change_pct is not None:
+        change, source = row.change_pct, "exchange"
     return LatestPrice(
         crypto_symbol=coin,
         pair=pair,
-        price=last,
-        bid=bid,
-        ask=ask,
-        spread=ask - bid if ask is not None and bid is not None else None,
-        volume_24h=volume,
+        price=row.last,
+        bid=row.bid,
+        ask=row.ask,
+        spread=row.ask - row.bid if row.ask is not None and row.bid is not None else None,
+        volume_24h=row.volume_24h,
         change_24h_pct=change,
         change_24h_source=source,  # type: ignore[arg-type]  # one of the two literals or None
-        timestamp=ts,
-        age_s=round((ctx.now() - ts).total_seconds(), 3),
+        timestamp=row.timestamp,
+        age_s=round((ctx.now() - row.timestamp).total_seconds(), 3),
     )
 
 
 @get(
     "/predictions/{symbol:str}/",
     responses=MARKET_ERRORS,
-    summary="Latest predictions of a coin, per model, with measured accuracy",
-    description="For each model, its latest prediction and its accuracy over the 7 days "
-    "before it (predictions whose actual price is known).",
+    summary="Latest forecasts of a coin per model and horizon, the one to show first, accuracy",
+    description="For each model and horizon (or `horizon` seconds only), its latest forecast "
+    "(none issued after the clock), its trailing skill, whether it is the one to show "
+    "first, and the accuracy report's measures over the 24 h before the latest forecast "
+    "(forecasts whose actual price is known), with the shown-first and naive lines.",
 )
 async def latest_predictions(
-    ctx: NamedDependency[ApiContext], symbol: FromPath[str]
+    ctx: NamedDependency[ApiContext], symbol: FromPath[str], horizon: HorizonQuery = None
 ) -> LatestPredictions:
     coin = ctx.symbols.coin(symbol)
+    params = {"symbol": coin, "horizon": horizon, "now": ctx.now()}
+    window: tuple[datetime, datetime] | None = None
+    lines: list[ModelAccuracy] = []
     async with ctx.db.connection() as conn:
-        latest = await ctx.db.fetch(LATEST_PREDICTIONS, {"symbol": coin}, conn)
-        accuracy: dict[str, ModelAccuracy] = {}
+        latest = await ctx.db.fetch(LATEST_PREDICTIONS, params, conn)
         if latest:
-            newest: datetime = max(r[1] for r in latest)
-            for name, n, mae, mape, coverage in await ctx.db.fetch(
-                PREDICTION_ACCURACY, {"symbol": coin, "since": newest - ACCURACY_WINDOW}, conn
-            ):
-                accuracy[name] = ModelAccuracy(
-                    window_days=ACCURACY_WINDOW.days,
-                    evaluated=int(n),
-                    mae=mae,
-                    mape_pct=mape,
-                    interval_coverage_pct=coverage,
-                )
+            until = max(r.timestamp for r in latest)
+            window = (until - ACCURACY_WINDOW, until)
+            lines = await accuracy_lines(
+                ctx, conn, coin, horizon=horizon, since=window[0], until=window[1]
+            )
+    first = shown_first(latest)
+    by_line = {(a.model_name, a.horizon_s): a for a in lines}
     data = [
         ModelPrediction(
-            model_name=r[0],
-            timestamp=r[1],
-            window_start=r[2],
-            predicted_price=r[3],
-            confidence_interval_low=r[4],
-            confidence_interval_high=r[5],
-            interval_level=r[6],
-            horizon_s=r[7],
-            target_time=r[8],
-            last_price=r[9],
-            accuracy=accuracy.get(r[0]),
+            **msgspec.structs.asdict(r),
+            label=MODEL_LABELS.get(r.model_name, r.model_name),
+            shown_first=first.get(r.horizon_s) == r.model_name,
+            accuracy=by_line.get((r.model_name, r.horizon_s)),
         )
         for r in latest
     ]
-    return LatestPredictions(crypto_symbol=coin, count=len(data), data=data)
+    data.sort(key=lambda p: (p.horizon_s, not p.shown_first, p.model_name))
+    return LatestPredictions(
+        crypto_symbol=coin,
+        horizon_s=horizon,
+        count=len(data),
+        data=data,
+        accuracy_from=window[0] if window else None,
+        accuracy_to=window[1] if window else None,
+        baselines=[a for a in lines if a.model_name in (SHOWN_FIRST, NAIVE)],
+    )
+
+
+@get(
+    "/predictions/{symbol:str}/accuracy/",
+    responses=MARKET_ERRORS,
+    summary="Forecast accuracy report of a coin over a range",
+    description="What `python -m spark_batch.report` prints, for the forecasts issued in "
+    "the range (default: the last 24 h) whose actual price is known: per horizon, each "
+    "model's MAE, RMSE, MAPE, skill against the naive forecast, directional accuracy "
+    "and, per interval level, coverage, mean width and interval score; then the "
+    "shown-first and naive lines.",
+    dependencies={"range_params": RANGE},
+)
+async def prediction_accuracy(
+    *,
+    ctx: NamedDependency[ApiContext],
+    symbol: FromPath[str],
+    horizon: HorizonQuery = None,
+    range_params: NamedDependency[PagingParams],
+) -> PredictionAccuracy:
+    coin = ctx.symbols.coin(symbol)
+    if range_params.periode == "live":
+        raise BadRequest("periode=live: a report covers a range", parameter="periode")
+    page = paging(ctx, f"accuracy|{coin}", range_params)
+    # date_fin is inclusive, as in the listings; nothing issued after the clock counts.
+    start, end = page.range.lo, min(page.range.hi, ctx.now())
+    async with ctx.db.connection() as conn:
+        lines = await accuracy_lines(
+            ctx, conn, coin, horizon=horizon, since=start, until=end + ONE_MICROSECOND
+        )
+    return PredictionAccuracy(
+        crypto_symbol=coin,
+        horizon_s=horizon,
+        date_debut=start,
+        date_fin=end,
+        count=len(lines),
+        data=lines,
+    )
+
+
+async def accuracy_lines(
+    ctx: ApiContext,
+    conn: Connection,
+    coin: str,
+    *,
+    horizon: int | None,
+    since: datetime,
+    until: datetime,
+) -> list[ModelAccuracy]:
+    """The accuracy report's lines of ``coin`` for the forecasts issued in ``[since, until)``,
+    in the report's order: per horizon, the models, then shown first, then naive."""
+    params = {
+        "symbol": coin,
+        "horizon": horizon,
+        "since": since,
+        "until": until,
+        "shown_first": SHOWN_FIRST,
+        "naive": NAIVE,
+    }
+    rows = await ctx.db.fetch(PREDICTION_ACCURACY, params, conn)
+    bands: dict[tuple[str, int], list[IntervalAccuracy]] = {}
+    for b in await ctx.db.fetch(PREDICTION_INTERVAL_ACCURACY, params, conn):
+        fields = msgspec.structs.asdict(b)
+        del fields["model_name"], fields["horizon_s"]
+        bands.setdefault((b.model_name, b.horizon_s), []).append(IntervalAccuracy(**fields))
+    lines = [
+        ModelAccuracy(
+            **msgspec.structs.asdict(r),
+            skill_vs_naive=1.0 - r.mae / r.naive_mae if r.naive_mae else None,
+            intervals=sorted(bands.get((r.model_name, r.horizon_s), []), key=lambda i: i.level),
+        )
+        for r in rows
+    ]
+    rank = {SHOWN_FIRST: 1, NAIVE: 2}
+    return sorted(lines, key=lambda a: (a.horizon_s, rank.get(a.model_name, 0), a.model_name))
+
+
+def shown_first(latest: Sequence[StoredPrediction]) -> dict[int, str]:
+    """Per horizon, the model to show first among each model's latest forecast.
+
+    The one the job flagged ``preferred`` at the newest issue time of that horizon; if
+    none is flagged there (rows stored before the flag existed), the model with the
+    highest trailing skill if it is at least 0 (never worse than the naive forecast);
+    else none: the naive forecast, the last price, is what to show.
+    """
+    out: dict[int, str] = {}
+    for h in sorted({r.horizon_s for r in latest}):
+        newest = max(r.timestamp for r in latest if r.horizon_s == h)
+        rows = [r for r in latest if r.horizon_s == h and r.timestamp == newest]
+        flagged = sorted(r.model_name for r in rows if r.preferred)
+        skilled = [r for r in rows if r.trailing_skill is not None and r.trailing_skill >= 0]
+        if flagged:
+            out[h] = flagged[0]
+        elif skilled:
+            out[h] = max(skilled, key=lambda r: (r.trailing_skill or 0.0, r.model_name)).model_name
+    return out
 
 
 @get(
@@ -150,6 +258,7 @@ async def latest_predictions(
     description="Candles of the ticker's last price at 1m, 5m, 15m, 1h, 4h or 1d, newest "
     "first, over whole buckets overlapping the range. Whole-hour intervals come from the "
     "ticker_ohlc_hourly continuous aggregate on TimescaleDB. Volume is the traded volume.",
+    dependencies={"paging_params": PAGING},
 )
 async def candles(
     *,
@@ -158,84 +267,17 @@ async def candles(
     base: FromPath[str],
     quote: FromPath[str],
     interval: IntervalQuery = "1h",
-    periode: PeriodeQuery = None,
-    date_debut: DateDebutQuery = None,
-    date_fin: DateFinQuery = None,
-    limit: LimitQuery = None,
-    cursor: CursorQuery = None,
+    paging_params: NamedDependency[PagingParams],
 ) -> Response[Candles | LiveLinks]:
     pair = ctx.symbols.path_pair(base, quote)
-    if periode == "live":
-        b, q = pair.split("/", 1)
-        return Response(live_links(request, f"ticker:{pair}", f"/ws/ticker/{b}/{q}/"))
-    width = INTERVALS[interval]
-    page = paging(
-        ctx,
-        f"candles|{pair}|{interval}",
-        periode=periode,
-        date_debut=date_debut,
-        date_fin=date_fin,
-        limit=limit,
-        cursor=cursor,
-    )
-    lo, hi = candle_bounds(page.range.start, page.range.end, width)
-    if page.after is not None:
-        hi = page.after.ts  # the last bucket served, exclusive
-    async with ctx.db.connection() as conn:
-        source = ctx.settings.candle_source
-        force = None if source == "auto" else source == "aggregate"
-        hourly = use_hourly_aggregate(ctx.db.flavour or "plain", width, force)
-        need = page.limit + 1
-        # Buckets before `settled` ended at least GRACE ago: they come from the cache
-        # (computed once per TTL); newer ones are computed on every request.
-        settled = max(lo, min(hi, floor_to(ctx.now() - GRACE, width)))
-        rows = []
-        if hi > settled:
-            rows = await fetch_candles(
-                ctx.db, conn, pair=pair, width=width, lo=settled, hi=hi, need=need, hourly=hourly
-            )
-        if len(rows) < need and settled > lo:
-            # Always `need` older candles, so the key does not depend on how many recent
-            # ones this request happened to have.
-            async def older() -> list[CandleRow]:
-                return await fetch_candles(
-                    ctx.db, conn, pair=pair, width=width, lo=lo, hi=settled, need=need,
-                    hourly=hourly,
-                )  # fmt: skip
-
-            key = (pair, width, hourly, lo, settled, need)
-            rows = rows + (await ctx.candles.get(key, older))[: need - len(rows)]
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    nxt = page.next_cursor(rows[-1][0]) if more and rows else None
-    data = [
-        Candle(
-            timestamp=b,
-            open=o,
-            high=h,
-            low=low,
-            close=c,
-            volume=vol,
-            trade_count=trades,
-            tick_count=ticks,
-        )
-        for b, o, h, low, c, ticks, vol, trades in rows
-    ]
-    body = Candles(
-        pair=pair,
-        interval=interval,
-        count=len(data),
-        data=data,
-        limit=page.limit,
-        next=nxt,
-        next_url=next_url(request, nxt),
-        date_debut=page.range.start,
-        date_fin=page.range.end,
-    )
+    if paging_params.periode == "live":
+        return Response(live_links(request, "ticker", pair))
+    page = paging(ctx, f"candles|{pair}|{interval}", paging_params)
+    result = await candle_page(ctx, pair, INTERVALS[interval], page)
+    body = Candles(pair=pair, interval=interval, **envelope(request, page, result.candles))
     # Which relation served the candles, for operators (the body is the same either way).
-    return Response(
-        body, headers={"X-Candle-Source": "ticker_ohlc_hourly" if hourly else "ticker_data"}
-    )
+    source = "ticker_ohlc_hourly" if result.hourly else "ticker_data"
+    return Response(body, headers={"X-Candle-Source": source})
 
 
 @get(
@@ -248,29 +290,26 @@ async def candles(
 async def cryptos(ctx: NamedDependency[ApiContext]) -> CryptoList:
     async with ctx.db.connection() as conn:
         configured = await ctx.db.fetch(SYMBOL_FRESHNESS, None, conn)
-        pairs = {sym: list(ctx.symbols.pairs_of(sym)) for sym, *_ in configured}
+        pairs = {c.symbol: list(ctx.symbols.pairs_of(c.symbol)) for c in configured}
         all_pairs = sorted({p for ps in pairs.values() for p in ps})
-        fresh = {
-            r[0]: (r[1], r[2])
-            for r in await ctx.db.fetch(PAIR_FRESHNESS, {"pairs": all_pairs}, conn)
-        }
+        fresh = {f.pair: f for f in await ctx.db.fetch(PAIR_FRESHNESS, {"pairs": all_pairs}, conn)}
     now = ctx.now()
     data = []
-    for symbol, name, active, last_sentiment, last_prediction in configured:
-        own = pairs[symbol]
-        tickers = [fresh[p][0] for p in own if fresh.get(p, (None, None))[0] is not None]
-        trades = [fresh[p][1] for p in own if fresh.get(p, (None, None))[1] is not None]
+    for c in configured:
+        own = [fresh[p] for p in pairs[c.symbol] if p in fresh]
+        tickers = [f.last_ticker for f in own if f.last_ticker is not None]
+        trades = [f.last_trade for f in own if f.last_trade is not None]
         last_ticker = max(tickers) if tickers else None
         data.append(
             CryptoStatus(
-                symbol=symbol,
-                name=name,
-                active=active,
-                pairs=own,
+                symbol=c.symbol,
+                name=c.name,
+                active=c.active,
+                pairs=pairs[c.symbol],
                 last_ticker=last_ticker,
                 last_trade=max(trades) if trades else None,
-                last_sentiment=last_sentiment,
-                last_prediction=last_prediction,
+                last_sentiment=c.last_sentiment,
+                last_prediction=c.last_prediction,
                 age_s=round((now - last_ticker).total_seconds(), 3) if last_ticker else None,
             )
         )
@@ -279,6 +318,6 @@ async def cryptos(ctx: NamedDependency[ApiContext]) -> CryptoList:
 
 market_router = Router(
     path="/api/v1",
-    route_handlers=[latest_price, latest_predictions, candles, cryptos],
+    route_handlers=[latest_price, latest_predictions, prediction_accuracy, candles, cryptos],
     tags=["market"],
 )

@@ -17,7 +17,8 @@ closes the socket. Channel names: ``ticker:PAIR``, ``trade:PAIR``, ``alert`` or
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
+from collections.abc import Callable
 from typing import Any, Final, Literal
 
 import msgspec
@@ -25,12 +26,23 @@ from litestar import WebSocket, websocket
 from litestar.channels import ChannelsPlugin
 from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
-from litestar.params import FromPath
+from litestar.handlers import WebsocketRouteHandler
 
 from api.context import ApiContext
 from api.errors import ApiError
-from api.live import ClientFeed, Subscriptions, parse_channel
+from api.live import (
+    MULTIPLEX_PATH,
+    SOCKETS,
+    ClientFeed,
+    LiveType,
+    SocketSubject,
+    Subscriptions,
+    channel_of,
+    parse_channel,
+)
 from api.telemetry import route_of
+
+log = logging.getLogger("api.ws")
 
 CLOSE_UNKNOWN_SYMBOL: Final = 4404
 MAX_COMMAND_BYTES: Final = 8192
@@ -99,8 +111,12 @@ async def _serve(
         for task in tasks:
             task.cancel()
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Exception):
+            try:
                 await task
+            except (asyncio.CancelledError, WebSocketDisconnect):
+                pass  # cancelled above, or the client left: the usual ends
+            except Exception:
+                log.warning("%s: the socket ended on an error", route, exc_info=True)
         await subs.close()
         t.ws_clients.labels(route).dec()
         ctx.live.clients -= 1
@@ -137,78 +153,44 @@ async def _refuse(socket: WebSocket[Any, Any, Any], exc: ApiError) -> None:
     )
 
 
-@websocket("/ws/ticker/{base:str}/{quote:str}/")
-async def ws_ticker(
-    socket: WebSocket[Any, Any, Any],
-    ctx: NamedDependency[ApiContext],
-    channels: NamedDependency[ChannelsPlugin],
-    base: FromPath[str],
-    quote: FromPath[str],
-) -> None:
-    try:
-        pair = ctx.symbols.path_pair(base, quote)
-    except ApiError as exc:
-        await _refuse(socket, exc)
-        return
-    await _serve(socket, ctx, channels, [f"ticker:{pair}"], multiplex=False)
+Designate = Callable[[ApiContext, dict[str, Any]], str | None]
+"""The pair or coin a socket's path parameters name (None: all); raises ApiError."""
+
+_SUBJECTS: Final[dict[SocketSubject, tuple[str, Designate]]] = {
+    "pair": (
+        "{base:str}/{quote:str}/",
+        lambda ctx, p: ctx.symbols.path_pair(p["base"], p["quote"]),
+    ),
+    "coin": ("{symbol:str}/", lambda ctx, p: ctx.symbols.coin(p["symbol"])),
+    "all": ("", lambda _ctx, _p: None),
+}
 
 
-@websocket("/ws/trade/{base:str}/{quote:str}/")
-async def ws_trade(
-    socket: WebSocket[Any, Any, Any],
-    ctx: NamedDependency[ApiContext],
-    channels: NamedDependency[ChannelsPlugin],
-    base: FromPath[str],
-    quote: FromPath[str],
-) -> None:
-    try:
-        pair = ctx.symbols.path_pair(base, quote)
-    except ApiError as exc:
-        await _refuse(socket, exc)
-        return
-    await _serve(socket, ctx, channels, [f"trade:{pair}"], multiplex=False)
+def series_socket(kind: LiveType, subject: SocketSubject) -> WebsocketRouteHandler:
+    """The seeds' dedicated socket of one series (``/ws/ticker/BASE/QUOTE/``...).
+
+    The path designates one channel; an unknown pair or coin closes the socket with
+    :data:`CLOSE_UNKNOWN_SYMBOL` and the reason.
+    """
+    path, designate = _SUBJECTS[subject]
+
+    async def handler(
+        socket: WebSocket[Any, Any, Any],
+        ctx: NamedDependency[ApiContext],
+        channels: NamedDependency[ChannelsPlugin],
+    ) -> None:
+        try:
+            key = designate(ctx, socket.path_params)
+        except ApiError as exc:
+            await _refuse(socket, exc)
+            return
+        await _serve(socket, ctx, channels, [channel_of(kind, key)], multiplex=False)
+
+    handler.__name__ = handler.__qualname__ = f"ws_{kind}"
+    return websocket(f"/ws/{kind}/{path}")(handler)
 
 
-@websocket("/ws/sentiment/{symbol:str}/")
-async def ws_sentiment(
-    socket: WebSocket[Any, Any, Any],
-    ctx: NamedDependency[ApiContext],
-    channels: NamedDependency[ChannelsPlugin],
-    symbol: FromPath[str],
-) -> None:
-    try:
-        coin = ctx.symbols.coin(symbol)
-    except ApiError as exc:
-        await _refuse(socket, exc)
-        return
-    await _serve(socket, ctx, channels, [f"sentiment:{coin}"], multiplex=False)
-
-
-@websocket("/ws/prediction/{symbol:str}/")
-async def ws_prediction(
-    socket: WebSocket[Any, Any, Any],
-    ctx: NamedDependency[ApiContext],
-    channels: NamedDependency[ChannelsPlugin],
-    symbol: FromPath[str],
-) -> None:
-    try:
-        coin = ctx.symbols.coin(symbol)
-    except ApiError as exc:
-        await _refuse(socket, exc)
-        return
-    await _serve(socket, ctx, channels, [f"prediction:{coin}"], multiplex=False)
-
-
-@websocket("/ws/alert/")
-async def ws_alert(
-    socket: WebSocket[Any, Any, Any],
-    ctx: NamedDependency[ApiContext],
-    channels: NamedDependency[ChannelsPlugin],
-) -> None:
-    await _serve(socket, ctx, channels, ["alert"], multiplex=False)
-
-
-@websocket("/ws/live")
+@websocket(MULTIPLEX_PATH)
 async def ws_live(
     socket: WebSocket[Any, Any, Any],
     ctx: NamedDependency[ApiContext],
@@ -217,4 +199,4 @@ async def ws_live(
     await _serve(socket, ctx, channels, [], multiplex=True)
 
 
-WS_HANDLERS = [ws_ticker, ws_trade, ws_sentiment, ws_prediction, ws_alert, ws_live]
+WS_HANDLERS = [*(series_socket(kind, subject) for kind, subject in SOCKETS.items()), ws_live]

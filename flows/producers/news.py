@@ -24,7 +24,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Any
 
@@ -33,6 +33,8 @@ from textblob import TextBlob
 
 from flows.producers.settings import FeedSpec
 from handlers import (
+    DEFAULT_MAX_FUTURE,
+    GENESIS,
     ArticleContent,
     ArticleMessage,
     ArticleSentiment,
@@ -46,9 +48,6 @@ from handlers import (
 MAX_TITLE = 1000
 MAX_SUMMARY = 20_000
 MAX_URL = 2048
-GENESIS = datetime(2009, 1, 3, tzinfo=UTC)
-MAX_FUTURE = timedelta(days=1)
-"""Dates further ahead than this are feed errors (handlers reject them too)."""
 
 _SPACE = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -160,7 +159,7 @@ def _entry_time(entry: Any, now: datetime) -> datetime | None:
             # feedparser's *_parsed are UTC struct_times, already shifted from the
             # feed's own offset (e.g. "+0200" or "EST").
             moment = datetime.fromtimestamp(calendar.timegm(parsed), tz=UTC)
-            if GENESIS <= moment <= now + MAX_FUTURE:
+            if GENESIS <= moment <= now + DEFAULT_MAX_FUTURE:  # the handlers' rule
                 return moment
             return None
     return None

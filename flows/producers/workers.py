@@ -31,7 +31,7 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 
-from flows._consumer import SMALL_MESSAGES_CONSUMER_CONFIG
+from flows._consumer import SMALL_MESSAGES_CONSUMER_CONFIG, committing_to
 from flows.producers import _metrics as m
 from flows.producers.alert_log import AlertKey, published_alert_keys
 from flows.producers.alerts import AlertDetector, AlertState
@@ -54,6 +54,7 @@ from handlers import (
     WireMessage,
     parse_ticker,
 )
+from infra.programs import consumer_group
 from infra.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,10 @@ def build_alert_flow(
             topics=[kafka_topic or topics.rawticker],
             tail=True,
             starting_offset=OFFSET_BEGINNING if producer.alerts.from_beginning else OFFSET_END,
-            add_config=dict(SMALL_MESSAGES_CONSUMER_CONFIG),
+            add_config={
+                **SMALL_MESSAGES_CONSUMER_CONFIG,
+                **committing_to(consumer_group("producer-alerts")),
+            },
         )
         op.inspect("kafka_errors", consumed.errs, lambda _step, err: log.error("alerts: %s", err))
         payloads: Stream[Payload] = op.map("payload", consumed.oks, _payload)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -91,6 +92,30 @@ PREDICTION_COLUMNS = (
 def predictions(conn: Conn, rows: Iterable[Sequence[Any]]) -> int:
     """Rows in :data:`PREDICTION_COLUMNS` order."""
     return _insert(conn, "prediction_data", PREDICTION_COLUMNS, rows)
+
+
+FORECAST_COLUMNS = (
+    *PREDICTION_COLUMNS,
+    "outer_interval_low",
+    "outer_interval_high",
+    "outer_interval_level",
+    "trailing_skill",
+    "preferred",
+)
+
+
+def forecasts(conn: Conn, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Rows of the forecast job (migration 0006), keyed by column; absent columns are NULL
+    (``preferred``: false; ``target_time``: ``timestamp + horizon_s``)."""
+
+    def row(r: Mapping[str, Any]) -> list[Any]:
+        full = {"preferred": False, **r}
+        full.setdefault("target_time", r["timestamp"] + timedelta(seconds=r["horizon_s"]))
+        unknown = set(full) - set(FORECAST_COLUMNS)
+        assert not unknown, unknown
+        return [full.get(c) for c in FORECAST_COLUMNS]
+
+    return _insert(conn, "prediction_data", FORECAST_COLUMNS, (row(r) for r in rows))
 
 
 def articles(conn: Conn, rows: Iterable[Sequence[Any]]) -> int:

@@ -17,7 +17,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from api.candle_cache import CandleCache
-from api.queries import CandleRow
+from api.models import Candle
 from tests.api import seed
 from tests.api.conftest import NOW, AppFactory, test_api_settings
 
@@ -200,9 +200,12 @@ def test_completed_candles_are_cached_and_recent_ones_are_not(
 
 def test_cache_computes_once_for_concurrent_requests() -> None:
     calls = 0
-    row: CandleRow = (NOW, 1.0, 1.0, 1.0, 1.0, 1, 0.0, 0)
+    row = Candle(
+        timestamp=NOW, open=1.0, high=1.0, low=1.0, close=1.0, volume=0.0, trade_count=0,
+        tick_count=1,
+    )  # fmt: skip
 
-    async def compute() -> list[CandleRow]:
+    async def compute() -> list[Candle]:
         nonlocal calls
         calls += 1
         await asyncio.sleep(0.05)

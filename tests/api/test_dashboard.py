@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import psycopg
 import pytest
 from confluent_kafka import Producer
@@ -28,6 +29,7 @@ from api.context import utc_now
 from api.dashboard import CONTENT_SECURITY_POLICY, dashboard_router
 from api.errors import exception_handlers
 from api.settings import LiveTopics
+from infra.settings import Settings
 from tests._wait import wait_for
 from tests.api import seed
 from tests.api.browser import Browser, missing_prerequisites
@@ -123,6 +125,7 @@ def _seed(conn: psycopg.Connection[tuple[Any, ...]], now: datetime) -> dict[str,
         [
             (now - timedelta(minutes=m), "BTC/USD", 42000 + m, 0.01 * m, "b", 1000 + m, f"k{m}")
             for m in range(1, 30)
+            if m != 10  # one hole in the trade_id sequence: the health strip's "gaps"
         ],
     )
     times = sorted(btc_prices)
@@ -135,32 +138,40 @@ def _seed(conn: psycopg.Connection[tuple[Any, ...]], now: datetime) -> dict[str,
                 best = t
         return btc_prices[best]
 
-    predictions: list[tuple[Any, ...]] = []
-    horizon = 300
-    for model, bias, spread in (
-        ("moving_average", 0.004, 0.002),
-        ("ewma", 0.001, 0.004),
-        ("linear_trend", -0.002, 0.006),
-    ):
+    # The job's pattern: every model and horizon at each issue time; random_walk shown
+    # first; ewma and the prototype's moving average worse than naive (negative skill).
+    forecasts: list[dict[str, Any]] = []
+    models = (
+        ("random_walk", 0.0, 0.002, 0.012, True),
+        ("ewma", 0.001, 0.004, -0.05, False),
+        ("moving_average", 0.004, 0.002, -0.3, False),
+    )
+    for horizon in (60, 300, 900):
         t = now - timedelta(hours=6)
+        issues: list[tuple[datetime, float, float | None]] = []
         while t < now - timedelta(seconds=horizon):
-            last = price_at(t)
-            actual = price_at(t + timedelta(seconds=horizon))
-            predicted = round(actual * (1 + bias * rng.uniform(-1, 1)), 2)
-            predictions.append(
-                (t, t - timedelta(seconds=180), "BTC", model, predicted, actual,
-                 round(predicted * (1 - spread), 2), round(predicted * (1 + spread), 2), 0.8,
-                 horizon, t + timedelta(seconds=horizon), last)
-            )  # fmt: skip
+            issues.append((t, price_at(t), price_at(t + timedelta(seconds=horizon))))
             t += timedelta(minutes=10)
-        t = times[-1]
-        predicted = round(latest_price * (1 + bias), 2)
-        predictions.append(
-            (t, t - timedelta(seconds=180), "BTC", model, predicted, None,
-             round(predicted * (1 - spread), 2), round(predicted * (1 + spread), 2), 0.8,
-             horizon, t + timedelta(seconds=horizon), latest_price)
-        )  # fmt: skip
-    seed.predictions(conn, predictions)
+        issues.append((times[-1], latest_price, None))
+        for at, last, actual in issues:
+            for model, bias, spread, skill, preferred in models:
+                predicted = round(last * (1 + bias * rng.uniform(-1, 1)), 2)
+                outer = model != "moving_average"
+                forecasts.append(
+                    {"timestamp": at, "crypto_symbol": "BTC", "model_name": model,
+                     "horizon_s": horizon, "predicted_price": predicted, "actual_price": actual,
+                     "last_price": last,
+                     "confidence_interval_low": round(predicted * (1 - spread), 2),
+                     "confidence_interval_high": round(predicted * (1 + spread), 2),
+                     "interval_level": 0.8 if outer else 0.6827,
+                     "outer_interval_low": round(predicted * (1 - 2 * spread), 2) if outer
+                     else None,
+                     "outer_interval_high": round(predicted * (1 + 2 * spread), 2) if outer
+                     else None,
+                     "outer_interval_level": 0.95 if outer else None,
+                     "trailing_skill": skill, "preferred": preferred}
+                )  # fmt: skip
+    seed.forecasts(conn, forecasts)
 
     sentiments: list[tuple[Any, ...]] = []
     t = start + timedelta(minutes=15)
@@ -288,6 +299,7 @@ def _produce_until_shown(
 @pytest.mark.integration
 def test_dashboard_in_chromium(
     browser: Browser,
+    stack: Settings,
     app_factory: AppFactory,
     fresh_db: str,
     new_topic: Callable[..., str],
@@ -306,7 +318,14 @@ def test_dashboard_in_chromium(
         ),
     )
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
-    with serve(app_factory(api, clock=utc_now)) as port:
+    dlq = new_topic("deadletter")
+    for i in range(3):
+        producer.produce(dlq, f"junk {i}".encode())
+    assert producer.flush(30) == 0
+    settings = stack.with_servers(database=fresh_db).with_topics(
+        msgspec.structs.replace(stack.kafka.topics, deadletter=dlq)
+    )
+    with serve(app_factory(api, settings=settings, clock=utc_now)) as port:
         _wait_relay(port)
         assert browser.goto(f"http://127.0.0.1:{port}/?coin=BTC&periode=24h") == 200
         browser.wait_for("document.body.dataset.loaded", timeout=15)
@@ -322,16 +341,47 @@ def test_dashboard_in_chromium(
         assert text == _price_text(stored)
         assert browser.evaluate("document.getElementById('pair-title').textContent") == "BTC/USD"
 
-        # Predictions: one row per model, the measured accuracy, the overlay.
+        # Forecasts: a horizon selector (1 min first), one row per model of that horizon,
+        # the one shown first on top and on the chart, every trailing skill (negative
+        # too), the 24 h measures, then the shown-first and naive lines.
+        horizons = browser.evaluate(
+            "[...document.getElementById('horizon').options].map(o => [o.value, o.text])"
+        )
+        assert horizons == [["60", "1 min"], ["300", "5 min"], ["900", "15 min"]]
+        assert browser.evaluate("document.getElementById('horizon').value") == "60"
         rows = browser.evaluate(
             "[...document.querySelectorAll('#models tbody tr')]"
-            ".map(r => [...r.cells].map(c => c.textContent))"
+            ".map(r => [r.dataset.model, r.dataset.horizon,"
+            " ...[...r.cells].map(c => c.textContent)])"
         )
-        assert sorted(r[0] for r in rows) == ["ewma", "linear_trend", "moving_average"]
-        assert all(r[4].endswith("%") and r[5].endswith("%") and int(r[6]) > 20 for r in rows)
+        assert [r[:2] for r in rows] == [
+            ["random_walk", "60"], ["ewma", "60"], ["moving_average", "60"],
+            ["shown_first", "60"], ["naive_last_value", "60"],
+        ]  # fmt: skip
+        assert rows[0][2] == "random walk, calibrated intervalsshown first"
+        assert rows[2][2] == "moving average (the prototype's baseline)"
+        assert [r[5] for r in rows[:3]] == ["+0.012", "-0.050", "-0.300"]
+        assert all(int(r[10]) > 20 for r in rows)  # resolved forecasts of the 24 h window
+        assert rows[0][9].startswith("80: ")
+        assert " · 95: " in rows[0][9]
+        assert rows[4][6] == "0.000"  # the naive forecast against itself
+        assert browser.evaluate("document.getElementById('model').value") == "random_walk"
         summary = browser.evaluate("document.getElementById('prediction-summary').textContent")
-        assert "MAPE" in summary
-        assert "interval coverage" in summary
+        assert summary.startswith("random walk, calibrated intervals: ")
+        assert "1 min ahead" in summary
+        assert "trailing skill +0.012" in summary
+        assert "coverage 80: " in summary
+        browser.evaluate(
+            "(() => { const s = document.getElementById('horizon'); s.value = '900';"
+            " s.dispatchEvent(new Event('change')); })()"
+        )
+        horizons_shown = browser.evaluate(
+            "[...new Set([...document.querySelectorAll('#models tbody tr')]"
+            ".map(r => r.dataset.horizon))]"
+        )
+        assert horizons_shown == ["900"]
+        summary = browser.evaluate("document.getElementById('prediction-summary').textContent")
+        assert "15 min ahead" in summary
 
         # Articles: escaped text, links only for http(s), sentiment labels.
         articles = browser.evaluate(
@@ -362,7 +412,8 @@ def test_dashboard_in_chromium(
         assert chips["live relay"][1].startswith("running")
         for kind in ("ticks", "trades", "articles", "sentiment", "predictions"):
             assert chips[kind][0] == "ok", (kind, chips[kind])
-        assert chips["dead letters"][0] == "na"
+        assert chips["dead letters"] == ["warn", "3 in 24 h"]
+        assert chips["gaps"] == ["warn", "1"]
 
         # Live: a new tick changes the price without a reload.
         browser.evaluate("window.__sameDocument = true")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import psycopg
+from confluent_kafka import Producer
 from litestar import Litestar
 from litestar.testing import TestClient
 
@@ -105,3 +109,75 @@ def test_kafka_not_configured(stack: Settings, app_factory: AppFactory) -> None:
         body = client.get("/api/v1/health/").json()
     assert body["kafka"]["error"] == "not configured"
     assert body["database"]["status"] == "up"
+
+
+# -- health/pipeline/: dead letters and trade gaps ------------------------------------
+
+PIPELINE = "/api/v1/health/pipeline/"
+
+
+def _trades(db: psycopg.Connection[tuple[object, ...]], pair: str, ids: list[int],
+            at: datetime) -> None:  # fmt: skip
+    db.cursor().executemany(
+        "INSERT INTO trade_data (timestamp, pair, price, volume, side, trade_id, trade_key) "
+        "VALUES (%s, %s, 1, 1, 'b', %s, %s)",
+        [(at + timedelta(milliseconds=i), pair, i, str(i)) for i in ids],
+    )
+
+
+def test_pipeline_counts_dead_letters_and_trade_gaps(
+    stack: Settings,
+    fresh_db: str,
+    db: psycopg.Connection[tuple[object, ...]],
+    new_topic: Callable[..., str],
+    app_factory: AppFactory,
+) -> None:
+    dlq = new_topic("deadletter")
+    producer = Producer({"bootstrap.servers": stack.kafka.bootstrap_servers})
+    for i in range(4):
+        producer.produce(dlq, f"junk {i}".encode(), headers=[("dlq.reason.code", b"x")])
+    assert producer.flush(30) == 0
+    now = datetime.now(UTC)
+    _trades(db, "BTC/USD", [1, 2, 5, 6, 9], now - timedelta(hours=1))  # 2 holes, 4 ids
+    _trades(db, "ETH/USD", [7, 8, 9], now - timedelta(hours=1))
+    _trades(db, "SOL/USD", [1, 9], now - timedelta(hours=30))  # older than the window
+    topics = msgspec.structs.replace(stack.kafka.topics, deadletter=dlq)
+    settings = stack.with_servers(database=fresh_db).with_topics(topics)
+    app = app_factory(settings=settings, clock=lambda: datetime.now(UTC))
+    with TestClient(app) as client:
+        r = client.get(PIPELINE)
+        assert r.status_code == 200
+        body = r.json()
+        assert body["dead_letters"] == {
+            "topic": dlq, "retained": 4, "last_24h": 4, "error": None
+        }  # fmt: skip
+        assert body["trade_gaps"] == {
+            "window_hours": 24,
+            "gaps": 2,
+            "missing_trades": 4,
+            "pairs": [
+                {"pair": "BTC/USD", "gaps": 2, "missing_trades": 4},
+                {"pair": "ETH/USD", "gaps": 0, "missing_trades": 0},
+            ],
+            "error": None,
+        }
+        # Cached for a while: a dashboard polling it does not scan the trades each time.
+        _trades(db, "ETH/USD", [20], now - timedelta(hours=1))
+        assert client.get(PIPELINE).json() == body
+
+
+def test_pipeline_counts_say_what_could_not_be_counted(
+    stack: Settings, app_factory: AppFactory
+) -> None:
+    settings = stack.with_servers(
+        database="postgresql://postgres@127.0.0.1:1/cryptoviz", kafka="127.0.0.1:1"
+    )
+    app = app_factory(test_api_settings(health_timeout_s=1.0), settings=settings)
+    with TestClient(app) as client:
+        status, elapsed, body = _timed_get(client, PIPELINE)
+    assert status == 200
+    assert body["dead_letters"]["retained"] is None
+    assert body["dead_letters"]["error"] == "broker unreachable"
+    assert body["trade_gaps"]["gaps"] is None
+    assert body["trade_gaps"]["error"] == "database unreachable"
+    assert elapsed < 15

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -210,19 +212,102 @@ def test_prediction_history_exact(client: Client, db: Conn) -> None:
              NOW - H + timedelta(minutes=5), 41950),
         ],
     )  # fmt: skip
+    seed.forecasts(
+        db,
+        [{"timestamp": NOW - 2 * H, "crypto_symbol": "BTC", "model_name": "random_walk",
+          "horizon_s": 60, "predicted_price": 41000, "actual_price": 41010,
+          "confidence_interval_low": 40990, "confidence_interval_high": 41010,
+          "interval_level": 0.8, "outer_interval_low": 40980, "outer_interval_high": 41020,
+          "outer_interval_level": 0.95, "last_price": 41000, "trailing_skill": -0.25,
+          "preferred": True}],
+    )  # fmt: skip
     body = client.get("/api/v1/prediction/bitcoin/historique/").json()
     assert body["crypto_symbol"] == "BTC"
+    assert body["horizon_s"] is None
+    none = dict.fromkeys(("outer_interval_low", "outer_interval_high", "outer_interval_level",
+                          "trailing_skill"))  # fmt: skip
     assert body["data"] == [
         {"timestamp": iso(NOW - H), "window_start": None, "model_name": "naive",
+         "horizon_s": 300, "target_time": iso(NOW - H + timedelta(minutes=5)),
          "predicted_price": 41950.0, "actual_price": None, "confidence_interval_low": None,
-         "confidence_interval_high": None, "interval_level": None, "horizon_s": 300,
-         "target_time": iso(NOW - H + timedelta(minutes=5)), "last_price": 41950.0},
+         "confidence_interval_high": None, "interval_level": None, **none,
+         "last_price": 41950.0, "preferred": False},
         {"timestamp": iso(NOW - H), "window_start": iso(NOW - 2 * H),
-         "model_name": "moving_average", "predicted_price": 42000.0, "actual_price": 42100.0,
-         "confidence_interval_low": 41900.0, "confidence_interval_high": 42100.0,
-         "interval_level": 0.95, "horizon_s": 300,
-         "target_time": iso(NOW - H + timedelta(minutes=5)), "last_price": 41950.0},
+         "model_name": "moving_average", "horizon_s": 300,
+         "target_time": iso(NOW - H + timedelta(minutes=5)), "predicted_price": 42000.0,
+         "actual_price": 42100.0, "confidence_interval_low": 41900.0,
+         "confidence_interval_high": 42100.0, "interval_level": 0.95, **none,
+         "last_price": 41950.0, "preferred": False},
+        {"timestamp": iso(NOW - 2 * H), "window_start": None, "model_name": "random_walk",
+         "horizon_s": 60, "target_time": iso(NOW - 2 * H + timedelta(minutes=1)),
+         "predicted_price": 41000.0, "actual_price": 41010.0,
+         "confidence_interval_low": 40990.0, "confidence_interval_high": 41010.0,
+         "interval_level": 0.8, "outer_interval_low": 40980.0, "outer_interval_high": 41020.0,
+         "outer_interval_level": 0.95, "last_price": 41000.0, "trailing_skill": -0.25,
+         "preferred": True},
     ]  # fmt: skip
+
+
+FORECAST_MODELS = ("ewma", "random_walk")
+HORIZONS = (60, 300, 900)
+
+
+def _forecast_grid(db: Conn, minutes: int) -> set[tuple[str, str, int]]:
+    """Every model and horizon at each of ``minutes`` issue times (the job's row pattern),
+    plus forecasts stamped after the clock; the keys served, (timestamp, model, horizon)."""
+    rows: list[dict[str, Any]] = [
+        {"timestamp": NOW - timedelta(minutes=m), "crypto_symbol": "BTC", "model_name": model,
+         "horizon_s": h, "predicted_price": 100 + m, "last_price": 100}
+        for m in range(-2, minutes)
+        for model in FORECAST_MODELS
+        for h in HORIZONS
+    ]  # fmt: skip
+    seed.forecasts(db, rows)
+    return {(iso(r["timestamp"]), r["model_name"], r["horizon_s"]) for r in rows
+            if r["timestamp"] <= NOW}  # fmt: skip
+
+
+@pytest.mark.parametrize("limit", [1, 4, 5, 7])
+def test_forecast_pages_neither_skip_nor_repeat_a_horizon(
+    client: Client, db: Conn, limit: int
+) -> None:
+    # Six rows share each issue time (2 models x 3 horizons): page ends fall between
+    # two horizons of one model and minute.
+    expected = _forecast_grid(db, 10)
+    future = iso(NOW + timedelta(hours=1))
+    got, _ = _walk(client, f"/api/v1/prediction/BTC/historique/?date_fin={future}&limit={limit}")
+    keys = [(r["timestamp"], r["model_name"], r["horizon_s"]) for r in got]
+    assert len(keys) == len(set(keys))
+    assert set(keys) == expected  # and none issued after the clock, even in the range
+    assert keys == sorted(keys, reverse=True)
+
+
+def test_forecast_history_of_one_horizon(client: Client, db: Conn) -> None:
+    expected = _forecast_grid(db, 10)
+    got, pages = _walk(client, "/api/v1/prediction/BTC/historique/?horizon=300&limit=3")
+    assert {(r["timestamp"], r["model_name"], r["horizon_s"]) for r in got} == {
+        k for k in expected if k[2] == 300
+    }
+    assert pages == -(-len(got) // 3)
+    first = client.get("/api/v1/prediction/BTC/historique/?horizon=300&limit=3").json()
+    assert first["horizon_s"] == 300
+    # The cursor keeps to its horizon.
+    other = client.get(f"/api/v1/prediction/BTC/historique/?horizon=60&cursor={first['next']}")
+    assert other.status_code == 400
+    assert other.json()["parameter"] == "cursor"
+    assert client.get("/api/v1/prediction/BTC/historique/?horizon=0").status_code == 400
+
+
+def test_a_cursor_whose_horizon_is_not_a_number_is_refused(client: Client, db: Conn) -> None:
+    _forecast_grid(db, 3)
+    cursor = client.get("/api/v1/prediction/BTC/historique/?limit=2").json()["next"]
+    state = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    assert state[-1] == ["random_walk", "300"]
+    state[-1][1] = "sixty"
+    forged = base64.urlsafe_b64encode(json.dumps(state).encode()).decode().rstrip("=")
+    r = client.get(f"/api/v1/prediction/BTC/historique/?cursor={forged}")
+    assert r.status_code == 400
+    assert r.json()["parameter"] == "cursor"
 
 
 @pytest.fixture

@@ -69,6 +69,20 @@ def test_openapi_and_docs_page(app_factory: AppFactory) -> None:
             for p in paths["/api/v1/ticker/{base}/{quote}/historique"]["get"]["parameters"]
         }
         assert {"periode", "date_debut", "date_fin", "limit", "cursor", "base", "quote"} <= params
+        # Forecast routes take a horizon (seconds, at least 1); the report takes a range.
+        for path in (
+            "/api/v1/predictions/{symbol}",
+            "/api/v1/predictions/{symbol}/accuracy",
+            "/api/v1/prediction/{symbol}/historique",
+        ):
+            got = {p["name"]: p for p in paths[path]["get"]["parameters"]}
+            assert got["horizon"]["schema"]["minimum"] == 1, path
+            assert "horizon" in got["horizon"]["description"].lower(), path
+        report = {
+            p["name"] for p in paths["/api/v1/predictions/{symbol}/accuracy"]["get"]["parameters"]
+        }
+        assert {"periode", "date_debut", "date_fin"} <= report
+        assert not {"limit", "cursor"} & report
         page = client.get("/docs")
         assert page.status_code == 200
         assert "swagger" in page.text.lower()

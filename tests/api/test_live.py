@@ -10,6 +10,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -17,7 +18,7 @@ import pytest
 from confluent_kafka import Producer
 from litestar import Litestar
 from litestar.exceptions import WebSocketDisconnect
-from litestar.testing import TestClient
+from litestar.testing import TestClient, WebSocketTestSession
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -26,7 +27,7 @@ from websockets.sync.client import connect
 
 from api.settings import LiveTopics
 from tests._wait import wait_for
-from tests.api.conftest import AppFactory, serve, test_api_settings
+from tests.api.conftest import NOW, AppFactory, serve, test_api_settings
 
 
 def wait_live(client: TestClient[Litestar], partitions: int, timeout: float = 30.0) -> None:
@@ -43,6 +44,18 @@ def relay_ready(health: dict[str, Any], partitions: int) -> bool:
     """Whether a health body says the relay's consumer owns ``partitions`` partitions."""
     live = health["live"]
     return bool(live["status"] == "running" and live["assigned_partitions"] >= partitions)
+
+
+def receiver(ws: WebSocketTestSession) -> Callable[[float], dict[str, Any] | None]:
+    """``receive(timeout)``: the socket's next JSON message, or None if none came in time."""
+
+    def receive(timeout: float) -> dict[str, Any] | None:
+        try:
+            return ws.receive_json(timeout=timeout)  # type: ignore[no-any-return]
+        except Exception:
+            return None
+
+    return receive
 
 
 def traceparent(trace_id: int, span_id: int) -> str:
@@ -94,11 +107,7 @@ def test_kafka_message_reaches_subscribed_client_with_its_trace(
             sent[seq] = value
             return value, [("traceparent", traceparent(0xABC000 + seq, 0x1234).encode())]
 
-        def received(timeout: float) -> dict[str, Any] | None:
-            try:
-                return ws.receive_json(timeout=timeout)  # type: ignore[no-any-return]
-            except Exception:
-                return None
+        received = receiver(ws)
 
         # A message for another pair is not delivered to this socket.
         producer.produce(topic, b'{"pair": "ETH/USD", "last": 1, "timestamp": 1}')
@@ -154,11 +163,7 @@ def test_multiplexed_socket_subscriptions(
             "channels": ["alert", "sentiment:BTC", "ticker:BTC/USD"],
         }
 
-        def receive(timeout: float) -> dict[str, Any] | None:
-            try:
-                return ws.receive_json(timeout=timeout)  # type: ignore[no-any-return]
-            except Exception:
-                return None
+        receive = receiver(ws)
 
         alert = produce_until(
             producer,
@@ -214,11 +219,7 @@ def test_shared_postgres_channels_backend(
     ):
         wait_live(client, 1)
 
-        def receive(timeout: float) -> dict[str, Any] | None:
-            try:
-                return ws.receive_json(timeout=timeout)  # type: ignore[no-any-return]
-            except Exception:
-                return None
+        receive = receiver(ws)
 
         message = produce_until(
             producer,
@@ -228,6 +229,43 @@ def test_shared_postgres_channels_backend(
         )
     assert (message["type"], message["key"]) == ("trade", "ETH/USD")
     assert message["data"]["price"] == 2500
+
+
+def test_a_forecast_issued_after_the_clock_is_not_relayed(
+    app_factory: AppFactory, new_topic: Callable[..., str], kafka_bootstrap: str
+) -> None:
+    # The app's clock is NOW: a forecast stamped a minute later (its bar made of ticks
+    # from the future) is skipped, as the REST routes skip it; one issued by NOW passes.
+    topic = new_topic("prediction", 1)
+    api = test_api_settings(
+        live_enabled=True, live_topics=LiveTopics(**{**_none(), "prediction": topic})
+    )
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+
+    def forecast(at: datetime, n: int) -> bytes:
+        return json.dumps(
+            {"crypto_symbol": "BTC", "model_name": "random_walk", "horizon_s": 60, "n": n,
+             "timestamp": at.isoformat().replace("+00:00", "Z")}
+        ).encode()  # fmt: skip
+
+    def make(n: int) -> tuple[bytes, list[tuple[str, str | bytes | None]]]:
+        # Same partition, produced first: were it relayed, it would arrive first.
+        producer.produce(topic, forecast(NOW + timedelta(minutes=1), n))
+        return forecast(NOW, n), []
+
+    with (
+        TestClient(app_factory(api)) as client,
+        client.websocket_connect("/ws/prediction/BTC/") as ws,
+    ):
+        wait_live(client, 1)
+
+        receive = receiver(ws)
+
+        message = produce_until(producer, topic, make, receive)
+        later = receive(1.0)
+    assert (message["type"], message["key"]) == ("prediction", "BTC")
+    assert message["data"]["timestamp"] == "2026-01-15T12:00:00Z"
+    assert later is None or later["data"]["timestamp"] == "2026-01-15T12:00:00Z"
 
 
 def test_unknown_symbol_closes_the_socket(app_factory: AppFactory) -> None:

@@ -75,7 +75,9 @@ def test_a_row_the_database_refuses_becomes_a_dead_letter_with_stage_database(
     assert headers["dlq.reason"].startswith("database refused row: 23514 "), headers
     assert "no_30017" in headers["dlq.reason"]
     assert (headers["dlq.source.topic"], headers["dlq.source.offset"]) == ("rawticker-in", "17")
-    assert counted("cryptoviz_dead_letters_total", topic="rawticker", stage="database") == 1
+    assert headers["dlq.reason.code"] == "refused by the database"
+    assert counted("cryptoviz_dead_letters_total", topic="rawticker", stage="database",
+                   reason="refused by the database") == 1  # fmt: skip
     assert counted("cryptoviz_ingest_rows_total", topic="rawticker") == N - 1
 
 

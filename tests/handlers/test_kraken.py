@@ -13,7 +13,6 @@ from handlers import (
     KrakenPong,
     KrakenStatus,
     KrakenSubscription,
-    KrakenV2Event,
     Rejection,
     TickerMessage,
     TickerRecord,
@@ -303,7 +302,7 @@ V2_ODD: list[tuple[bytes, KrakenEvent]] = [
 
 
 @pytest.mark.parametrize(("frame", "expected"), V2_ODD)
-def test_v2_odd_frames(frame: bytes, expected: KrakenV2Event) -> None:
+def test_v2_odd_frames(frame: bytes, expected: KrakenEvent) -> None:
     assert parse_kraken_v2(frame, ctx()) == expected
 
 

@@ -27,10 +27,15 @@ from handlers import (
     TradeMessage,
     TradeRecord,
     WireMessage,
+    _alert,
+    _ticker,
+    _trade,
     encode_message,
     message_topic,
     to_message,
 )
+from handlers import _fields as F
+from handlers._wire import wire_form
 from tests.handlers._support import ctx, encode, seed
 
 D = Decimal
@@ -263,3 +268,43 @@ def test_records_round_trip_through_the_wire(record: Record) -> None:
     message = to_message(record)
     parsed = HANDLERS[message_topic(message)](encode_message(message), ctx())
     assert parsed == record
+
+
+# -- one declaration: the handler's field table names both sides --------------------
+
+DECLARED = [
+    (_ticker.FIELDS, TickerMessage, set()),
+    (_trade.FIELDS, TradeMessage, set()),
+    (_alert.FIELDS, AlertMessage, {"type"}),  # prototype alerts only: never written
+]
+NOT_ON_THE_WIRE = {"source"}
+
+
+@pytest.mark.parametrize(("fields", "message", "read_only"), DECLARED)
+def test_record_wire_and_field_table_name_the_same_fields(
+    fields: F.Fields[Any], message: type[msgspec.Struct], read_only: set[str]
+) -> None:
+    """Adding a field to the record, the wire message or the table alone fails here."""
+    declared = {field.name for field in fields.fields}
+    record = set(fields.record.__struct_fields__)
+    assert record <= declared, f"record attributes no field reads: {record - declared}"
+    wire = set(message.__struct_fields__)
+    first_keys = {field.keys[0] for field in fields.fields}
+    assert wire == first_keys - NOT_ON_THE_WIRE - read_only
+
+
+def test_a_field_table_gives_every_attribute_and_uses_every_field() -> None:
+    fields = _trade.FIELDS.fields
+    with pytest.raises(TypeError, match="table gives no 'source'; uses no field 'colour'"):
+        F.Fields(TradeRecord, *fields[:-1], F.Field("colour", ("colour",), F.check_source))
+    with pytest.raises(TypeError, match="reads unknown field 'colour'"):
+        F.Fields(TradeRecord, *fields, derived=(F.Derived("side", ("colour",), str),))
+
+
+def test_a_wire_field_no_table_reads_is_refused() -> None:
+    class Extended(msgspec.Struct, frozen=True, kw_only=True):
+        pair: str
+        colour: str
+
+    with pytest.raises(TypeError, match=r"Extended\.colour: no declared field reads it"):
+        wire_form(_trade.FIELDS, Extended)

@@ -203,6 +203,66 @@ def api_metrics(catalog: Catalog) -> None:
     registry_metrics(catalog, telemetry.registry, "api", "api.telemetry.Telemetry registry")
 
 
+def monitor_metrics(catalog: Catalog) -> None:
+    """The monitor's series: its sample counters, and the gauges its collector builds
+    at scrape time from the last samples (fed here one sample of each kind)."""
+    from datetime import UTC, datetime
+
+    from infra import monitor
+    from infra.db_state import PairGaps, TableState
+    from infra.kafka_offsets import PartitionLag
+
+    class OneOfEach:
+        def snapshot(self) -> tuple[list[TableState], list[PartitionLag], list[PairGaps]]:
+            table = TableState("ticker_data", 1, False, datetime.now(UTC), True)
+            lag = PartitionLag("cryptoviz-ingest-rawticker", "rawticker", 0, 1, 2)
+            return [table], [lag], [PairGaps("BTC/USD", 1, 1)]
+
+    registry = CollectorRegistry()
+    registry.register(monitor.MonitorCollector(OneOfEach(), time.time))  # type: ignore[arg-type]
+    registry.register(monitor.SAMPLES)
+    registry.register(monitor.LAST_SAMPLE)
+    registry_metrics(catalog, registry, "monitor", "infra.monitor collector")
+
+
+# The exporters' series the rules and dashboards use, as the pinned images of
+# infra/docker-compose.yml document them (their READMEs and collectors at those tags);
+# not read from their code, which this repository does not hold.
+EXPORTER_SERIES: dict[str, dict[str, frozenset[str]]] = {
+    "node-exporter": {
+        "node_cpu_seconds_total": frozenset({"cpu", "mode"}),
+        "node_load1": frozenset(),
+        "node_memory_MemAvailable_bytes": frozenset(),
+        "node_memory_MemTotal_bytes": frozenset(),
+        "node_filesystem_avail_bytes": frozenset({"device", "fstype", "mountpoint"}),
+        "node_filesystem_size_bytes": frozenset({"device", "fstype", "mountpoint"}),
+        "node_network_receive_bytes_total": frozenset({"device"}),
+        "node_network_transmit_bytes_total": frozenset({"device"}),
+    },
+    "kafka-exporter": {
+        "kafka_brokers": frozenset(),
+        "kafka_topic_partitions": frozenset({"topic"}),
+        "kafka_topic_partition_current_offset": frozenset({"topic", "partition"}),
+        "kafka_consumergroup_lag": frozenset({"consumergroup", "topic", "partition"}),
+        "kafka_consumergroup_lag_sum": frozenset({"consumergroup", "topic"}),
+    },
+    "postgres-exporter": {
+        "pg_up": frozenset(),
+        "pg_stat_database_numbackends": frozenset({"datid", "datname"}),
+        "pg_stat_database_xact_commit": frozenset({"datid", "datname"}),
+        "pg_stat_database_xact_rollback": frozenset({"datid", "datname"}),
+        "pg_database_size_bytes": frozenset({"datname"}),
+        "pg_locks_count": frozenset({"datname", "mode"}),
+    },
+}
+
+
+def exporter_metrics(catalog: Catalog) -> None:
+    for group, series in EXPORTER_SERIES.items():
+        for name, labels in series.items():
+            catalog.add(name, labels, group, f"{group} (pinned image)")
+
+
 # ------------------------------------------------------------------ Bytewax runtime
 
 

@@ -65,6 +65,16 @@ JOB_GROUPS = {
     "producers-offline": "flows",
     "api": "api",
     "spark": "spark",
+    "monitor": "monitor",
+    "node": "node-exporter",
+    "kafka": "kafka-exporter",
+    "postgres": "postgres-exporter",
+}
+# The exporters of DOCUMENTATION_TECHNIQUE.md: service, image, scrape port.
+EXPORTERS = {
+    "node-exporter": ("prom/node-exporter:v1.", 9100),
+    "kafka-exporter": ("danielqsj/kafka-exporter:v1.", 9308),
+    "postgres-exporter": ("quay.io/prometheuscommunity/postgres-exporter:v0.", 9187),
 }
 RUNTIME_BYTEWAX = (
     "bytewax_item_out_count_total",
@@ -140,6 +150,8 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> mc.Catalog:
     assert mc.source_metrics(catalog) > 0
     mc.flow_process_metrics(catalog)
     mc.api_metrics(catalog)
+    mc.monitor_metrics(catalog)
+    mc.exporter_metrics(catalog)
     scrape = mc.scrape_bytewax_probe(tmp_path_factory.mktemp("bytewax-probe"), RUNTIME_BYTEWAX)
     mc.add_scrape(catalog, scrape, "bytewax_", "flows", "running Bytewax flow")
     return catalog
@@ -293,7 +305,7 @@ def _selector_problems(
 
 def test_compose_loads_with_the_real_loader_and_every_service(project: dict[str, Any]) -> None:
     expected = {"kafka", "timescaledb", "migrate", "topics", "spark-analytics", "api"}
-    expected |= {"otel-collector", "jaeger", "prometheus", "grafana"}
+    expected |= {"otel-collector", "jaeger", "prometheus", "grafana", "monitor", *EXPORTERS}
     assert expected <= set(project["services"])
 
 
@@ -351,6 +363,10 @@ def test_images_are_pinned_official_ones(services: dict[str, dict[str, Any]]) ->
     assert services["grafana"]["image"].startswith("grafana/grafana:")
     assert services["jaeger"]["image"].startswith("jaegertracing/jaeger:2.")
     assert services["otel-collector"]["image"].startswith("otel/opentelemetry-collector-contrib:")
+    for name, (image, _) in EXPORTERS.items():
+        assert services[name]["image"].startswith(image), name
+    # The prototype's Redis exporter goes with a Redis, which this deployment has not.
+    assert not any("redis" in s["image"] for s in services.values() if not _is_python(s))
 
 
 def test_kafka_runs_in_kraft_mode(services: dict[str, dict[str, Any]]) -> None:
@@ -583,6 +599,11 @@ def test_prometheus_scrapes_every_worker_and_the_api(
                 assert target in static, f"{name} is not scraped at {target}"
             assert (static.get(target) or discovered[target]) in JOB_GROUPS
     assert static[f"api:{_env(services['api'])['CRYPTOVIZ_API_PORT']}"] == "api"
+    assert static[f"monitor:{PROGRAMS['monitor'].metrics_port}"] == "monitor"
+    assert static[f"spark-analytics:{PROGRAMS['spark-analytics'].metrics_port}"] == "spark"
+    for name, (_, port) in EXPORTERS.items():
+        assert JOB_GROUPS[static[f"{name}:{port}"]] == name, f"{name} is not scraped"
+        assert str(port) in services[name]["healthcheck"]["test"][-1], name
     collector_port = _yaml(OTEL)["service"]["telemetry"]["metrics"]["readers"][0]["pull"]
     assert static[f"otel-collector:{collector_port['exporter']['prometheus']['port']}"]
     for target in [*static, *discovered]:
@@ -614,10 +635,13 @@ def test_alert_rules_cover_lag_dead_letters_staleness_gaps_and_producers(
 ) -> None:
     text = " ".join(rule["expr"] for group in rule_groups for rule in group["rules"])
     for needed in (
-        "bytewax_kafka_consumer_lag",  # consumer lag
+        "cryptoviz_consumer_lag",  # consumer lag (flows and Spark, from the monitor)
         "cryptoviz_dead_letters_total",  # dead-letter rate
-        "cryptoviz_ingest_rows_total",  # stale data
-        "cryptoviz_kraken_trade_gaps_total",  # gaps
+        'cryptoviz_table_newest_row_age_seconds{table="ticker_data"}',  # stale data: age
+        "cryptoviz_kraken_trade_gaps_total",  # gaps found by the producer
+        "cryptoviz_trade_ids_missing",  # gaps left in the database
+        'up{job="monitor"}',
+        'up{job=~"node|kafka|postgres"}',  # the exporters
         "cryptoviz_producer_messages_total",  # producer gaps (silent topic)
         'up{job=~"producers',  # producer down
         'absent(up{job="producers"})',  # producer absent
@@ -656,7 +680,11 @@ def test_every_metric_in_rules_and_dashboards_is_emitted_by_the_code(
                 problems.append(f"{expr.origin}: {selector['metric']} has no label {expr.label}")
     assert not problems, "\n".join(problems)
     # The dashboards and rules do look at every layer that exports metrics.
-    for prefix in ("cryptoviz_ingest_", "cryptoviz_producer_", "cryptoviz_api_", "bytewax_"):
+    for prefix in (
+        *("cryptoviz_ingest_", "cryptoviz_producer_", "cryptoviz_api_", "bytewax_"),
+        *("cryptoviz_spark_", "cryptoviz_table_", "cryptoviz_consumer_lag", "node_", "kafka_"),
+        "pg_",
+    ):
         assert any(name.startswith(prefix) for name in referenced), prefix
 
 
@@ -767,6 +795,16 @@ def test_dashboards_cover_throughput_freshness_latency_api_and_market(
     assert {"pipeline.json", "freshness.json", "latency.json", "api.json", "market.json"} <= set(
         dashboards
     )
+    panels = _panels(dashboards["monitoring.json"])
+    monitoring = " ".join(t.get("expr", "") for p in panels for t in p.get("targets", []))
+    for series in (
+        *("cryptoviz_table_rows", "cryptoviz_table_newest_row_age_seconds"),
+        *("cryptoviz_consumer_lag", "cryptoviz_dead_letters_total", "cryptoviz_trade_ids_missing"),
+        *("cryptoviz_kraken_trade_gaps_total", "cryptoviz_kraken_trades_filled_total"),
+        *("cryptoviz_spark_batch_duration_seconds", "cryptoviz_spark_last_batch_timestamp_seconds"),
+        *("node_cpu_seconds_total", "kafka_consumergroup_lag_sum", "pg_up"),
+    ):
+        assert series in monitoring, f"the monitoring dashboard does not show {series}"
     market = dashboards["market.json"]
     sql = " ".join(t.get("rawSql", "") for p in _panels(market) for t in p.get("targets", []))
     for relation in ("ticker_ohlc_hourly", "trade_volume_hourly", "sentiment_hourly"):

@@ -10,6 +10,7 @@ import pytest
 
 from api.settings import ApiSettings, load_api_settings
 from flows.producers.settings import ProducerSettings, load_producer_settings
+from infra.monitor import MonitorSettings
 from infra.settings import (
     BOOLEAN_WORDS,
     Settings,
@@ -29,6 +30,7 @@ SECTIONS: tuple[tuple[str, type[msgspec.Struct]], ...] = (
     ("API (`api/settings.py`)", ApiSettings),
     ("Spark analytics job (`spark_batch/settings.py`)", SparkSettings),
     ("Producers (`flows/producers/settings.py`)", ProducerSettings),
+    ("Monitor (`infra/monitor.py`)", MonitorSettings),
 )
 BEGIN = "<!-- variables: generated from the settings declarations (tests/infra/test_env.py) -->"
 END = "<!-- end of the generated variables -->"
@@ -101,6 +103,7 @@ LEVELS = "ALL, DEBUG, INFO, WARN, ERROR, FATAL or OFF"
         ("CRYPTOVIZ_SPARK_LOG_LEVEL", "loud", f"'loud' must be {LEVELS}"),
         ("CRYPTOVIZ_SPARK_OUTPUT_MODE", "complete", "'complete' must be update or append"),
         ("CRYPTOVIZ_PREDICTION_INTERVAL_LEVEL", "1", "1 must be < 1"),
+        ("CRYPTOVIZ_PREDICTION_HORIZONS_S", "60;300", "'60;300' is not an integer"),
     ],
 )
 def test_refusals_name_the_variable_the_value_and_what_it_accepts(
@@ -122,6 +125,12 @@ def test_blank_means_unset() -> None:
     assert load_settings({"CRYPTOVIZ_KAFKA_PARTITIONS": "  ", "DATABASE_URL": ""}) == load_settings(
         {}
     )
+
+
+def test_lists_read_each_item_as_their_type_and_travel_back() -> None:
+    cfg = load_spark_settings({"CRYPTOVIZ_PREDICTION_HORIZONS_S": " 120, ,3600 "})
+    assert cfg.prediction.horizons_s == (120, 3600)
+    assert read_env(SparkSettings, environment_of(cfg)) == cfg
 
 
 def test_a_renamed_map_travels_to_a_child_process_through_the_environment() -> None:

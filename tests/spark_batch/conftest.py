@@ -69,8 +69,9 @@ class Harness:
         *names: str,
         state_dir: Path | None = None,
         wrap_sink: Callable[[str, Any], Any] | None = None,
-    ) -> None:
-        """Run the named queries once over everything in their topics (availableNow)."""
+    ) -> dict[str, Any]:
+        """Run the named queries once over everything in their topics (availableNow);
+        return each query's last progress report."""
         settings = self.settings
         if state_dir is not None:
             settings = msgspec.structs.replace(settings, state_dir=state_dir)
@@ -90,6 +91,7 @@ class Harness:
             analytics.close()
         if errors:
             raise errors[0]
+        return {name: query.lastProgress for name, query in zip(names, queries, strict=True)}
 
     def rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.url) as conn:

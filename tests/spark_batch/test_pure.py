@@ -1,9 +1,11 @@
-"""The analytics math without Spark: labels, confidence, models, accuracy, symbols, lateness."""
+"""The analytics math without Spark: labels, confidence, bars, accuracy, symbols, lateness.
+
+The forecast models themselves: tests/spark_batch/test_models.py.
+"""
 
 from __future__ import annotations
 
 import math
-import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -15,20 +17,28 @@ from hypothesis import strategies as st
 
 from infra.settings import REPO_ROOT, SettingsError
 from spark_batch import models
-from spark_batch.accuracy import NAIVE, Scored, accuracy, summarise
+from spark_batch.accuracy import (
+    NAIVE,
+    SHOWN_FIRST,
+    Scored,
+    accuracy,
+    interval_score,
+    summarise,
+)
 from spark_batch.late import late_rows, tumbling_window, watermark_before
-from spark_batch.models import WindowStats, forecasts, stats_from_ticks
-from spark_batch.prediction import prediction_rows, window_stats
+from spark_batch.models import bar_from_ticks
+from spark_batch.prediction import bar_from_row, bars_by_symbol, prediction_row
+from spark_batch.report import parse_duration
 from spark_batch.sentiment import sentiment_rows
 from spark_batch.sentiment_math import confidence, label
 from spark_batch.settings import (
-    PredictionSettings,
     SentimentSettings,
     SparkSettings,
     load_spark_settings,
 )
 from spark_batch.symbols import article_coins, canonical_pair, load_symbols
 from spark_batch.timeutil import from_micros, parse_iso, to_micros
+from spark_batch.writer import PREDICTION
 
 SYMBOLS = load_symbols(REPO_ROOT / "infra" / "coins.toml")
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -99,167 +109,126 @@ def test_a_mean_one_ulp_above_the_threshold_is_labelled_like_its_stored_score() 
     assert above[0][3:5] == (0.6, "neutral")
 
 
-# -- models ------------------------------------------------------------------------
+# -- the Spark rows of the prediction query ---------------------------------------
 
 
-def test_stats_and_models_on_a_known_window() -> None:
-    # Prices 100, 102, 104, 106 at 30, 20, 10, 0 s before the window end: a line.
-    ticks = [(970.0, 100.0), (980.0, 102.0), (990.0, 104.0), (1000.0, 106.0)]
-    stats = stats_from_ticks(ticks, window_end=1000.0, halflife_s=30.0)
-    assert stats.n == 4
-    assert stats.mean == pytest.approx(103.0)
-    assert stats.last_price == 106.0
-    assert stats.span_s == 30.0
-    assert models.slope(stats) == pytest.approx(0.2)
-    ma = models.moving_average(stats)
-    std = math.sqrt(sum((p - 103.0) ** 2 for _, p in ticks) / 3)
-    assert (ma.predicted, ma.low, ma.high) == pytest.approx((103.0, 103.0 - std, 103.0 + std))
-    assert ma.level == pytest.approx(0.682689, abs=1e-6)
-    trend = models.linear_trend(stats, horizon_s=300, level=0.8)
-    assert trend is not None
-    # A perfect line: the fit is exact, so the diffusion estimate and the interval are 0.
-    assert trend.predicted == pytest.approx(106.0 + 0.2 * 300)
-    assert trend.low == pytest.approx(trend.predicted)
-    ewma = models.ewma(stats, horizon_s=300, halflife_s=30.0, level=0.8)
-    weights = [2 ** (-(1000.0 - t) / 30.0) for t, _ in ticks]
-    expected = sum(w * p for w, (_, p) in zip(weights, ticks, strict=True)) / sum(weights)
-    assert ewma.predicted == pytest.approx(expected)
-
-
-def test_single_tick_gives_no_interval_and_no_trend() -> None:
-    stats = stats_from_ticks([(10.0, 5.0)], window_end=30.0, halflife_s=30.0)
-    out = forecasts(stats, horizon_s=300, halflife_s=30.0, level=0.8)
-    assert [f.model for f in out] == ["moving_average", "ewma"]
-    assert all(f.low is None and f.high is None and f.level is None for f in out)
-    assert all(f.predicted == 5.0 for f in out)
-
-
-def test_diffusion_estimate_is_calibrated_on_brownian_paths() -> None:
-    # sigma^2 = 15 MSE / S must be unbiased for a Brownian path sampled every second.
-    rng = random.Random(7)
-    estimates = []
-    for _ in range(400):
-        price, ticks = 100.0, []
-        for second in range(181):
-            ticks.append((float(second), price))
-            price += rng.gauss(0.0, 0.05)
-        stats = stats_from_ticks(ticks, window_end=181.0, halflife_s=30.0)
-        estimate = models.diffusion_variance(stats)
-        assert estimate is not None
-        estimates.append(estimate)
-    assert sum(estimates) / len(estimates) == pytest.approx(0.05**2, rel=0.1)
-
-
-def test_interval_coverage_matches_nominal_on_random_walks() -> None:
-    # The ewma/linear_trend intervals are derived for a random walk: check they hold it.
-    rng = random.Random(11)
-    hits = {"ewma": 0, "linear_trend": 0}
-    trials = 600
-    for _ in range(trials):
-        price, ticks = 100.0, []
-        for second in range(481):
-            if second < 180:
-                ticks.append((float(second), price))
-            if second == 480:
-                actual = price
-            price += rng.gauss(0.0, 0.05)
-        stats = stats_from_ticks(ticks, window_end=180.0, halflife_s=30.0)
-        for f in forecasts(stats, horizon_s=300, halflife_s=30.0, level=0.8):
-            if f.model in hits and f.low is not None and f.high is not None:
-                hits[f.model] += f.low <= actual <= f.high
-    for model, count in hits.items():
-        assert count / trials == pytest.approx(0.8, abs=0.05), model
-
-
-@pytest.mark.parametrize(
-    ("level", "dof", "expected"),
-    [(0.8, 5, 1.4759), (0.95, 5, 2.5706), (0.9, 30, 1.6973), (0.95, 1e9, 1.96)],
-)
-def test_t_value(level: float, dof: float, expected: float) -> None:
-    assert models.t_value(level, dof) == pytest.approx(expected, abs=2e-3)
-
-
-def sums_row(ticks: list[tuple[float, float]], window_end: float, halflife_s: float
-             ) -> dict[str, Any]:  # fmt: skip
-    """What the Spark aggregate hands the driver: exact sums, as ``prediction_stats`` takes them."""
-    tau = models.ewma_tau(halflife_s)
-    xs = [round((t - window_end) * 1_000_000) for t, _ in ticks]
-    ps = [Decimal(repr(price)) for _, price in ticks]
-    ws = [Decimal(math.exp(x / 1e6 / tau)).quantize(Decimal("1e-18")) for x in xs]
+def spark_row(ticks: list[tuple[int, float]], end_us: int, symbol: str = "ETH") -> dict[str, Any]:
+    """What the bar aggregate hands the driver for these ticks (Spark's decimal rules)."""
+    prices = [Decimal(repr(p)).quantize(Decimal("1e-10")) for _, p in ticks]
     return {
-        "window_start_us": round((window_end - 180) * 1e6),
-        "window_end_us": round(window_end * 1e6),
-        "crypto_symbol": "ETH", "n": len(ticks),
-        "s_p": sum(ps), "s_pp": sum(p * p for p in ps), "s_x": sum(xs),
-        "s_xx": sum(x * x for x in xs), "s_xp": sum(x * p for x, p in zip(xs, ps, strict=True)),
-        "s_w": sum(ws), "s_wp": sum(w * p for w, p in zip(ws, ps, strict=True)),
-        "last_price": ticks[-1][1], "first_x": xs[0] / 1e6, "last_x": xs[-1] / 1e6,
+        "bar_end_us": end_us, "crypto_symbol": symbol, "n": len(ticks),
+        "s_p": sum(prices),
+        "s_pp": sum((p * p).quantize(Decimal("1e-9")) for p in prices),
+        "high": max(p for _, p in ticks), "low": min(p for _, p in ticks),
+        "close": max(ticks)[1],
     }  # fmt: skip
 
 
-TICKS_3 = [(0.0, 1.0), (60.0, 2.0), (120.0, 4.0)]
+TICKS_3 = [(1_000_000, 1.5), (20_000_000, 2.25), (59_000_000, 2.0)]
 
 
-def test_window_stats_from_exact_sums_match_the_direct_statistics() -> None:
-    direct = stats_from_ticks(TICKS_3, window_end=180.0, halflife_s=30.0)
-    from_sums = window_stats(sums_row(TICKS_3, 180.0, 30.0))
-    assert from_sums is not None
-    for name in direct.__struct_fields__:
-        assert getattr(from_sums, name) == pytest.approx(getattr(direct, name), rel=1e-12), name
+def test_a_spark_bar_row_is_the_bar_of_its_ticks() -> None:
+    assert bar_from_row(spark_row(TICKS_3, 60_000_000)) == bar_from_ticks(TICKS_3, 60_000_000)
 
 
-def test_a_window_whose_sum_overflowed_is_skipped() -> None:
-    row = {**sums_row(TICKS_3, 180.0, 30.0), "s_pp": None}  # try_sum's overflow
-    assert window_stats(row) is None
-    assert prediction_rows([row], PredictionSettings()) == []
+def test_a_bar_whose_sum_overflowed_is_skipped() -> None:
+    row = {**spark_row(TICKS_3, 60_000_000), "s_pp": None}  # try_sum's overflow
+    assert bar_from_row(row) is None
+    assert bars_by_symbol([row, spark_row(TICKS_3, 120_000_000, "BTC")]) == {
+        "BTC": [bar_from_ticks(TICKS_3, 120_000_000)]
+    }
 
 
-def test_prediction_rows_fix_decimals_and_target() -> None:
-    rows = prediction_rows([sums_row(TICKS_3, 180.0, 30.0)], PredictionSettings())
-    assert [r[3] for r in rows] == ["moving_average", "ewma", "linear_trend"]
-    for row in rows:
-        assert row[0] == from_micros(180_000_000)
-        assert row[9] == from_micros(480_000_000)
-        assert row[8] == 300
-        assert str(row[10]) == "4.0"
-        predicted = row[4]
-        assert predicted is not None
-        assert -predicted.as_tuple().exponent <= 8  # type: ignore[union-attr,operator]
+def test_bars_of_a_batch_are_sorted_per_coin() -> None:
+    rows = [spark_row(TICKS_3, e * 60_000_000, s) for e, s in ((3, "A"), (1, "B"), (2, "A"))]
+    assert {k: [b.end_us for b in v] for k, v in bars_by_symbol(rows).items()} == {
+        "A": [120_000_000, 180_000_000],
+        "B": [60_000_000],
+    }
+
+
+def test_prediction_row_fixes_decimals_and_times() -> None:
+    f = models.Forecast(
+        model="random_walk", horizon_s=300, issued_us=180_000_000, target_us=480_000_000,
+        window_start_us=120_000_000, predicted=1 / 3, low=0.1, high=None, level=0.8,
+        outer_low=None, outer_high=None, outer_level=None, last_price=2.0,
+        trailing_skill=-0.12345678, preferred=True,
+    )  # fmt: skip
+    row = prediction_row("BTC", f)
+    assert row == (
+        from_micros(180_000_000), "BTC", "random_walk", 300, from_micros(120_000_000),
+        Decimal("0.33333333"), Decimal("0.1"), None, 0.8, None, None, None,
+        from_micros(480_000_000), Decimal("2.0"), -0.123457, True,
+    )  # fmt: skip
+    assert len(row) == len(PREDICTION.columns)
 
 
 # -- accuracy ----------------------------------------------------------------------
 
 
 def _scored(model: str, predicted: float, actual: float, last: float, minute: int,
-            low: float | None = None, high: float | None = None) -> Scored:  # fmt: skip
+            low: float | None = None, high: float | None = None,
+            **extra: Any) -> Scored:  # fmt: skip
     return Scored(model=model, symbol="BTC", timestamp=T0 + timedelta(minutes=minute),
                   predicted=predicted, actual=actual, last=last, low=low, high=high,
-                  level=None if low is None else 0.8)  # fmt: skip
+                  level=None if low is None else 0.8, horizon_s=60, **extra)  # fmt: skip
 
 
 def test_accuracy_figures() -> None:
     rows = [
         _scored("m", 110.0, 100.0, 105.0, 0, 95.0, 105.0),  # wrong way, inside
-        _scored("m", 104.0, 108.0, 100.0, 1, 101.0, 103.0),  # right way, outside
+        _scored("m", 104.0, 108.0, 100.0, 1, 101.0, 103.0),  # right way, outside by 5
         _scored("m", 100.0, 100.0, 100.0, 2),  # no move: no direction call, no interval
     ]
-    got = summarise("m", "BTC", rows)
+    got = summarise("m", "BTC", rows, 60)
     assert got.predictions == 3
+    assert got.horizon_s == 60
     assert got.mae == pytest.approx((10 + 4 + 0) / 3)
+    assert got.rmse == pytest.approx(math.sqrt((100 + 16 + 0) / 3))
     assert got.mape_pct == pytest.approx((10.0 + 4 / 108 * 100 + 0.0) / 3)
     assert (got.directional_accuracy, got.direction_calls) == (0.5, 2)
-    assert got.coverage == 0.5
-    assert got.nominal_level == 0.8
     assert got.naive_mae == pytest.approx((5 + 8 + 0) / 3)
+    assert got.naive_rmse == pytest.approx(math.sqrt((25 + 64) / 3))
     assert got.skill_vs_naive == pytest.approx(1 - (14 / 3) / (13 / 3))
+    (inner,) = got.intervals
+    assert (inner.level, inner.predictions, inner.coverage) == (0.8, 2, 0.5)
+    assert inner.mean_width == pytest.approx((10 + 2) / 2)
+    # Interval score: width, plus 2 / alpha times the miss (alpha = 0.2 -> 10 x 5).
+    assert inner.interval_score == pytest.approx((10 + (2 + 10 * 5)) / 2)
+    assert got.interval(0.8) == inner
+    assert got.interval(0.95) is None
 
 
-def test_accuracy_adds_one_naive_line_per_coin() -> None:
-    rows = [_scored("a", 101.0, 102.0, 100.0, 0), _scored("b", 99.0, 102.0, 100.0, 0),
-            _scored("a", 101.0, 99.0, 100.0, 1)]  # fmt: skip
+@pytest.mark.parametrize(
+    ("low", "high", "actual", "level", "expected"),
+    [(1.0, 3.0, 2.0, 0.8, 2.0), (1.0, 3.0, 0.0, 0.8, 2.0 + 10.0), (1.0, 3.0, 4.0, 0.95, 42.0),
+     (1.0, 3.0, 3.0, 0.95, 2.0)],
+)  # fmt: skip
+def test_interval_score(low: float, high: float, actual: float, level: float,
+                        expected: float) -> None:  # fmt: skip
+    assert interval_score(low, high, actual, level) == pytest.approx(expected)
+
+
+def test_outer_intervals_are_scored_at_their_own_level() -> None:
+    rows = [_scored("m", 100.0, 104.0, 100.0, i, 98.0, 102.0, outer_low=95.0, outer_high=105.0,
+                    outer_level=0.95) for i in range(2)]  # fmt: skip
+    inner, outer = summarise("m", "BTC", rows, 60).intervals
+    assert (inner.level, inner.coverage) == (0.8, 0.0)
+    assert (outer.level, outer.coverage, outer.mean_width) == (0.95, 1.0, 10.0)
+    assert outer.interval_score == pytest.approx(10.0)
+
+
+def test_accuracy_adds_naive_and_shown_first_lines_per_coin_and_horizon() -> None:
+    rows = [_scored("a", 101.0, 102.0, 100.0, 0, preferred=True),
+            _scored("b", 99.0, 102.0, 100.0, 0),
+            _scored("a", 101.0, 99.0, 100.0, 1),
+            _scored("b", 99.0, 99.0, 100.0, 1, preferred=True)]  # fmt: skip
     out = accuracy(rows)
-    assert [(a.model, a.predictions) for a in out] == [("a", 2), ("b", 1), (NAIVE, 2)]
-    naive = out[-1]
+    assert [(a.model, a.predictions) for a in out] == [
+        ("a", 2), ("b", 2), (SHOWN_FIRST, 2), (NAIVE, 2)
+    ]  # fmt: skip
+    shown, naive = out[-2], out[-1]
+    assert shown.mae == pytest.approx((1 + 0) / 2)  # a at minute 0, b at minute 1
     assert naive.mae == pytest.approx(1.5)
     assert naive.directional_accuracy == 0.0  # "no move" never calls a direction
 
@@ -328,11 +297,14 @@ def test_settings_from_environment() -> None:
     cfg = load_spark_settings(
         {"CRYPTOVIZ_SPARK_MASTER": "spark://h:7077", "CRYPTOVIZ_SENTIMENT_WINDOW_S": "60",
          "CRYPTOVIZ_PREDICTION_QUOTE": "eur", "CRYPTOVIZ_SPARK_MAX_OFFSETS": "500",
-         "CRYPTOVIZ_SPARK_OUTPUT_MODE": "append", "CRYPTOVIZ_SPARK_UI": "1"}
+         "CRYPTOVIZ_SPARK_OUTPUT_MODE": "append", "CRYPTOVIZ_SPARK_UI": "1",
+         "CRYPTOVIZ_PREDICTION_HORIZONS_S": "120, 3600", "CRYPTOVIZ_PREDICTION_OUTER_LEVEL": "0.9"}
     )  # fmt: skip
     assert cfg.master == "spark://h:7077"
     assert cfg.sentiment.window_s == 60
     assert cfg.prediction.quote == "EUR"
+    assert cfg.prediction.horizons_s == (120, 3600)
+    assert cfg.prediction.outer_interval_level == 0.9
     assert cfg.max_offsets_per_trigger == 500
     assert cfg.output_mode == "append"
     assert cfg.ui is True
@@ -342,13 +314,28 @@ def test_settings_from_environment() -> None:
 
 @pytest.mark.parametrize(
     "env",
-    [{"CRYPTOVIZ_SENTIMENT_WINDOW_S": "0"}, {"CRYPTOVIZ_PREDICTION_SLIDE_S": "600"},
+    [{"CRYPTOVIZ_SENTIMENT_WINDOW_S": "0"}, {"CRYPTOVIZ_PREDICTION_HORIZONS_S": "60,90"},
+     {"CRYPTOVIZ_PREDICTION_HORIZONS_S": "60;300"}, {"CRYPTOVIZ_PREDICTION_WINDOW_S": "100"},
+     {"CRYPTOVIZ_PREDICTION_OUTER_LEVEL": "0"},
      {"CRYPTOVIZ_SPARK_OUTPUT_MODE": "complete"}, {"CRYPTOVIZ_PREDICTION_INTERVAL_LEVEL": "1"},
      {"CRYPTOVIZ_SPARK_SHUFFLE_PARTITIONS": "two"}],
 )  # fmt: skip
 def test_bad_settings_are_refused(env: dict[str, str]) -> None:
     with pytest.raises(SettingsError):
         load_spark_settings(env)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90m", 5400), ("24h", 86400), ("7d", 604800), ("1.5h", 5400)]
+)
+def test_report_trailing_windows(text: str, seconds: int) -> None:
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", "0h", "24", "h", "-1d", "2w"])
+def test_bad_trailing_windows_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
 
 
 def test_time_helpers_are_timezone_aware() -> None:
@@ -359,14 +346,6 @@ def test_time_helpers_are_timezone_aware() -> None:
     with pytest.raises(ValueError, match="naive"):
         to_micros(datetime(2025, 1, 1))  # noqa: DTZ001 - the point of the test
     assert from_micros(to_micros(T0) + 1) == T0 + timedelta(microseconds=1)
-
-
-def test_window_stats_round_trip() -> None:
-    stats = WindowStats(n=1, mean=1.0, var_pop=0.0, x_mean=-1.0, x_var=0.0, xp_cov=0.0,
-                        ewma=1.0, last_price=1.0, first_x=-1.0, last_x=-1.0)  # fmt: skip
-    assert stats.std_sample is None
-    assert models.slope(stats) is None
-    assert models.diffusion_variance(stats) is None
 
 
 def test_progress_reports_become_gauges() -> None:

@@ -17,9 +17,15 @@ import msgspec
 import psycopg
 import pytest
 
+from infra.kafka_offsets import KafkaOffsets
+from infra.programs import consumer_group
+from spark_batch import models
 from spark_batch.backfill import backfill_actual_prices
-from spark_batch.models import forecasts, stats_from_ticks
+from spark_batch.metrics import PROGRAM, Positions, kafka_positions
+from spark_batch.prediction import model_config, prediction_row
 from spark_batch.report import main as report_main
+from spark_batch.settings import PredictionSettings
+from tests._wait import wait_for
 
 from .conftest import Harness
 
@@ -34,16 +40,28 @@ SENTIMENT_ROWS = (
     "sentiment_label, round(confidence::numeric, 6), article_count, source "
     "FROM sentiment_data ORDER BY crypto_symbol, timestamp"
 )
+FORECAST_COLUMNS = (
+    "timestamp, crypto_symbol, model_name, horizon_s, window_start, predicted_price, "
+    "confidence_interval_low, confidence_interval_high, interval_level, outer_interval_low, "
+    "outer_interval_high, outer_interval_level, target_time, last_price, trailing_skill, "
+    "preferred"
+)
+"""The columns of ``prediction_row`` (writer.PREDICTION), in its order."""
+FORECAST_ROWS = (
+    f"SELECT {FORECAST_COLUMNS} FROM prediction_data "
+    "ORDER BY crypto_symbol, model_name, horizon_s, timestamp"
+)
 PREDICTION_ROWS = (
-    "SELECT crypto_symbol, model_name, timestamp, window_start, predicted_price, "
-    "confidence_interval_low, confidence_interval_high, interval_level, horizon_s, target_time, "
-    "last_price, actual_price FROM prediction_data ORDER BY crypto_symbol, model_name, timestamp"
+    f"SELECT {FORECAST_COLUMNS}, actual_price FROM prediction_data "
+    "ORDER BY crypto_symbol, model_name, horizon_s, timestamp"
 )
 ALL_TABLES = {  # every column but updated_at / detected_at (wall-clock stamps)
     "sentiment_data": "SELECT timestamp, window_start, crypto_symbol, sentiment_score, "
     "sentiment_label, source, confidence, article_count FROM sentiment_data "
     "ORDER BY crypto_symbol, source, timestamp",
     "prediction_data": PREDICTION_ROWS,
+    "forecast_state": "SELECT crypto_symbol, bar_end, state_version, state FROM forecast_state "
+    "ORDER BY crypto_symbol",
     "analytics_late_events": "SELECT query_name, event_id, crypto_symbol, event_time, "
     "window_start, window_end, watermark FROM analytics_late_events "
     "ORDER BY event_id, crypto_symbol",
@@ -118,6 +136,32 @@ def test_sentiment_windows_are_exact(harness: Harness) -> None:
     ]
 
 
+def test_a_query_leaves_its_kafka_position_for_the_lag(harness: Harness) -> None:
+    """What ``spark_batch.run`` does with each progress report: the query's position is
+    committed to its consumer group, so the lag is known with the job stopped."""
+    h = harness
+    h.produce(h.topics.rawarticle, [article(f"p{i}", i, 0.5, ["BTC"]) for i in range(5)])
+    progress = h.run("sentiment")
+    assert kafka_positions(progress["sentiment"]), "no Kafka end offsets in the progress"
+    offsets = KafkaOffsets(h.bootstrap)
+    try:
+        positions = Positions(offsets)
+        group = consumer_group(PROGRAM, "sentiment")
+
+        def lag() -> list[tuple[int, int]] | None:
+            positions.update("sentiment", progress["sentiment"])
+            found = [(p.position, p.lag) for p in offsets.lag(group, [h.topics.rawarticle])]
+            return found or None  # empty until the group coordinator took the commit
+
+        assert sum(position for position, _lag in wait_for(lag, 60, "the commit")) == 5
+        assert all(p.lag == 0 for p in offsets.lag(group, [h.topics.rawarticle]))
+        h.produce(h.topics.rawarticle, [article(f"q{i}", i, 0.5, ["ETH"]) for i in range(3)])
+        lags = offsets.lag(group, [h.topics.rawarticle])
+        assert sum(p.lag for p in lags) == 3, "produced while the query was not running"
+    finally:
+        offsets.close()
+
+
 def test_late_articles_are_counted_and_closed_windows_kept(harness: Harness) -> None:
     h = harness
     h.produce(
@@ -152,36 +196,27 @@ def test_late_articles_are_counted_and_closed_windows_kept(harness: Harness) -> 
 
 # -- predictions ---------------------------------------------------------------------
 
-BTC_TICKS = [(5.0, 100.0), (65.0, 101.0), (125.0, 103.0), (175.0, 102.0), (200.0, 104.5)]
-ETH_TICKS = [(10.0, 3000.0), (40.0, 3001.5), (70.0, 2999.25)]
+BTC_TICKS = [(5.0, 100.0), (65.0, 101.0), (125.0, 103.0), (175.0, 102.0), (200.0, 104.5),
+             (250.0, 103.5), (251.0, 103.75)]  # fmt: skip
+ETH_TICKS = [(10.0, 3000.0), (40.0, 3001.5), (70.0, 2999.25), (130.0, 3002.0), (190.0, 3001.0)]
 
 
-def expected_predictions(
-    ticks: list[tuple[float, float]], symbol: str, window_s: int = 180, slide_s: int = 30
+def expected_forecasts(
+    ticks: dict[str, list[tuple[int, float]]], cfg: PredictionSettings, closed_before_us: int
 ) -> list[tuple[Any, ...]]:
-    """Every (model, window) row computed in plain Python from the raw ticks."""
-    first, last = min(t for t, _ in ticks), max(t for t, _ in ticks)
-    start = math.floor((first - window_s) / slide_s + 1) * slide_s
+    """The rows the backtest's code gives for ``{symbol: [(µs, price)]}``: ``FORECAST_ROWS`` order.
+
+    Only the bars ending at or before ``closed_before_us`` (those the watermark closed).
+    """
     rows = []
-    while start <= last:
-        inside = [(BE + t, p) for t, p in ticks if start <= t < start + window_s]
-        if inside:
-            end = BE + start + window_s
-            stats = stats_from_ticks(inside, window_end=end, halflife_s=30.0)
-            for f in forecasts(stats, horizon_s=300, halflife_s=30.0, level=0.8):
-                end_time = datetime.fromtimestamp(end, UTC)
-                rows.append(
-                    (symbol, f.model, end_time, end_time - timedelta(seconds=window_s),
-                     r6(f.predicted), r6(f.low), r6(f.high), None if f.level is None else
-                     round(f.level, 6), 300, end_time + timedelta(seconds=300),
-                     r6(stats.last_price), None)
-                )  # fmt: skip
-        start += slide_s
-    return rows
+    for symbol, series in ticks.items():
+        bars = [b for b in models.bars_from_ticks(series) if b.end_us <= closed_before_us]
+        rows += [prediction_row(symbol, f) for f in models.run(bars, model_config(cfg))]
+    return sorted(rows, key=lambda r: (r[1], r[2], r[3], r[0]))
 
 
-def rounded(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    return [tuple(r6(v) if isinstance(v, Decimal) else v for v in row) for row in rows]
+def _us(seconds: float) -> int:
+    return round((BE + seconds) * 1_000_000)
 
 
 def test_predictions_are_exact(harness: Harness) -> None:
@@ -193,21 +228,39 @@ def test_predictions_are_exact(harness: Harness) -> None:
         tick("BTC/EUR", 30.0, 90.0),  # another quote: not mixed into BTC
         tick("ETH/USD", 25.0, "not a price"),
         tick("ETH/USD", 20.0, -1.0),  # not a price
+        tick("ETH/USD", 400.0, 3003.0),  # closes the minutes up to 390 s (10 s watermark)
     ]
     h.produce(h.topics.rawticker, messages)
     h.run("predictions")
-    expected = sorted(
-        expected_predictions(BTC_TICKS, "BTC") + expected_predictions(ETH_TICKS, "ETH"),
-        key=lambda r: (r[0], r[1], r[2]),
+    expected = expected_forecasts(
+        {"BTC": [(_us(t), p) for t, p in BTC_TICKS], "ETH": [(_us(t), p) for t, p in ETH_TICKS]},
+        h.cfg.prediction,
+        _us(390),
     )
-    got = rounded(h.rows(PREDICTION_ROWS))
+    got = [tuple(r) for r in h.rows(FORECAST_ROWS)]
     assert got == expected
-    # Spot-check one row by hand: window [10:00, 10:03) holds 100, 101, 103, 102.
-    ma = [r for r in got if r[1] == "moving_average" and r[3] == B and r[0] == "BTC"]
+    # BTC: bars end at 1, 2, 3, 4, 5 minutes; the first starts the state, the others issue
+    # 5 models x 3 horizons each, but the trend needs 3 closes (not at the second bar).
+    # ETH: bars 1..4 (its 400 s tick is in a minute still open).
+    assert len([r for r in got if r[1] == "BTC"]) == 4 * 15 - 3
+    assert len([r for r in got if r[1] == "ETH"]) == 3 * 15 - 3
+    # Spot-check one row by hand: the seeds' moving average at 10:03 reads the ticks of
+    # 10:00-10:03, 100, 101, 103, 102: mean 101.5, sample stddev sqrt(5/3).
+    at = B + timedelta(minutes=3)
+    (ma,) = [r for r in got if r[1:4] == ("BTC", "moving_average", 60) and r[0] == at]
     std = math.sqrt(5 / 3)
-    assert ma == [("BTC", "moving_average", B + timedelta(minutes=3), B, r6(101.5),
-                   r6(101.5 - std), r6(101.5 + std), 0.682689, 300, B + timedelta(minutes=8),
-                   r6(102.0), None)]  # fmt: skip
+    assert (ma[4], r6(ma[5]), r6(ma[6]), r6(ma[7]), ma[8], ma[12], ma[13]) == (
+        B, r6(101.5), r6(101.5 - std), r6(101.5 + std), 0.682689, B + timedelta(minutes=4),
+        Decimal("102.0"))  # fmt: skip
+    # Issued at the minute, for issue + horizon, with the price of the minute's last tick.
+    rw = [r for r in got if r[1:4] == ("BTC", "random_walk", 300)]
+    assert [r[0] for r in rw] == [B + timedelta(minutes=m) for m in (2, 3, 4, 5)]
+    assert all(r[12] == r[0] + timedelta(minutes=5) for r in rw)
+    assert [r[5] for r in rw] == [Decimal(v) for v in ("101.0", "102.0", "104.5", "103.75")]
+
+
+def rounded(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    return [tuple(r6(v) if isinstance(v, Decimal) else v for v in row) for row in rows]
 
 
 # -- restarts and replays --------------------------------------------------------------
@@ -262,8 +315,8 @@ def _two_part_run(h: Harness, state_dir: Path, *, crash: bool) -> dict[str, list
     h.run(*queries, state_dir=state_dir)
     tables = snapshot(h)
     with psycopg.connect(h.url, autocommit=True) as conn:
-        conn.execute("TRUNCATE sentiment_data, prediction_data, analytics_late_events, "
-                     "analytics_watermarks")  # fmt: skip
+        conn.execute("TRUNCATE sentiment_data, prediction_data, forecast_state, "
+                     "analytics_late_events, analytics_watermarks")  # fmt: skip
     return tables
 
 
@@ -298,7 +351,8 @@ def test_replaying_the_same_input_changes_nothing(harness: Harness, tmp_path: Pa
     h.run(*queries, state_dir=tmp_path / "second")
     assert snapshot(h) == first
     assert h.rows("SELECT updated_at FROM prediction_data ORDER BY 1") == stamps
-    counts = h.rows("SELECT count(*), count(DISTINCT (crypto_symbol, model_name, timestamp)) "
+    counts = h.rows("SELECT count(*), count(DISTINCT (crypto_symbol, model_name, horizon_s, "
+                    "timestamp)) "
                     "FROM prediction_data")  # fmt: skip
     assert counts[0][0] == counts[0][1] > 0
 
@@ -331,47 +385,62 @@ def test_actual_price_and_accuracy_on_a_known_path(harness: Harness) -> None:
         else:
             assert actual is None
 
-    # Full windows only: [10:03, 10:10) window ends, all targets inside the path.
+    # Issued 10:03 .. 10:09 (three full minutes for the moving average behind each one).
     start, end = B + timedelta(minutes=3), B + timedelta(minutes=10)
     out = io.StringIO()
     with redirect_stdout(out):
         code = report_main(["--from", iso(start), "--to", iso(end), "--database-url", h.url,
                             "--json", "--no-backfill"])  # fmt: skip
     assert code == 0
-    report = {(r["symbol"], r["model"]): r for r in json.loads(out.getvalue())}
-    n = 14  # window ends 10:03:00 .. 10:09:30
-    trend = report[("BTC", "linear_trend")]
-    assert trend["predictions"] == n
-    assert trend["mae"] == pytest.approx(0.0, abs=1e-6)  # a line is predicted exactly
-    assert trend["directional_accuracy"] == 1.0
-    assert trend["skill_vs_naive"] == pytest.approx(1.0)
-    ma = report[("BTC", "moving_average")]
-    # The mean of ticks e-180..e-1 is p(e - 90.5); the target is e + 300.
-    assert ma["mae"] == pytest.approx(0.01 * 390.5, abs=1e-6)
-    assert ma["mape_pct"] > 0
-    assert ma["directional_accuracy"] == 0.0  # the mean lags below the last price
-    assert ma["coverage"] == 0.0
-    assert ma["nominal_level"] == pytest.approx(0.682689, abs=1e-6)
-    naive = report[("BTC", "naive_last_value")]
-    assert naive["predictions"] == n
-    assert naive["mae"] == pytest.approx(0.01 * 301, abs=1e-6)  # last tick e-1, target e+300
-    assert ma["skill_vs_naive"] == pytest.approx(1 - 390.5 / 301)
+    report = {(r["model"], r["horizon_s"]): r for r in json.loads(out.getvalue())}
+    n = 7
+    # 15-minute targets lie beyond the path: not scored yet.
+    assert {h for _, h in report} == {60, 300}
+    for horizon in (60, 300):
+        # The closes (last tick of each minute, at e - 1) lie on a line: the trend misses
+        # only the last second, the naive forecast the whole horizon and that second.
+        naive = report[("naive_last_value", horizon)]
+        assert naive["predictions"] == n
+        assert naive["mae"] == pytest.approx(0.01 * (horizon + 1), abs=1e-6)
+        trend = report[("linear_trend", horizon)]
+        assert trend["predictions"] == n
+        assert trend["mae"] == pytest.approx(0.01, abs=1e-6)
+        assert trend["rmse"] == pytest.approx(0.01, abs=1e-6)
+        assert trend["directional_accuracy"] == 1.0
+        assert trend["skill_vs_naive"] == pytest.approx(1 - 1 / (horizon + 1))
+        # The mean of ticks e-180..e-1 is p(e - 90.5).
+        ma = report[("moving_average", horizon)]
+        assert ma["mae"] == pytest.approx(0.01 * (horizon + 90.5), abs=1e-6)
+        assert ma["directional_accuracy"] == 0.0  # the mean lags below the last price
+        assert [(i["level"], i["coverage"]) for i in ma["intervals"]] == [(0.6827, 0.0)]
+        assert ma["skill_vs_naive"] == pytest.approx(1 - (horizon + 90.5) / (horizon + 1))
+        rw = report[("random_walk", horizon)]
+        assert rw["skill_vs_naive"] == 0.0
+        assert [i["level"] for i in rw["intervals"]] == [0.8, 0.95]
+        for i in rw["intervals"]:
+            assert i["interval_score"] >= i["mean_width"] > 0
+        assert report[("shown_first", horizon)]["predictions"] == n
     # The SQL view agrees with the report over the same rows.
-    view = h.rows("SELECT model_name, predictions, mae, directional_accuracy, interval_coverage "
-                  "FROM prediction_accuracy WHERE crypto_symbol = 'BTC' ORDER BY 1")  # fmt: skip
-    assert {m for m, *_ in view} == {"ewma", "linear_trend", "moving_average"}
+    view = h.rows("SELECT model_name, horizon_s, predictions, mae FROM prediction_accuracy "
+                  "WHERE crypto_symbol = 'BTC' ORDER BY 1, 2")  # fmt: skip
+    assert {m for m, *_ in view} == set(models.MODEL_NAMES)
+    assert {hz for _, hz, *_ in view} == {60, 300}
 
     text = io.StringIO()
     with redirect_stdout(text):
         assert report_main(["--from", iso(start), "--to", iso(end), "--database-url", h.url]) == 0
     assert "naive_last_value" in text.getvalue()
-    assert "(baseline)" in text.getvalue()
+    assert "(base)" in text.getvalue()
+    assert "shown_first" in text.getvalue()
 
 
 def test_report_refuses_bad_ranges(capsys: pytest.CaptureFixture[str]) -> None:
     assert report_main(["--from", "2025-01-02T00:00:00Z", "--to", "2025-01-01T00:00:00Z"]) == 2
     assert report_main(["--from", "2025-01-01T00:00:00", "--to", "2025-01-02T00:00:00Z"]) == 2
     assert "timezone" in capsys.readouterr().err
+    assert report_main(["--last", "24h", "--from", "2025-01-01T00:00:00Z"]) == 2
+    assert report_main(["--last", "soon"]) == 2
+    assert "90m, 24h or 7d" in capsys.readouterr().err
 
 
 def test_junk_ingestion_refuses_cannot_move_the_watermarks(harness: Harness) -> None:

@@ -105,6 +105,18 @@ TABLE_COLUMNS: dict[str, list[tuple[str, str, bool]]] = {
         ("target_time", "timestamp with time zone", False),
         ("last_price", "numeric", True),
         ("updated_at", "timestamp with time zone", True),
+        ("outer_interval_low", "numeric", True),
+        ("outer_interval_high", "numeric", True),
+        ("outer_interval_level", "double precision", True),
+        ("trailing_skill", "double precision", True),
+        ("preferred", "boolean", False),
+    ],
+    "forecast_state": [
+        ("crypto_symbol", "text", False),
+        ("bar_end", "timestamp with time zone", False),
+        ("state_version", "integer", False),
+        ("state", "bytea", False),
+        ("updated_at", "timestamp with time zone", False),
     ],
     "crypto_configuration": [
         ("symbol", "text", False),
@@ -131,7 +143,8 @@ PRIMARY_KEYS: dict[str, list[str]] = {
     "article_data": ["article_id", "timestamp"],
     "alert_data": ["pair", "timestamp", "alert_type"],
     "sentiment_data": ["crypto_symbol", "source", "timestamp"],
-    "prediction_data": ["crypto_symbol", "model_name", "timestamp"],
+    "prediction_data": ["crypto_symbol", "model_name", "horizon_s", "timestamp"],
+    "forecast_state": ["crypto_symbol"],
     "crypto_configuration": ["symbol"],
     "visualization_parameters": ["id"],
 }

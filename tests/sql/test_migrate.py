@@ -25,6 +25,9 @@ from tests.sql import cases
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ALL_VERSIONS = tuple(m.version for m in load_migrations())
+NEXT = max(ALL_VERSIONS) + 1
+"""The first free version number: what a test adds to a copy of the migrations."""
+N1, N2 = f"{NEXT:04d}", f"{NEXT + 1:04d}"
 
 
 @pytest.fixture
@@ -49,6 +52,7 @@ def test_layout_is_valid() -> None:
         "0003_timeseries",
         "0004_analytics",
         "0005_hop_times",
+        "0006_forecasts",
     ]
     timeseries = migrations[2]
     assert timeseries.shared is None
@@ -62,9 +66,9 @@ def test_applies_plain_flavour_in_order(empty_db: str) -> None:
     progress: list[AppliedMigration] = []
     report = migrate(empty_db, on_applied=progress.append)
     assert report.flavour == "plain"
-    assert report.applied_versions == ALL_VERSIONS == (1, 2, 3, 4, 5)
+    assert report.applied_versions == ALL_VERSIONS == (1, 2, 3, 4, 5, 6)
     assert report.already_applied == ()
-    assert report.current_version == 5
+    assert report.current_version == 6
     assert progress == list(report.applied)
     with psycopg.connect(empty_db) as conn:
         rows = conn.execute(
@@ -77,6 +81,7 @@ def test_applies_plain_flavour_in_order(empty_db: str) -> None:
         (3, "timeseries", "plain", 64, True),
         (4, "analytics", "plain", 64, True),
         (5, "hop_times", "plain", 64, True),
+        (6, "forecasts", "plain", 64, True),
     ]
 
 
@@ -84,7 +89,9 @@ def test_rerun_applies_nothing(migrated_db: str) -> None:
     report = migrate(migrated_db)
     assert report == MigrationReport("plain", (), ALL_VERSIONS)
     with psycopg.connect(migrated_db) as conn:
-        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (5,)
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (
+            len(ALL_VERSIONS),
+        )
         assert conn.execute("SELECT count(*) FROM crypto_configuration").fetchone() == (6,)
 
 
@@ -210,62 +217,64 @@ def test_crlf_checkout_is_not_a_change(empty_db: str, migrations_copy: Path) -> 
 
 def test_new_migration_is_applied_after_the_others(empty_db: str, migrations_copy: Path) -> None:
     migrate(empty_db, migrations_dir=migrations_copy)
-    (migrations_copy / "0006_extra.sql").write_text("CREATE TABLE extra (id int);\n")
+    (migrations_copy / f"{N1}_extra.sql").write_text("CREATE TABLE extra (id int);\n")
     report = migrate(empty_db, migrations_dir=migrations_copy)
-    assert report.applied_versions == (6,)
+    assert report.applied_versions == (NEXT,)
     assert report.already_applied == ALL_VERSIONS
 
 
 def test_failed_migration_leaves_nothing(empty_db: str, migrations_copy: Path) -> None:
-    bad = migrations_copy / "0006_bad.sql"
+    bad = migrations_copy / f"{N1}_bad.sql"
     bad.write_text("CREATE TABLE half_done (id int);\nSELECT * FROM no_such_table;\n")
     with pytest.raises(MigrationError) as info:
         migrate(empty_db, migrations_dir=migrations_copy)
     message = str(info.value)
-    assert "0006_bad (plain) failed at line 2 of 0006_bad.sql" in message
+    assert f"{N1}_bad (plain) failed at line 2 of {N1}_bad.sql" in message
     assert "no_such_table" in message
     assert "nothing of it was applied" in message
     with psycopg.connect(empty_db) as conn:
-        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (5,)
+        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (
+            len(ALL_VERSIONS),
+        )
         assert conn.execute("SELECT to_regclass('half_done')").fetchone() == (None,)
     bad.write_text("CREATE TABLE half_done (id int);\n")
-    assert migrate(empty_db, migrations_dir=migrations_copy).applied_versions == (6,)
+    assert migrate(empty_db, migrations_dir=migrations_copy).applied_versions == (NEXT,)
 
 
 def test_error_line_points_into_the_flavour_part(empty_db: str, migrations_copy: Path) -> None:
-    (migrations_copy / "0006_mixed.sql").write_text("-- shared\nCREATE TABLE m (id int);\n")
-    (migrations_copy / "0006_mixed.timescale.sql").write_text("-- nothing\n")
-    (migrations_copy / "0006_mixed.plain.sql").write_text(
+    (migrations_copy / f"{N1}_mixed.sql").write_text("-- shared\nCREATE TABLE m (id int);\n")
+    (migrations_copy / f"{N1}_mixed.timescale.sql").write_text("-- nothing\n")
+    (migrations_copy / f"{N1}_mixed.plain.sql").write_text(
         "-- one\n-- two\nSELECT * FROM nowhere;\n"
     )
-    with pytest.raises(MigrationError, match=r"failed at line \d+ of 0006_mixed.plain.sql line 3"):
+    with pytest.raises(MigrationError, match=rf"failed at line \d+ of {N1}_mixed.plain.sql line 3"):
         migrate(empty_db, migrations_dir=migrations_copy)
 
 
 def test_missing_applied_file_and_out_of_order_are_errors(
     empty_db: str, migrations_copy: Path
 ) -> None:
-    (migrations_copy / "0007_later.sql").write_text("SELECT 1;\n")
+    (migrations_copy / f"{N2}_later.sql").write_text("SELECT 1;\n")
     migrate(empty_db, migrations_dir=migrations_copy)
-    (migrations_copy / "0006_forgotten.sql").write_text("SELECT 1;\n")
-    with pytest.raises(MigrationError, match="0006_forgotten is pending but a later version"):
+    (migrations_copy / f"{N1}_forgotten.sql").write_text("SELECT 1;\n")
+    with pytest.raises(MigrationError, match=f"{N1}_forgotten is pending but a later version"):
         migrate(empty_db, migrations_dir=migrations_copy)
-    (migrations_copy / "0006_forgotten.sql").unlink()
-    (migrations_copy / "0007_later.sql").rename(migrations_copy / "0007_renamed.sql")
+    (migrations_copy / f"{N1}_forgotten.sql").unlink()
+    (migrations_copy / f"{N2}_later.sql").rename(migrations_copy / f"{N2}_renamed.sql")
     with pytest.raises(MigrationError, match="must not be renamed"):
         migrate(empty_db, migrations_dir=migrations_copy)
-    (migrations_copy / "0007_renamed.sql").unlink()
-    with pytest.raises(MigrationError, match="0007_later applied, but there is no such file"):
+    (migrations_copy / f"{N2}_renamed.sql").unlink()
+    with pytest.raises(MigrationError, match=f"{N2}_later applied, but there is no such file"):
         migrate(empty_db, migrations_dir=migrations_copy)
 
 
 @pytest.mark.parametrize(
     ("files", "message"),
     [
-        (["0006_x.timescale.sql"], r"no 0006_x.plain.sql"),
-        (["0006_x.sql", "0006_y.sql"], r"already named 'x'"),
+        ([f"{N1}_x.timescale.sql"], rf"no {N1}_x.plain.sql"),
+        ([f"{N1}_x.sql", f"{N1}_y.sql"], r"already named 'x'"),
         (["4_x.sql"], r"not a migration file name"),
-        (["0006_x.timescaledb.sql"], r"not a migration file name"),
+        ([f"{N1}_x.timescaledb.sql"], r"not a migration file name"),
     ],
 )
 def test_bad_layout_is_rejected(migrations_copy: Path, files: list[str], message: str) -> None:
@@ -307,7 +316,9 @@ def test_concurrent_runners_apply_each_migration_once(empty_db: str) -> None:
     applied = sorted(v for r in reports for v in r.applied_versions)
     assert applied == list(ALL_VERSIONS)
     with psycopg.connect(empty_db) as conn:
-        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (5,)
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (
+            len(ALL_VERSIONS),
+        )
 
 
 def test_unreachable_database_is_a_clear_error() -> None:
@@ -337,12 +348,13 @@ def test_cli(empty_db: str) -> None:
         "migrations: applied 0003_timeseries (plain)",
         "migrations: applied 0004_analytics (plain)",
         "migrations: applied 0005_hop_times (plain)",
-        "migrations: up to date at version 0005 (plain, 5 applied)",
+        "migrations: applied 0006_forecasts (plain)",
+        "migrations: up to date at version 0006 (plain, 6 applied)",
     ]
     again = _cli(env={"DATABASE_URL": empty_db})
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines() == [
-        "migrations: up to date at version 0005 (plain, nothing to apply)"
+        "migrations: up to date at version 0006 (plain, nothing to apply)"
     ]
 
 

@@ -61,3 +61,26 @@ def test_port_in_use_is_reported(tmp_path: Path) -> None:
         with pytest.raises(PGliteUnavailableError, match="EADDRINUSE"):
             server.start()
         assert not server.running
+
+
+@pytest.mark.timescale
+def test_a_client_leaves_nothing_in_the_session_for_the_next(pglite_url: str) -> None:
+    # PGlite is ONE session, lent to one client at a time (infra/pglite/server.mjs).
+    # psycopg names prepared statements _pg3_0, _pg3_1, ... afresh per connection; its
+    # executemany prepares at once, so a second client's failed with
+    # DuplicatePreparedStatement while the first one's statement outlived it.
+    insert = "INSERT INTO left_behind VALUES (%s)"
+    first = psycopg.connect(pglite_url, autocommit=True)
+    first.execute("CREATE TEMP TABLE left_behind (n int)")
+    first.cursor().executemany(insert, [(1,), (2,)])
+    first.execute("BEGIN")
+    first.execute("INSERT INTO left_behind VALUES (3)")
+    first.close()  # mid-transaction: close() neither commits nor rolls back
+    with psycopg.connect(pglite_url, autocommit=True) as second:
+        prepared = second.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()
+        assert prepared == (0,)
+        assert second.execute("SELECT to_regclass('pg_temp.left_behind')").fetchone() == (None,)
+        second.execute("CREATE TEMP TABLE left_behind (n int)")
+        second.cursor().executemany(insert, [(4,), (5,)])
+        assert second.execute("SELECT sum(n) FROM left_behind").fetchone() == (9,)
+        second.execute("DROP TABLE left_behind")

@@ -42,13 +42,17 @@
     coin: null,
     pair: null,
     periode: "24h",
-    model: null,
+    horizon: null, // seconds
+    model: null, // null: the naive forecast (no model shown first)
+    modelPicked: false,
     predictions: [],
+    baselines: [],
     candles: [],
     ref24h: null, // price 24 h before, derived from the REST change, for the live change
     lastTick: null, // {ts, price}
     fresh: { ticks: null, trades: null, articles: null, alerts: null, sentiment: null, predictions: null },
     health: null,
+    pipeline: null, // health/pipeline/: dead letters and trade gaps
     articles: [],
     alerts: []
   };
@@ -326,33 +330,88 @@
   }
 
   // ------------------------------------------------------------------ predictions
+  //
+  // /predictions/{coin}/ gives each model's latest forecast per horizon, the one the
+  // job shows first (never worse than the naive forecast over its trailing window),
+  // every model's trailing skill, and the accuracy report's lines of the 24 h before
+  // the latest forecast. The horizon is chosen here; the model defaults to the one
+  // shown first and stays as picked until the horizon changes ("last price" is the
+  // naive forecast, what is shown when no model is shown first).
 
-  function bestModel(rows) {
-    var best = null;
-    rows.forEach(function (p) {
-      var a = p.accuracy;
-      if (!a || !a.evaluated || num(a.mape_pct) === null) return;
-      if (!best || a.mape_pct < best.accuracy.mape_pct) best = p;
-    });
-    return best ? best.model_name : rows.length ? rows[0].model_name : null;
+  var BASELINE_LABELS = { shown_first: "shown first (whichever model it was)", naive_last_value: "naive (last price)" };
+
+  function fmtSkill(value) {
+    var v = num(value);
+    if (v === null) return "—";
+    return (v > 0 ? "+" : "") + v.toFixed(3);
+  }
+
+  function fmtShare(value) {
+    var v = num(value);
+    return v === null ? "—" : Math.round(v * 100) + " %";
+  }
+
+  function fmtCoverage(a) {
+    var bands = (a && a.intervals) || [];
+    if (!bands.length) return "—";
+    return bands.map(function (i) {
+      return Math.round(num(i.level) * 100) + ": " + fmtShare(i.coverage);
+    }).join(" · ");
+  }
+
+  function fmtHorizon(seconds) {
+    return seconds % 60 === 0 ? seconds / 60 + " min" : seconds + " s";
+  }
+
+  function ofHorizon(rows) {
+    return rows.filter(function (p) { return p.horizon_s === state.horizon; });
   }
 
   function renderPredictions(body) {
     var rows = (body && body.data) || [];
     state.predictions = rows;
-    if (!rows.some(function (p) { return p.model_name === state.model; })) state.model = bestModel(rows);
+    state.baselines = (body && body.baselines) || [];
+    var horizons = [];
+    rows.forEach(function (p) { if (horizons.indexOf(p.horizon_s) < 0) horizons.push(p.horizon_s); });
+    horizons.sort(function (a, b) { return a - b; });
+    if (horizons.indexOf(state.horizon) < 0) {
+      state.horizon = horizons.length ? horizons[0] : null;
+      state.modelPicked = false;
+    }
+    var hselect = $("horizon");
+    clear(hselect);
+    horizons.forEach(function (h) {
+      var option = el("option", { value: h, text: fmtHorizon(h) });
+      option.selected = h === state.horizon;
+      hselect.appendChild(option);
+    });
+    hselect.parentNode.hidden = horizons.length === 0;
+
+    var shown = ofHorizon(rows);
+    var first = null;
+    shown.forEach(function (p) { if (p.shown_first) first = p.model_name; });
+    var known = state.model === null || shown.some(function (p) { return p.model_name === state.model; });
+    if (!state.modelPicked || !known) {
+      state.model = first;
+      state.modelPicked = false;
+    }
     var select = $("model");
     clear(select);
-    rows.forEach(function (p) {
-      var option = el("option", { value: p.model_name, text: p.model_name });
+    if (shown.length) {
+      var naive = el("option", { value: "", text: "last price (naive)" });
+      naive.selected = state.model === null;
+      select.appendChild(naive);
+    }
+    shown.forEach(function (p) {
+      var option = el("option", { value: p.model_name, text: p.label || p.model_name });
       option.selected = p.model_name === state.model;
       select.appendChild(option);
     });
-    select.parentNode.hidden = rows.length === 0;
+    select.parentNode.hidden = shown.length === 0;
 
     var tbody = $("models").tBodies[0];
     clear(tbody);
-    rows.forEach(function (p) {
+    shown.forEach(function (p) {
       var a = p.accuracy || {};
       var lo = num(p.confidence_interval_low);
       var hi = num(p.confidence_interval_high);
@@ -360,17 +419,38 @@
       var interval = lo !== null && hi !== null
         ? fmtPrice(lo) + " – " + fmtPrice(hi) + (level !== null ? " (" + Math.round(level * 100) + " %)" : "")
         : "—";
-      tbody.appendChild(el("tr", { className: p.model_name === state.model ? "selected" : "" },
-        el("td", { text: p.model_name }),
+      var trailing = num(p.trailing_skill);
+      var skill = num(a.skill_vs_naive);
+      tbody.appendChild(el("tr", {
+        className: p.model_name === state.model ? "selected" : "",
+        dataset: { model: p.model_name, horizon: String(p.horizon_s), shownFirst: String(!!p.shown_first) }
+      },
+        el("td", { title: p.model_name }, p.label || p.model_name,
+          p.shown_first ? el("span", { className: "first", text: "shown first" }) : null),
         el("td", { text: fmtPrice(p.predicted_price) }),
         el("td", { text: interval }),
-        el("td", { text: fmtDuration(num(p.horizon_s) || 0) }),
-        el("td", { text: num(a.mape_pct) === null ? "—" : num(a.mape_pct).toFixed(3) + " %" }),
-        el("td", { text: num(a.interval_coverage_pct) === null ? "—" : num(a.interval_coverage_pct).toFixed(0) + " %" }),
-        el("td", { text: a.evaluated === undefined ? "0" : String(a.evaluated) })));
+        el("td", { className: trailing !== null && trailing < 0 ? "negative" : "", text: fmtSkill(trailing) }),
+        el("td", { className: skill !== null && skill < 0 ? "negative" : "", text: fmtSkill(skill) }),
+        el("td", { text: a.mae === undefined ? "—" : fmtPrice(a.mae) }),
+        el("td", { text: fmtShare(a.directional_accuracy) }),
+        el("td", { text: fmtCoverage(a) }),
+        el("td", { text: a.predictions === undefined ? "0" : String(a.predictions) })));
+    });
+    state.baselines.filter(function (a) { return a.horizon_s === state.horizon; }).forEach(function (a) {
+      var skill = num(a.skill_vs_naive);
+      tbody.appendChild(el("tr", { className: "baseline", dataset: { model: a.model_name, horizon: String(a.horizon_s) } },
+        el("td", { text: BASELINE_LABELS[a.model_name] || a.model_name }),
+        el("td", { text: "" }),
+        el("td", { text: "" }),
+        el("td", { text: "" }),
+        el("td", { className: skill !== null && skill < 0 ? "negative" : "", text: fmtSkill(skill) }),
+        el("td", { text: fmtPrice(a.mae) }),
+        el("td", { text: fmtShare(a.directional_accuracy) }),
+        el("td", { text: fmtCoverage(a) }),
+        el("td", { text: String(a.predictions) })));
     });
     if (!rows.length) {
-      tbody.appendChild(el("tr", {}, el("td", { colspan: 7, className: "meta", text: "No prediction for this coin yet" })));
+      tbody.appendChild(el("tr", {}, el("td", { colspan: 9, className: "meta", text: "No forecast for this coin yet" })));
     }
     renderForecast();
     var newest = rows.reduce(function (m, p) { return Math.max(m, toSeconds(p.timestamp) || 0); }, 0);
@@ -379,7 +459,8 @@
 
   function renderForecast() {
     var p = null;
-    state.predictions.forEach(function (row) { if (row.model_name === state.model) p = row; });
+    var shown = ofHorizon(state.predictions);
+    shown.forEach(function (row) { if (row.model_name === state.model) p = row; });
     var summary = $("prediction-summary");
     charts.bandLines.forEach(function (line) { charts.forecast.removePriceLine(line); });
     charts.bandLines = [];
@@ -387,7 +468,13 @@
       charts.forecast.setData([]);
       charts.low.setData([]);
       charts.high.setData([]);
-      summary.textContent = "";
+      var last = shown.length ? num(shown[0].last_price) : null;
+      summary.textContent = shown.length
+        ? (shown.some(function (r) { return r.shown_first; })
+          ? "Naive forecast"
+          : "No model beats the naive forecast over its trailing window") + " at " + fmtHorizon(state.horizon) +
+          ": the last price" + (last === null ? "" : ", " + fmtPrice(last) + ",") + " is the forecast."
+        : "";
       return;
     }
     var t0 = Math.floor(toSeconds(p.timestamp));
@@ -399,11 +486,13 @@
     var hi = num(p.confidence_interval_high);
     charts.low.setData(lo === null ? [] : [{ time: t0, value: start }, { time: t1, value: lo }]);
     charts.high.setData(hi === null ? [] : [{ time: t0, value: start }, { time: t1, value: hi }]);
-    // The interval also as horizontal lines: the cone above is a few pixels wide when the
+    // The intervals also as horizontal lines: the cone above is a few pixels wide when the
     // horizon is short next to the candle width.
-    var level = num(p.interval_level);
-    var tag = level === null ? "" : Math.round(level * 100) + "% ";
-    [[lo, tag + "low"], [hi, tag + "high"]].forEach(function (bound) {
+    var tag = function (level) { return level === null ? "" : Math.round(level * 100) + "% "; };
+    var inner = tag(num(p.interval_level));
+    var outer = tag(num(p.outer_interval_level));
+    [[lo, inner + "low"], [hi, inner + "high"],
+      [num(p.outer_interval_low), outer + "low"], [num(p.outer_interval_high), outer + "high"]].forEach(function (bound) {
       if (bound[0] === null) return;
       charts.bandLines.push(charts.forecast.createPriceLine({
         price: bound[0], color: "rgba(255,183,77,0.55)", lineWidth: 1, lineStyle: LC.LineStyle.Dotted,
@@ -411,13 +500,13 @@
       }));
     });
     var a = p.accuracy;
-    var text = p.model_name + ": " + fmtPrice(p.predicted_price) + " at " + iso(t1) +
-      (lo !== null && hi !== null ? " [" + fmtPrice(lo) + " – " + fmtPrice(hi) + "]" : "");
-    text += a && a.evaluated
-      ? " · measured over " + a.window_days + " d: MAPE " + (num(a.mape_pct) === null ? "—" : num(a.mape_pct).toFixed(3) + " %") +
-        ", MAE " + fmtPrice(a.mae) +
-        (num(a.interval_coverage_pct) === null ? "" : ", interval coverage " + num(a.interval_coverage_pct).toFixed(0) + " %") +
-        " (n = " + a.evaluated + ")"
+    var text = (p.label || p.model_name) + ": " + fmtPrice(p.predicted_price) + " at " + iso(t1) +
+      " (issued " + iso(t0) + ", " + fmtHorizon(p.horizon_s) + " ahead)" +
+      (lo !== null && hi !== null ? " [" + inner + fmtPrice(lo) + " – " + fmtPrice(hi) + "]" : "") +
+      " · trailing skill " + fmtSkill(p.trailing_skill);
+    text += a && a.predictions
+      ? " · over the 24 h before: MAE " + fmtPrice(a.mae) + ", skill " + fmtSkill(a.skill_vs_naive) +
+        ", direction " + fmtShare(a.directional_accuracy) + ", coverage " + fmtCoverage(a) + " (n = " + a.predictions + ")"
       : " · accuracy not measured yet (no actual price known)";
     summary.textContent = text;
   }
@@ -555,10 +644,21 @@
       chips.push(chip(kind[0], ts ? fmtDuration(Date.now() / 1000 - ts) + " old" : "none",
         levelOf(kind[0], ts), ts ? "newest " + kind[1] + " at " + iso(ts) : "no " + kind[1] + " stored yet"));
     });
-    chips.push(chip("dead letters", "n/a", "na",
-      "not exposed by the API: the ingestion workers count them in cryptoviz_dead_letters_total"));
-    chips.push(chip("gaps", "n/a", "na",
-      "not exposed by the API: the Kraken producer counts them in cryptoviz_kraken_trade_gaps_total"));
+    // Counted by the API's health/pipeline/ (dead-letter topic offsets, holes in the stored
+    // trade_id sequences); any dead letter or hole is worth a look, hence "warn".
+    var p = state.pipeline;
+    var dl = p ? p.dead_letters : null;
+    chips.push(dl && dl.last_24h !== null
+      ? chip("dead letters", dl.last_24h + " in 24 h", dl.last_24h > 0 ? "warn" : "ok",
+        dl.retained + " kept in topic " + dl.topic + "; by reason: cryptoviz_dead_letters_total")
+      : chip("dead letters", "n/a", "na", dl ? dl.error || "" : "health/pipeline/ did not answer"));
+    var gaps = p ? p.trade_gaps : null;
+    chips.push(gaps && gaps.gaps !== null
+      ? chip("gaps", String(gaps.gaps), gaps.gaps > 0 ? "warn" : "ok",
+        gaps.missing_trades + " trade ids missing in the last " + gaps.window_hours + " h" +
+        gaps.pairs.filter(function (g) { return g.gaps > 0; })
+          .map(function (g) { return "; " + g.pair + ": " + g.gaps; }).join(""))
+      : chip("gaps", "n/a", "na", gaps ? gaps.error || "" : "health/pipeline/ did not answer"));
     clear(strip);
     chips.forEach(function (c) { strip.appendChild(c); });
   }
@@ -585,6 +685,7 @@
   function loadStatus() {
     return Promise.all([
       getJSON(API + "/health/", 503).then(function (h) { state.health = h; }, function () { state.health = null; }),
+      getJSON(API + "/health/pipeline/").then(function (p) { state.pipeline = p; }, function () { state.pipeline = null; }),
       getJSON(API + "/cryptos/").then(function (body) { state.coins = body.data || []; applyFreshness(); }),
       getJSON(API + "/article/historique/?periode=30d&limit=1").then(function (body) {
         var newest = body.data && body.data[0];
@@ -827,8 +928,14 @@
     charts = makeCharts();
     ["coin", "pair", "periode"].forEach(function (id) { $(id).addEventListener("change", onSelectionChange); });
     $("model").addEventListener("change", function () {
-      state.model = $("model").value;
-      renderPredictions({ data: state.predictions });
+      state.model = $("model").value || null;
+      state.modelPicked = true;
+      renderPredictions({ data: state.predictions, baselines: state.baselines });
+    });
+    $("horizon").addEventListener("change", function () {
+      state.horizon = Number($("horizon").value);
+      state.modelPicked = false;
+      renderPredictions({ data: state.predictions, baselines: state.baselines });
     });
     $("controls").addEventListener("submit", function (e) { e.preventDefault(); });
     setInterval(function () {
