@@ -59,8 +59,8 @@ chromium: ## Install Debian's chromium for the dashboard's browser test, if /usr
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
-up: $(STAMP) $(DASHBOARD) ## Run the whole system on embedded defaults until Ctrl-C (REPLAY=1: offline replay of real candles; REPLAY_FILES=a.csv:b.csv names others)
-	@$(if $(REPLAY_FILES),CRYPTOVIZ_REPLAY_FILES="$(REPLAY_FILES)" )$(PY) -m infra.stack up $(if $(REPLAY)$(REPLAY_FILES),--replay,)
+up: $(STAMP) $(DASHBOARD) ## Run the whole system on embedded defaults until Ctrl-C (REPLAY=1: offline replay of real candles; REPLAY_FILES=a.csv:b.csv names others; CLUSTER=1: scaled out)
+	@$(if $(REPLAY_FILES),CRYPTOVIZ_REPLAY_FILES="$(REPLAY_FILES)" )$(PY) -m infra.stack up $(if $(REPLAY)$(REPLAY_FILES),--replay,) $(if $(CLUSTER),--cluster,)
 
 migrate: $(STAMP) ## Apply the database migrations (DATABASE_URL, or the embedded server)
 	@$(PY) -m infra.stack migrate
@@ -85,8 +85,8 @@ peers: $(STAMP) $(BENCH_STAMP) ## Ingestion against quix-streams and Kafka Conne
 backtest: $(STAMP) ## Walk-forward backtest of the forecast models on the real candle files (docs/ANALYTICS.md)
 	@$(PY) -m bench.backtest
 
-chaos: $(STAMP) ## Full-size chaos run: the pipeline twice, once under faults; tables compared (docs/RELIABILITY.md)
-	@$(PY) -m bench.chaos
+chaos: $(STAMP) ## Full-size chaos run: the pipeline twice, once under faults; tables compared (docs/RELIABILITY.md; CLUSTER=1: the scaled-out shape's faults)
+	@$(PY) -m bench.chaos $(if $(CLUSTER),--cluster,)
 
 soak: $(STAMP) ## Load and soak: 20,000 msgs/s for 10 minutes through the pipeline, API under load (docs/RELIABILITY.md)
 	@$(PY) -m bench.soak

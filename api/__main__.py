@@ -2,14 +2,22 @@
 
 Reads ``DATABASE_URL`` / ``KAFKA_BOOTSTRAP_SERVERS`` (see :mod:`infra.settings`) and
 the ``CRYPTOVIZ_API_*`` variables (see :mod:`api.settings`). With several workers
-each process builds its own app through :func:`app_factory`. Exit statuses:
-:mod:`infra.cli` (2 for a configuration error such as no ``DATABASE_URL``).
+each process builds its own app through :func:`app_factory`, and they share one
+metrics directory (``PROMETHEUS_MULTIPROC_DIR``, emptied at start; a temporary one
+when unset) so that ``/metrics`` sums them (:mod:`api.telemetry`). Each worker
+relays Kafka to its own WebSocket clients (:mod:`api.live`); uvicorn restarts a
+worker that dies. Exit statuses: :mod:`infra.cli` (2 for a configuration error
+such as no ``DATABASE_URL``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 import uvicorn
 from litestar import Litestar
@@ -20,6 +28,11 @@ from api.settings import load_api_settings
 from api.telemetry import build_tracer_provider
 from infra.cli import run_program
 from infra.settings import SettingsError, load_settings
+
+WORKER_HEALTHCHECK_S = 60
+"""How long a worker may take to answer uvicorn's liveness ping before it is killed and
+replaced (uvicorn's default, 5 s, killed every worker in turn, without end, while the
+whole machine was starved of CPU). A worker that exits is still replaced at once."""
 
 
 def app_factory() -> Litestar:
@@ -56,15 +69,33 @@ def _serve(args: argparse.Namespace) -> None:
     api_settings = load_api_settings(topics=settings.kafka.topics)
     if settings.database.url is None:
         raise SettingsError("the API needs a database: set DATABASE_URL")
-    uvicorn.run(
-        "api.__main__:app_factory",
-        factory=True,
-        host=args.host or api_settings.host,
-        port=args.port or api_settings.port,
-        workers=args.workers or api_settings.workers,
-        ws="auto",
-        log_level="info",
-    )
+    workers = args.workers or api_settings.workers
+    with contextlib.ExitStack() as stack:
+        if workers > 1 or api_settings.metrics_dir is not None:
+            # Before the workers start: prometheus_client reads it once, at import.
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(
+                _empty_metrics_dir(api_settings.metrics_dir)
+                if api_settings.metrics_dir is not None
+                else stack.enter_context(tempfile.TemporaryDirectory(prefix="cryptoviz-api-"))
+            )
+        uvicorn.run(
+            "api.__main__:app_factory",
+            factory=True,
+            host=args.host or api_settings.host,
+            port=args.port or api_settings.port,
+            workers=workers,
+            ws="auto",
+            log_level="info",
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
+        )
+
+
+def _empty_metrics_dir(path: Path) -> Path:
+    """The values of a previous run would be summed with this one's: remove them."""
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    return path
 
 
 if __name__ == "__main__":

@@ -67,7 +67,8 @@ def create_app(
         raise SettingsError("the API needs a database: set DATABASE_URL")
     owns_provider = tracer_provider is None
     telemetry = Telemetry(
-        tracer_provider or build_tracer_provider(api_settings, settings.otlp_endpoint)
+        tracer_provider or build_tracer_provider(api_settings, settings.otlp_endpoint),
+        api_settings.metrics_dir,
     )
     symbols = Symbols(settings.coin_table())
     db = Database(settings.database.url, api_settings, telemetry)

@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
@@ -201,6 +202,17 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     service_name: Annotated[str, env("OTEL_SERVICE_NAME", "service name on the API's traces")] = (
         "cryptoviz-api"
     )
+    metrics_dir: Annotated[
+        Path | None,
+        env(
+            "PROMETHEUS_MULTIPROC_DIR",
+            "metrics directory the uvicorn workers share, so `/metrics` sums them "
+            "(emptied at start)",
+            default="a temporary one when workers > 1",
+        ),
+    ] = None
+    """Shared by the worker processes, whose metrics ``/metrics`` then sums (see
+    :mod:`api.telemetry`); ``None``: one process, its own registry."""
 
     def __post_init__(self) -> None:
         if self.pool_max < max(self.pool_min, 1):

@@ -7,12 +7,22 @@ metric names). :class:`TelemetryMiddleware` wraps every routed HTTP request in a
 server span named after the route template (``GET /api/v1/ticker/{base}/{quote}/
 historique``), continuing an incoming W3C ``traceparent``, and records rate,
 errors and latency per route.
+
+Several uvicorn workers (``python -m api --workers N``) share one metrics
+directory (prometheus_client's multiprocess mode, ``PROMETHEUS_MULTIPROC_DIR``):
+every worker writes its values there, and ``/metrics``, whichever worker answers
+it, serves the sum over all of them. Counters of a worker that died stay in the
+sum (totals never go back); gauges (WebSocket clients, pool) count live workers
+only.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
@@ -25,12 +35,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from api.errors import ApiError
 from api.settings import ApiSettings
+from infra._procs import pid_alive
 
 PROPAGATOR = TraceContextTextMapPropagator()
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -51,6 +62,14 @@ def build_tracer_provider(settings: ApiSettings, otlp_endpoint: str | None) -> T
     return provider
 
 
+POOL_GAUGES: tuple[tuple[str, str], ...] = (
+    ("pool_size", "Connections currently managed by the pool"),
+    ("pool_available", "Idle connections ready in the pool"),
+    ("requests_waiting", "Requests waiting for a connection"),
+)
+"""``cryptoviz_api_db_<key>``: the pool's own counters, by key of its ``get_stats()``."""
+
+
 class _PoolCollector(Collector):
     """Pool gauges read at scrape time (the pool keeps its own counters)."""
 
@@ -59,24 +78,68 @@ class _PoolCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         stats = self._stats()
-        for key, help_text in (
-            ("pool_size", "Connections currently managed by the pool"),
-            ("pool_available", "Idle connections ready in the pool"),
-            ("requests_waiting", "Requests waiting for a connection"),
-        ):
+        for key, help_text in POOL_GAUGES:
             family = GaugeMetricFamily(f"cryptoviz_api_db_{key}", help_text)
             family.add_metric([], float(stats.get(key, 0)))
             yield family
 
 
-class Telemetry:
-    """The tracer and the metrics of one app."""
+_LIVE_GAUGE_FILE = re.compile(r"^gauge_live\w*_(\d+)\.db$")
 
-    def __init__(self, tracer_provider: TracerProvider) -> None:
+
+class _WorkersCollector(Collector):
+    """Every worker's metrics from the shared directory, summed; dead workers' gauges dropped.
+
+    prometheus_client forgets a dead process's live gauges only when told
+    (``mark_process_dead``); uvicorn, which restarts a dead worker, does not tell
+    it, so each scrape does it for the pids no longer running.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._summed = multiprocess.MultiProcessCollector(None, path=str(directory))  # type: ignore[no-untyped-call]
+
+    def collect(self) -> Iterator[Metric]:
+        for entry in os.scandir(self._directory):
+            match = _LIVE_GAUGE_FILE.match(entry.name)
+            if match is not None and not pid_alive(pid := int(match.group(1))):
+                multiprocess.mark_process_dead(pid, str(self._directory))  # type: ignore[no-untyped-call]
+        yield from self._summed.collect()  # type: ignore[no-untyped-call]
+
+
+def multiprocess_values_enabled() -> bool:
+    """Whether prometheus_client writes values to files (``PROMETHEUS_MULTIPROC_DIR`` was
+    set when it was imported: it decides once, at import)."""
+    return values.ValueClass is not values.MutexValue
+
+
+class Telemetry:
+    """The tracer and the metrics of one app.
+
+    ``metrics_dir``: the directory the API's worker processes share
+    (multiprocess mode); :attr:`registry`, what ``/metrics`` serves, then sums
+    every worker's values.
+    """
+
+    def __init__(self, tracer_provider: TracerProvider, metrics_dir: Path | None = None) -> None:
         self.provider = tracer_provider
         self.tracer: Tracer = tracer_provider.get_tracer("api")
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
+        self.metrics_dir = metrics_dir
+        self._pool_stats: Callable[[], Mapping[str, int]] | None = None
+        self._pool_gauges: dict[str, Gauge] = {}
+        # Where the metric objects are registered: the served registry itself, or (with
+        # a metrics directory) a private one whose values are this worker's files,
+        # which the served registry reads back with every other worker's.
+        self._own = self.registry if metrics_dir is None else CollectorRegistry()
+        if metrics_dir is not None:
+            if not multiprocess_values_enabled():
+                raise RuntimeError(
+                    f"metrics directory {metrics_dir} given, but PROMETHEUS_MULTIPROC_DIR was "
+                    "not set when prometheus_client was imported"
+                )
+            self.registry.register(_WorkersCollector(metrics_dir))
+        r = self._own
         self.requests = Counter(
             "cryptoviz_api_requests_total",
             "HTTP requests, by route template and status",
@@ -114,6 +177,7 @@ class Telemetry:
             "Connected WebSocket clients, by route template",
             ["route"],
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.ws_sent = Counter(
             "cryptoviz_api_ws_messages_sent_total",
@@ -141,7 +205,27 @@ class Telemetry:
         )
 
     def watch_pool(self, stats: Callable[[], Mapping[str, int]]) -> None:
-        self.registry.register(_PoolCollector(stats))
+        if self.metrics_dir is None:
+            self.registry.register(_PoolCollector(stats))
+            return
+        # Another worker cannot read this pool at scrape time: each worker keeps
+        # gauges of its own pool fresh (:meth:`refresh_pool`), and the scrape sums them.
+        self._pool_stats = stats
+        self._pool_gauges = {
+            key: Gauge(
+                f"cryptoviz_api_db_{key}", text, registry=self._own, multiprocess_mode="livesum"
+            )
+            for key, text in POOL_GAUGES
+        }
+        self.refresh_pool()
+
+    def refresh_pool(self) -> None:
+        """Copy the pool's counters into the shared gauges (multiprocess mode only)."""
+        if self._pool_stats is None:
+            return
+        stats = self._pool_stats()
+        for key, gauge in self._pool_gauges.items():
+            gauge.set(float(stats.get(key, 0)))
 
     def shutdown(self) -> None:
         self.provider.shutdown()
@@ -256,6 +340,7 @@ class TelemetryMiddleware:
                 if status >= 400:
                     t.errors.labels(method, route, f"{status // 100}xx").inc()
                 t.latency.labels(method, route).observe(elapsed)
+                t.refresh_pool()
 
 
 def _finish_span(span: Span, status: int) -> None:

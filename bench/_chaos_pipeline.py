@@ -5,6 +5,9 @@ and restart them, so existing servers cannot be used), applies migrations, then
 runs every worker under supervisord exactly as ``make up`` does: the four
 ingestion flows, ``producer-replay`` and ``producer-alerts``, the Spark job and
 the API. Supervisord restarts a killed worker; the servers are restarted here.
+With ``cluster=True`` it is the scaled-out shape of ``make up CLUSTER=1``
+(:mod:`infra.cluster`): three Kafka nodes, each ingestion flow as two processes,
+the Spark master and worker, two API workers.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import msgspec
 
 from flows.registry import INGEST_WORKERS
 from infra._procs import descendants, free_port
+from infra.kafka_cluster import EmbeddedKafkaCluster
 from infra.programs import PROGRAMS as REGISTRY
 from infra.settings import Settings, load_settings
 from infra.stack import supervisor_config, temporary_stack
@@ -54,8 +58,11 @@ class FaultOutcome(msgspec.Struct):
 
 
 class Pipeline:
-    def __init__(self, state_dir: Path, env: Mapping[str, str]) -> None:
+    def __init__(self, state_dir: Path, env: Mapping[str, str], *, cluster: bool = False) -> None:
         self.state_dir = state_dir
+        self.cluster = cluster
+        self.programs: tuple[str, ...] = PROGRAMS
+        """The supervised programs' names (the scaled-out ones with ``cluster``)."""
         self.api_port = free_port()
         base = {k: v for k, v in os.environ.items()
                 if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}  # fmt: skip
@@ -71,18 +78,21 @@ class Pipeline:
     def __enter__(self) -> Pipeline:
         # Servers of its own (the faults stop and restart them), in the run's directory.
         self.stack = self._servers.enter_context(
-            temporary_stack(self.state_dir, settings=self.settings, embedded=True)
-        )
+            temporary_stack(self.state_dir, settings=self.settings, embedded=True,
+                            cluster=self.cluster)
+        )  # fmt: skip
         self.settings = self.stack.settings
         env = {**self.stack.env(), **{k: v for k, v in self._base_env.items()
                                       if k.startswith("CRYPTOVIZ_")}}  # fmt: skip
         env.update(KAFKA_BOOTSTRAP_SERVERS=self.bootstrap, DATABASE_URL=self.database_url)
         # Their own metrics ports: a `make up` may be running on the registry's.
+        registered = tuple(REGISTRY[name] for name in (*INGEST_WORKERS, *PRODUCERS, *SERVICES))
+        if self.stack.cluster is not None:
+            registered = self.stack.cluster.programs(registered)
+        self.programs = tuple(p.name for p in registered)
         programs = {
-            name: REGISTRY[name].command(
-                metrics_port=free_port() if REGISTRY[name].metrics_port else None
-            )
-            for name in (*INGEST_WORKERS, *PRODUCERS, *SERVICES)
+            p.name: p.command(metrics_port=free_port() if p.metrics_port else None)
+            for p in registered
         }
         self._conf = supervisor_config(self.settings, env, programs)
         self._supervisor = subprocess.Popen(
@@ -112,6 +122,26 @@ class Pipeline:
     @property
     def database_url(self) -> str:
         return self.stack.database_url
+
+    @property
+    def kafka_cluster(self) -> EmbeddedKafkaCluster:
+        cluster = self.stack.kafka_cluster
+        assert cluster is not None, "not a cluster pipeline"
+        return cluster
+
+    @property
+    def spark_ui(self) -> str:
+        assert self.stack.cluster is not None, "not a cluster pipeline"
+        return self.stack.cluster.spark.master_ui
+
+    @property
+    def raw_topics(self) -> tuple[str, ...]:
+        return self.settings.kafka.topics.raw
+
+    @property
+    def probe_topic(self) -> str:
+        """Where the cluster scenario publishes live probe markers (no table reads it)."""
+        return self.settings.kafka.topics.prediction
 
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
@@ -171,7 +201,7 @@ class Pipeline:
         """Times supervisord started each program again, whatever the reason."""
         text = (self.logs() / "supervisord.log").read_text(errors="replace")
         spawns = Counter(re.findall(r"spawned: '([^']+)'", text))
-        return {name: spawns[name] - 1 for name in PROGRAMS if spawns[name] > 1}
+        return {name: spawns[name] - 1 for name in self.programs if spawns[name] > 1}
 
 
 def fault_schedule(duration_s: float) -> list[Fault]:

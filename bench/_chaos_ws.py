@@ -17,6 +17,9 @@ class LiveWatcher:
         self.connections: list[int] = []
         """Messages received per successful connection, oldest first."""
         self.failed_attempts = 0
+        self.local_port: int | None = None
+        """The current connection's local port (``None`` while disconnected): which
+        API worker serves it can be read from ``/proc``."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="live-watcher", daemon=True)
 
@@ -44,6 +47,7 @@ class LiveWatcher:
                 time.sleep(self.retry_s)
                 continue
             self.connections.append(0)
+            self.local_port = int(ws.sock.getsockname()[1]) if ws.sock is not None else None
             try:
                 while not self._stop.is_set():
                     try:
@@ -54,4 +58,5 @@ class LiveWatcher:
             except (OSError, websocket.WebSocketException):
                 pass  # the server went away: reconnect
             finally:
+                self.local_port = None
                 ws.close()

@@ -18,10 +18,11 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.recovery import RecoveryConfig
 from bytewax.run import cli_main
 from prometheus_client import start_http_server
 
+from flows._recovery import ensure_recovery_dir
 from flows.registry import WORKERS
 from infra.cli import run_program
 from infra.settings import load_settings
@@ -70,9 +71,7 @@ def _run(args: argparse.Namespace) -> None:
             if args.recovery_dir
             else settings.state_dir / "recovery" / f"{args.worker}{suffix}"
         )
-        if not db_dir.exists():
-            db_dir.mkdir(parents=True)
-            init_db_dir(db_dir, args.partitions)
+        ensure_recovery_dir(db_dir, args.partitions)
         recovery = RecoveryConfig(db_dir, backup_interval=timedelta(0))
     if args.metrics_port is not None:
         start_http_server(args.metrics_port, addr="127.0.0.1")

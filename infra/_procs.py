@@ -137,3 +137,29 @@ def descendants(root: int, table: dict[int, tuple[int, str]] | None = None) -> l
             out.append(child)
             todo.append(child)
     return out
+
+
+def tcp_server_side_owner(server_port: int, client_port: int, candidates: list[int]) -> int | None:
+    """Which of ``candidates`` holds the server end of the local TCP connection from
+    ``client_port`` to ``server_port`` (``/proc/net/tcp`` and each one's open files).
+
+    Tells which worker of a pre-fork server (uvicorn ``--workers``) accepted a client.
+    """
+    local, remote = f"0100007F:{server_port:04X}", f"0100007F:{client_port:04X}"
+    inode = next(
+        (
+            fields[9]
+            for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+            if (fields := line.split())[1] == local and fields[2] == remote
+        ),
+        None,
+    )
+    if inode is None:
+        return None
+    for pid in candidates:
+        with contextlib.suppress(OSError):
+            for fd in os.scandir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd.path) == f"socket:[{inode}]":
+                        return pid
+    return None

@@ -1,9 +1,10 @@
-"""An embedded Apache Kafka broker (KRaft, combined broker+controller, one node).
+"""An embedded Apache Kafka broker (KRaft, combined broker+controller).
 
 The broker runs from the pinned jar set ``infra/jars/kafka`` on the local Java.
 Its log lives in ``data_dir`` so a restart keeps every message; the storage is
 formatted once with Kafka's own ``StorageTool``. Readiness is a real metadata
-request, never a sleep.
+request, never a sleep. Alone it is a one-node cluster; given a :class:`Quorum`
+it is one node of :class:`infra.kafka_cluster.EmbeddedKafkaCluster`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import base64
 import subprocess
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
@@ -35,14 +37,59 @@ logger.server.level = warn
 """
 
 
-class EmbeddedKafka:
-    """Start, probe and stop one local KRaft broker."""
+_QUORUM_TIMEOUTS = (
+    # Raft's defaults (2 s fetch, 1 s election) assume controllers that answer in
+    # milliseconds; three JVMs sharing two busy cores miss them, and the quorum then
+    # keeps electing leaders and never settles. A controller's loss is noticed a few
+    # seconds later instead; a broker's (the session timeout, 9 s) is unchanged.
+    "controller.quorum.fetch.timeout.ms=8000",
+    "controller.quorum.election.timeout.ms=4000",
+)
 
-    def __init__(self, data_dir: Path, jars: Path, java: Path, heap_mb: int = 512) -> None:
+
+@dataclass(frozen=True, slots=True)
+class Quorum:
+    """What the nodes of a multi-node cluster share: the voters, the id, the replication."""
+
+    cluster_id: str
+    controllers: dict[int, int]
+    """Controller port of every voter, by node id (a static voter set)."""
+    brokers: dict[int, int]
+    """Client (PLAINTEXT) port of every node, by node id."""
+    replication_factor: int
+    """Of the internal topics (offsets, transactions), and the default of new topics."""
+    min_insync: int
+
+    def voters(self) -> str:
+        return ",".join(f"{n}@127.0.0.1:{p}" for n, p in sorted(self.controllers.items()))
+
+
+SINGLE_NODE = 1
+
+
+def new_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+class EmbeddedKafka:
+    """Start, probe and stop one local KRaft node (broker and controller)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        jars: Path,
+        java: Path,
+        heap_mb: int = 512,
+        *,
+        node_id: int = SINGLE_NODE,
+        quorum: Quorum | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.jars = jars
         self.java = java
         self.heap_mb = heap_mb
+        self.node_id = node_id
+        self.quorum = quorum
         self._proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.controller_port = 0
@@ -60,16 +107,23 @@ class EmbeddedKafka:
         return self.data_dir / "broker.pid"
 
     def _write_config(self) -> Path:
-        ports = sticky_ports(self.data_dir / "ports.json", ("broker", "controller"))
-        self.port, self.controller_port = ports["broker"], ports["controller"]
+        q = self.quorum
+        if q is None:
+            ports = sticky_ports(self.data_dir / "ports.json", ("broker", "controller"))
+            self.port, self.controller_port = ports["broker"], ports["controller"]
+            voters = f"{self.node_id}@127.0.0.1:{self.controller_port}"
+            replication, min_insync = 1, 1
+        else:
+            self.port, self.controller_port = q.brokers[self.node_id], q.controllers[self.node_id]
+            voters, replication, min_insync = q.voters(), q.replication_factor, q.min_insync
         props = self.data_dir / "server.properties"
         props.write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
-                    "node.id=1",
+                    f"node.id={self.node_id}",
                     # A static voter set: the controller port may change between runs.
-                    f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+                    f"controller.quorum.voters={voters}",
                     f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
                     f"CONTROLLER://127.0.0.1:{self.controller_port}",
                     f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
@@ -78,16 +132,19 @@ class EmbeddedKafka:
                     "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
                     f"log.dirs={self.data_dir / 'log'}",
                     "num.partitions=3",
-                    "offsets.topic.replication.factor=1",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "share.coordinator.state.topic.replication.factor=1",
-                    "share.coordinator.state.topic.min.isr=1",
+                    f"default.replication.factor={replication}",
+                    f"min.insync.replicas={min_insync}",
+                    f"offsets.topic.replication.factor={replication}",
+                    f"transaction.state.log.replication.factor={replication}",
+                    f"transaction.state.log.min.isr={min_insync}",
+                    f"share.coordinator.state.topic.replication.factor={replication}",
+                    f"share.coordinator.state.topic.min.isr={min_insync}",
                     "group.initial.rebalance.delay.ms=0",
                     "auto.create.topics.enable=false",
                     # Room for the hostile-input suite's large payloads (they are rejected later).
                     "message.max.bytes=16777216",
                     "log.retention.hours=168",
+                    *([] if q is None else _QUORUM_TIMEOUTS),
                 ]
             )
             + "\n"
@@ -101,7 +158,7 @@ class EmbeddedKafka:
     def _format_once(self, props: Path) -> None:
         if (self.data_dir / "log" / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id() if self.quorum is None else self.quorum.cluster_id
         result = subprocess.run(
             [
                 str(self.java),
@@ -128,6 +185,12 @@ class EmbeddedKafka:
 
     def start(self, timeout: float = 90.0) -> str:
         """Start the broker (formatting storage on first use); return its bootstrap address."""
+        self.launch()
+        self.wait_ready(timeout)
+        return self.bootstrap
+
+    def launch(self) -> None:
+        """Start the process without waiting: a cluster's nodes only get ready together."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._kill_stale()
         props = self._write_config()
@@ -152,8 +215,6 @@ class EmbeddedKafka:
                 preexec_fn=die_with_parent,  # noqa: PLW1509
             )
         self._pid_file.write_text(str(self._proc.pid))
-        self.wait_ready(timeout)
-        return self.bootstrap
 
     def wait_ready(self, timeout: float) -> None:
         admin = AdminClient(
@@ -171,7 +232,9 @@ class EmbeddedKafka:
             except Exception:
                 time.sleep(0.3)
                 continue
-            if meta.brokers and meta.controller_id is not None and meta.controller_id >= 0:
+            # Ready: this node serves as a broker and the quorum has elected a controller.
+            controller = meta.controller_id is not None and meta.controller_id >= 0
+            if self.node_id in meta.brokers and controller:
                 return
             time.sleep(0.3)
         raise StackError(

@@ -136,7 +136,14 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True):
     partitions: Annotated[
         int, env("CRYPTOVIZ_KAFKA_PARTITIONS", "partitions per topic when created", ge=1)
     ] = 3
-    replication_factor: int = 1
+    replication_factor: Annotated[
+        int,
+        env(
+            "CRYPTOVIZ_KAFKA_REPLICATION",
+            "replicas of each topic the project creates (`min.insync.replicas`: a majority)",
+            ge=1,
+        ),
+    ] = 1
     topics: Topics = Topics()
 
 

@@ -1,13 +1,16 @@
 """The local stack: embedded Kafka and PostgreSQL, migrations, topics, supervised workers.
 
     python -m infra.stack up          # everything, until Ctrl-C (what `make up` runs)
+    python -m infra.stack up --cluster  # the scaled-out shape (`make up CLUSTER=1`)
     python -m infra.stack services    # only Kafka + PostgreSQL + migrations + topics
     python -m infra.stack migrate     # only the migrations
 
 With ``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL`` set, those servers are used
 and nothing is started for them. Workers run under supervisord (restarted when
 they crash, reported on the console) with their logs in ``<state>/logs/``; which
-programs, on which metrics ports, is :mod:`infra.programs`.
+programs, on which metrics ports, is :mod:`infra.programs`; ``--cluster`` scales
+them out (:mod:`infra.cluster`: three Kafka nodes, two processes per ingestion
+flow, Spark standalone, two API workers) in ``<state>/cluster``.
 Exit statuses: :mod:`infra.cli` (``up`` and ``services`` stopped by Ctrl-C exit 0).
 """
 
@@ -38,15 +41,29 @@ from infra.programs import PROFILE_ENVIRONMENT, Profile, Program, profile
 from infra.settings import Settings, environment_of, load_settings
 
 if TYPE_CHECKING:
+    from infra.cluster import ClusterShape
     from infra.kafka_broker import EmbeddedKafka
+    from infra.kafka_cluster import EmbeddedKafkaCluster
     from infra.postgres_server import EmbeddedPostgres
 
 
 class Stack:
     """Starts the servers the settings do not point at, in order, and stops them in reverse."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, cluster: bool = False) -> None:
+        from infra.cluster import KAFKA_REPLICATION, ClusterShape
+        from infra.programs import PROGRAMS
+
+        if cluster:
+            kafka = msgspec.structs.replace(settings.kafka, replication_factor=KAFKA_REPLICATION)
+            settings = msgspec.structs.replace(settings, kafka=kafka)
         self.settings = settings
+        programs = tuple(PROGRAMS.values())
+        self.cluster: ClusterShape | None = (
+            ClusterShape.for_state(settings.state_dir, programs) if cluster else None
+        )
+        """The scaled-out shape (``cluster=True``): three Kafka nodes, and what
+        :meth:`env` and ``make up`` add to the programs."""
         self._kafka: object | None = None
         self._postgres: object | None = None
 
@@ -61,7 +78,16 @@ class Stack:
         s = self.settings
         bootstrap = s.kafka.bootstrap_servers
         url = s.database.url
-        if bootstrap is None and kafka:
+        if bootstrap is None and kafka and self.cluster is not None:
+            from infra.kafka_cluster import EmbeddedKafkaCluster
+
+            jars = ensure_jars("kafka", s.cache_dir)
+            step("starting Kafka cluster (3 KRaft nodes, each broker + controller, embedded)")
+            nodes = EmbeddedKafkaCluster(s.state_dir / "kafka", jars, find_java())
+            self._kafka = nodes
+            bootstrap = nodes.start()
+            step(f"Kafka cluster ready at {bootstrap}")
+        elif bootstrap is None and kafka:
             java = find_java()
             jars = ensure_jars("kafka", s.cache_dir)
             step("starting Kafka broker (KRaft, embedded)")
@@ -103,9 +129,12 @@ class Stack:
             s.kafka.partitions,
             s.kafka.replication_factor,
         )
+        if self.kafka_cluster is not None:
+            self.kafka_cluster.wait_topics(s.kafka.topics.all)
         step(
             f"Kafka topics ready ({', '.join(s.kafka.topics.all)}; "
-            f"{len(created)} created, {s.kafka.partitions} partitions each)"
+            f"{len(created)} created, {s.kafka.partitions} partitions each, "
+            f"replication factor {s.kafka.replication_factor})"
         )
 
     @property
@@ -130,6 +159,13 @@ class Stack:
         return self._kafka if isinstance(self._kafka, EmbeddedKafka) else None
 
     @property
+    def kafka_cluster(self) -> EmbeddedKafkaCluster | None:
+        """The Kafka cluster this stack started (``cluster=True``, no KAFKA_BOOTSTRAP_SERVERS)."""
+        from infra.kafka_cluster import EmbeddedKafkaCluster
+
+        return self._kafka if isinstance(self._kafka, EmbeddedKafkaCluster) else None
+
+    @property
     def postgres(self) -> EmbeddedPostgres | None:
         """The server this stack started (``None`` when it uses DATABASE_URL)."""
         from infra.postgres_server import EmbeddedPostgres
@@ -143,6 +179,9 @@ class Stack:
         if isinstance(self._kafka, EmbeddedKafka):
             step("stopping Kafka broker")
             self._kafka.stop()
+        if self.kafka_cluster is not None:
+            step("stopping the Kafka cluster")
+            self.kafka_cluster.stop()
         if isinstance(self._postgres, EmbeddedPostgres):
             step("stopping PostgreSQL")
             self._postgres.stop()
@@ -157,6 +196,10 @@ class Stack:
         env["CRYPTOVIZ_STATE_DIR"] = str(s.state_dir)
         env["CRYPTOVIZ_CACHE_DIR"] = str(s.cache_dir)
         env.update(environment_of(s.kafka.topics))
+        if self.cluster is not None:
+            from infra.java import find_java
+
+            env.update(self.cluster.env(find_java()))
         return env
 
 
@@ -171,6 +214,7 @@ def temporary_stack(
     database: bool = True,
     prepare: bool = True,
     keep: bool = False,
+    cluster: bool = False,
 ) -> Iterator[Stack]:
     """A started stack in its own state directory, stopped when the block ends.
 
@@ -179,6 +223,7 @@ def temporary_stack(
     leaves that one out); ``prepare`` migrates and creates the topics. The state
     directory is ``state_dir`` or a new temporary one, deleted at the end unless
     ``keep`` or the block failed (then its path is printed, for the logs).
+    ``cluster``: the scaled-out shape (:mod:`infra.cluster`), three Kafka nodes.
     """
     temporary = state_dir is None
     state = Path(tempfile.mkdtemp(prefix=prefix)) if state_dir is None else state_dir
@@ -189,7 +234,7 @@ def temporary_stack(
             kafka=msgspec.structs.replace(base.kafka, bootstrap_servers=None),
             database=msgspec.structs.replace(base.database, url=None),
         )
-    stack = Stack(msgspec.structs.replace(base, state_dir=state))
+    stack = Stack(msgspec.structs.replace(base, state_dir=state), cluster=cluster)
     failed = True
     try:
         stack.start(kafka=kafka, database=database)
@@ -289,10 +334,10 @@ def _announce(program: Program, env: dict[str, str]) -> str | None:
     return done.stdout.strip() or None
 
 
-def _up(settings: Settings, replay: bool) -> int:
+def _up(settings: Settings, replay: bool, cluster: bool = False) -> int:
     from infra.jars import ensure_jars
 
-    stack = Stack(settings)
+    stack = Stack(settings, cluster=cluster)
     supervisor: subprocess.Popen[bytes] | None = None
 
     def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -305,6 +350,10 @@ def _up(settings: Settings, replay: bool) -> int:
         name: Profile = "replay" if replay else "live"
         programs = profile(name)
         env = {**stack.env(), **PROFILE_ENVIRONMENT[name]}
+        if stack.cluster is not None:
+            programs = stack.cluster.programs(programs)
+            step(f"Spark standalone master at {stack.cluster.spark.master_url} "
+                 f"(UI {stack.cluster.spark.master_ui})")  # fmt: skip
         for program in programs:
             problem = unreachable(program.reaches) if program.reaches else None
             if problem is not None:
@@ -373,6 +422,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="run the whole system until Ctrl-C")
     up.add_argument("--replay", action="store_true", help="offline: replay recorded data")
+    up.add_argument(
+        "--cluster",
+        action="store_true",
+        help="the scaled-out shape in <state>/cluster: 3 Kafka nodes, 2 processes per "
+        "ingestion flow, Spark standalone, 2 API workers",
+    )
     sub.add_parser("services", help="run Kafka + PostgreSQL only")
     sub.add_parser("migrate", help="apply database migrations")
     args = parser.parse_args(argv)
@@ -382,7 +437,11 @@ def main(argv: list[str] | None = None) -> int:
 def _command(args: argparse.Namespace) -> int:
     settings = load_settings()
     if args.command == "up":
-        return _up(settings, args.replay)
+        if args.cluster:
+            # Its own servers and state: offsets and checkpoints of one shape mean nothing
+            # to the other's Kafka.
+            settings = msgspec.structs.replace(settings, state_dir=settings.state_dir / "cluster")
+        return _up(settings, args.replay, args.cluster)
     if args.command == "services":
         return _services(settings)
     return _migrate(settings)

@@ -21,13 +21,23 @@ from infra.cli import run_program
 from infra.settings import SettingsError, load_settings
 
 
+def min_insync_for(replication_factor: int) -> int:
+    """``min.insync.replicas`` for a replication factor: a majority of the replicas.
+
+    With 3 replicas, 2 must have a message before ``acks=all`` succeeds: one broker
+    may be down and writes go on, and no acknowledged message lives on one disk only.
+    """
+    return replication_factor // 2 + 1
+
+
 def ensure_topics(
     bootstrap: str, names: tuple[str, ...], partitions: int, replication_factor: int = 1
 ) -> list[str]:
     """Create every topic in ``names`` that does not exist yet; return the ones created.
 
     Topics are created with broker append time as message timestamps, so the
-    ingestion flows can store when each message reached Kafka (one latency hop).
+    ingestion flows can store when each message reached Kafka (one latency hop),
+    and with ``min.insync.replicas`` a majority of ``replication_factor``.
     """
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = set(admin.list_topics(timeout=10).topics)
@@ -40,7 +50,10 @@ def ensure_topics(
                 name,
                 num_partitions=partitions,
                 replication_factor=replication_factor,
-                config={"message.timestamp.type": "LogAppendTime"},
+                config={
+                    "message.timestamp.type": "LogAppendTime",
+                    "min.insync.replicas": str(min_insync_for(replication_factor)),
+                },
             )
             for name in missing
         ],

@@ -49,11 +49,11 @@ def build_session(cfg: SparkSettings, cache_dir: Path) -> SparkSession:
     """Create (or return the running) SparkSession configured for the analytics job."""
     from pyspark.sql import SparkSession
 
-    if cfg.master.startswith("local"):
-        # Python UDF workers run on this machine: use this interpreter (and its
-        # packages) rather than whatever "python3" is first on the PATH. PySpark reads
-        # only the environment variable for this, when the context starts.
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # Python UDF workers run with this interpreter (and its packages) rather than
+    # whatever "python3" is first on the PATH: on this machine, local or standalone;
+    # on other hosts the executors need the same path (the same image). PySpark reads
+    # only the environment variable for this, when the context starts.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder
     for key, value in spark_conf(cfg, connector_jars(cache_dir)).items():
         builder = builder.config(key, value)

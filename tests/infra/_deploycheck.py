@@ -76,8 +76,10 @@ class DeployCheck:
             pytest.fail(f"deploycheck {' '.join(args)}: exit {result.returncode}\n{result.stderr}")
         return Outcome(result.returncode == 0, result.stdout, result.stderr)
 
-    def compose(self, file: Path, *env_files: Path) -> Outcome:
-        return self.run("compose", str(file), *map(str, env_files))
+    def compose(self, files: Path | tuple[Path, ...], *env_files: Path) -> Outcome:
+        """Load one compose file, or several (later ones override, like ``-f a -f b``)."""
+        chain = files if isinstance(files, tuple) else (files,)
+        return self.run("compose", ",".join(map(str, chain)), *map(str, env_files))
 
     def rules(self, *files: Path) -> Outcome:
         return self.run("rules", *map(str, files))

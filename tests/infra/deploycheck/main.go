@@ -1,10 +1,12 @@
 // Command deploycheck validates the deployment files in infra/ with the real
 // libraries the deployed tools use, so the tests need neither Docker nor promtool:
 //
-//	deploycheck compose FILE [ENV_FILE...]  load FILE like `docker compose config`
-//	                                        (compose-go: the Compose Specification
-//	                                        schema, interpolation, semantics) and
-//	                                        print the normalized project as JSON
+//	deploycheck compose FILE[,FILE...] [ENV_FILE...]
+//	                                        load the files like `docker compose -f
+//	                                        FILE -f FILE... config` (compose-go: the
+//	                                        Compose Specification schema, merging of
+//	                                        override files, interpolation, semantics)
+//	                                        and print the normalized project as JSON
 //	deploycheck rules FILE...               parse and validate Prometheus rule files
 //	                                        (rulefmt: what `promtool check rules` runs)
 //	deploycheck promql                      read a JSON array of PromQL expressions on
@@ -21,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/prometheus/prometheus/model/labels"
@@ -38,7 +41,7 @@ func main() {
 		if len(os.Args) < 3 {
 			usage()
 		}
-		err = compose(os.Args[2], os.Args[3:])
+		err = compose(strings.Split(os.Args[2], ","), os.Args[3:])
 	case "rules":
 		if len(os.Args) < 3 {
 			usage()
@@ -56,16 +59,17 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: deploycheck compose FILE [ENV_FILE...] | rules FILE... | promql < exprs.json")
+	fmt.Fprintln(os.Stderr, "usage: deploycheck compose FILE[,FILE...] [ENV_FILE...] | rules FILE... | promql < exprs.json")
 	os.Exit(2)
 }
 
-// compose loads the file with only the given env files as the interpolation
-// environment (never the caller's environment), with every profile enabled so
-// that services behind a profile are validated too.
-func compose(file string, envFiles []string) error {
+// compose loads the files (later ones override earlier ones, as with several -f)
+// with only the given env files as the interpolation environment (never the
+// caller's environment), with every profile enabled so that services behind a
+// profile are validated too.
+func compose(files []string, envFiles []string) error {
 	options, err := cli.NewProjectOptions(
-		[]string{file},
+		files,
 		cli.WithName("cryptoviz"),
 		cli.WithEnvFiles(envFiles...),
 		cli.WithDotEnv,

@@ -1,0 +1,101 @@
+"""The chaos run's cluster scenario: the faults a cluster exists to survive.
+
+``test_cluster_chaos_run_ci_size`` is what CI runs (``python -m bench.chaos --cluster
+--size ci``): the scaled-out shape of ``make up CLUSTER=1`` twice on the 100-second
+recorded market, once while the busiest broker is killed and restarted, the three
+brokers restart one by one, an ingestion process, the Spark worker and master and
+an API worker are killed. The full size is ``python -m bench.chaos --cluster``.
+"""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+
+import pytest
+
+from bench._chaos_checks import DeadLetters, Digest
+from bench._chaos_cluster import ClusterFault, ClusterFaultKind, ClusterOutcome, cluster_schedule
+from bench.chaos import RunResult, chaos, compare
+
+
+def _run(label: str, outcomes: list[ClusterOutcome]) -> RunResult:
+    return RunResult(
+        label=label,
+        digests={"ticker_data": Digest(10, "abc")},
+        dead_letters=DeadLetters(records=3, distinct=3, by_reason={"rawticker: bad": 3}),
+        alerts=2,
+        alert_repeats=0,
+        seconds=1.0,
+        live_connections=[5, 7],
+        cluster_faults=outcomes,
+    )
+
+
+def _outcome(kind: ClusterFaultKind, pause: float, **detail: object) -> ClusterOutcome:
+    return ClusterOutcome(ClusterFault(1.0, kind, "x"), 1.0, 2.0, pause, dict(detail))
+
+
+def test_the_schedule_has_every_cluster_fault_once_in_order() -> None:
+    faults = cluster_schedule(100.0)
+    assert sorted(f.kind for f in faults) == sorted(typing.get_args(ClusterFaultKind))
+    assert [f.at_s for f in faults] == sorted(f.at_s for f in faults)
+    assert faults[0].kind == "broker-kill", "the broker outage must meet a flowing stream"
+    assert 0 < faults[0].at_s < faults[-1].at_s < 100.0
+
+
+def test_a_stall_while_a_broker_is_down_or_a_lost_stream_fails_the_run() -> None:
+    good = [_outcome("broker-kill", 8.0), _outcome("api-worker-kill", 0.5,
+                     survivors_kept_receiving=True, live_client_reconnected=True)]  # fmt: skip
+    reference = _run("reference", [])
+    assert compare(reference, _run("faulted", good), 2, broker_down_s=30.0) == []
+    stalled = [_outcome("broker-kill", 31.0), good[1]]
+    (problem,) = compare(reference, _run("faulted", stalled), 2, broker_down_s=30.0)
+    assert "no commit for 31.0 s while a broker was down" in problem
+    lost = [good[0], _outcome("api-worker-kill", 0.5, survivors_kept_receiving=False,
+                              live_client_reconnected=True)]  # fmt: skip
+    (problem,) = compare(reference, _run("faulted", lost), 2, broker_down_s=30.0)
+    assert "surviving API worker" in problem
+    alone = [good[0], _outcome("api-worker-kill", 0.5, survivors_kept_receiving=True,
+                               live_client_reconnected=False)]  # fmt: skip
+    (problem,) = compare(reference, _run("faulted", alone), 2, broker_down_s=30.0)
+    assert "did not reconnect" in problem
+
+
+def test_a_quiet_later_connection_of_the_live_client_is_no_failure() -> None:
+    # The probe channel is silent after the markers: a reconnect late in the run sees
+    # nothing, which is no lost stream; no connection after the first receiving is one.
+    good = [_outcome("broker-kill", 8.0), _outcome("api-worker-kill", 0.5,
+                     survivors_kept_receiving=True, live_client_reconnected=True)]  # fmt: skip
+    reference = _run("reference", [])
+    quiet_late = _run("faulted", good)
+    quiet_late.live_connections = [0, 46, 0]
+    assert compare(reference, quiet_late, 2, broker_down_s=30.0) == []
+    never = _run("faulted", good)
+    never.live_connections = [12, 0, 0]
+    (problem,) = compare(reference, never, 2, broker_down_s=30.0)
+    assert "live client: connections [12, 0, 0]" in problem
+
+
+@pytest.mark.integration
+@pytest.mark.spark
+# Two runs of the whole clustered stack (nine JVMs, eleven Python workers) and six faults
+# waited out one by one: 13-20 minutes on a loaded 2-core machine, past the suite's 600 s.
+@pytest.mark.timeout(2400)
+def test_cluster_chaos_run_ci_size(server_dir: Path, shared_fixtures: Path) -> None:
+    result = chaos("ci", server_dir, cluster=True)
+    assert result["problems"] == []
+    assert result["pass"]
+    kinds = [f["kind"] for f in result["faults"]]
+    assert sorted(kinds) == sorted(typing.get_args(ClusterFaultKind))
+    reference, faulted = result["reference"], result["faulted"]
+    for table in ("ticker_data", "trade_data", "article_data", "alert_data", "sentiment_data",
+                  "prediction_data"):  # fmt: skip
+        assert reference["digests"][table]["rows"] > 0, table
+    assert reference["dead_letters"]["distinct"] == result["input"]["junk"]
+    # The killed processes came back under supervisord: the flow process and its peer,
+    # the Spark worker and master.
+    assert {"ingest-rawtrade-0", "ingest-rawtrade-1", "spark-worker-0", "spark-master"} <= set(
+        faulted["restarts"]
+    )
+    assert len(faulted["live_connections"]) >= 2
