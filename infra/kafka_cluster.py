@@ -19,7 +19,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._metadata import ClusterMetadata  # not re-exported in its stubs
 
 from infra._console import StackError
 from infra._procs import sticky_ports
@@ -94,9 +96,22 @@ class EmbeddedKafkaCluster:
             {"bootstrap.servers": self.bootstrap, "socket.timeout.ms": 2000, "log_level": 0}
         )
 
+    def _metadata(self, patience: float = 60.0) -> ClusterMetadata:
+        """The cluster's metadata, asked again for up to ``patience`` seconds: on a starved
+        machine (a chaos run beside other work) one 10 s question can go unanswered while
+        the brokers are fine."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return self._admin().list_topics(timeout=10)
+            except KafkaException:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(1.0)
+
     def brokers(self) -> list[int]:
         """Node ids the cluster's metadata lists as brokers now."""
-        return sorted(self._admin().list_topics(timeout=10).brokers)
+        return sorted(self._metadata(patience=0).brokers)
 
     def wait_brokers(self, count: int, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -113,7 +128,7 @@ class EmbeddedKafkaCluster:
 
     def leaders(self, topics: tuple[str, ...]) -> dict[int, int]:
         """Partitions of ``topics`` led by each node (nodes leading none are absent)."""
-        meta = self._admin().list_topics(timeout=10)
+        meta = self._metadata()
         return dict(
             Counter(
                 p.leader
@@ -133,7 +148,7 @@ class EmbeddedKafkaCluster:
 
     def under_replicated(self, topics: tuple[str, ...]) -> list[str]:
         """``topic/partition`` whose in-sync replicas are fewer than its replicas."""
-        meta = self._admin().list_topics(timeout=10)
+        meta = self._metadata()
         return [
             f"{name}/{pid}"
             for name in topics
