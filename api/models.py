@@ -34,7 +34,10 @@ class TickerPoint(msgspec.Struct, frozen=True, kw_only=True):
     vwap: float | None
     low: float | None
     high: float | None
-    change_pct: float | None
+    change_24h_pct: float | None
+    """The exchange's change over 24 hours, in percent."""
+    pct_change: float | None
+    """The change from the pair's previous price, in percent (the prototype's field)."""
 
 
 class TradePoint(msgspec.Struct, frozen=True, kw_only=True):

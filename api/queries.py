@@ -172,7 +172,7 @@ class LatestPriceRow(msgspec.Struct, frozen=True, kw_only=True):
     bid: float | None
     ask: float | None
     volume_24h: float | None
-    change_pct: float | None
+    change_24h_pct: float | None
     reference_timestamp: datetime | None
     reference_last: float | None
 
@@ -181,9 +181,9 @@ LATEST_PRICE = Query(
     "latest_price",
     "SELECT",
     "ticker_data",
-    """SELECT l.timestamp, l.last, l.bid, l.ask, l.volume_24h, l.change_pct,
+    """SELECT l.timestamp, l.last, l.bid, l.ask, l.volume_24h, l.change_24h_pct,
        r.timestamp AS reference_timestamp, r.last AS reference_last
-FROM (SELECT timestamp, last, bid, ask, volume_24h, change_pct
+FROM (SELECT timestamp, last, bid, ask, volume_24h, change_24h_pct
       FROM ticker_data WHERE pair = %(pair)s
       ORDER BY timestamp DESC LIMIT 1) AS l
 LEFT JOIN LATERAL (

@@ -15,7 +15,7 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 
 from flows import _metrics as m
 from flows._dead_letter import dead_letter, reason_code
-from handlers import CoinTable, Handler, HandlerContext, Record, Rejection
+from handlers import CoinTable, Handler, HandlerContext, Record, Rejection, record_context
 
 SourceMsg = KafkaSourceMessage[bytes | None, bytes | None]
 SinkMsg = KafkaSinkMessage[bytes | None, bytes | None]
@@ -42,7 +42,13 @@ def _utcnow() -> datetime:
 
 
 class BatchParser:
-    """Runs the topic's handler over a batch; rejects become dead letters."""
+    """Runs the topic's handler over a batch; rejects become dead letters.
+
+    With ``stamped`` (the topics of ``handlers.STAMPED_TOPICS``) each message gets its
+    own context, ``record_context`` of its Kafka time (capped at the batch's clock, in
+    case a producer set a CreateTime ahead of it), as the Spark job does; the others
+    share one context per batch.
+    """
 
     def __init__(
         self,
@@ -51,12 +57,21 @@ class BatchParser:
         coins: CoinTable,
         dead_letter_topic: str,
         clock: Callable[[], datetime] = _utcnow,
+        *,
+        stamped: bool = False,
     ) -> None:
         self._topic = topic
         self._handler = handler
         self._coins = coins
         self._dlq = dead_letter_topic
         self._clock = clock
+        self._stamped = stamped
+
+    def _context_of(self, msg: SourceMsg, batch: HandlerContext) -> HandlerContext:
+        seen = kafka_time(msg)
+        if seen is None or seen > batch.now:
+            seen = batch.now
+        return record_context(self._coins, seen)
 
     def __call__(self, batch: list[SourceMsg]) -> list[ParsedBatch]:
         now = self._clock()
@@ -64,10 +79,13 @@ class BatchParser:
         out = ParsedBatch()
         handler = self._handler
         codes: Counter[str] = Counter()
+        stamped = self._stamped
         for msg in batch:
             value = msg.value
             if value is None:
                 result: Record | Rejection = Rejection(reason="empty message value (tombstone)")
+            elif stamped:
+                result = handler(value, self._context_of(msg, ctx))
             else:
                 result = handler(value, ctx)
             if isinstance(result, Rejection):

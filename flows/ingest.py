@@ -32,7 +32,7 @@ from flows._parse import BatchParser, ParsedBatch, SinkMsg, SourceMsg, kafka_err
 from flows._pg_sink import PostgresSink
 from flows._tables import TABLES
 from flows._tracing import otlp_commit_tracer
-from handlers import handler_for
+from handlers import STAMPED_TOPICS, handler_for
 from infra.programs import consumer_group, ingest_program
 from infra.settings import Settings, SettingsError
 
@@ -74,7 +74,13 @@ def build_ingest_flow(
     parsed = op.flat_map_batch(
         "parse",
         messages,
-        BatchParser(topic, handler, settings.coin_table(), kafka.topics.deadletter),
+        BatchParser(
+            topic,
+            handler,
+            settings.coin_table(),
+            kafka.topics.deadletter,
+            stamped=topic in STAMPED_TOPICS,
+        ),
     )
     letters: Stream[SinkMsg] = op.flat_map("dead_letters", parsed, lambda b: b.dead_letters)
     if errors is not None:

@@ -7,7 +7,7 @@ input and never raises.
 
 from handlers._alert import parse_alert
 from handlers._article import parse_article, sentiment_label
-from handlers._context import DEFAULT_MAX_FUTURE, HandlerContext
+from handlers._context import DEFAULT_MAX_FUTURE, HandlerContext, record_context
 from handlers._errors import (
     ConfigError,
     CryptoVizError,
@@ -15,7 +15,7 @@ from handlers._errors import (
     HandlerError,
     UnknownTopicError,
 )
-from handlers._fields import MAX_PRICE
+from handlers._fields import MAX_PRICE, MAX_SIGNED
 from handlers._kraken import (
     KrakenControl,
     KrakenEvent,
@@ -40,10 +40,10 @@ from handlers._records import (
     TickerRecord,
     TradeRecord,
 )
-from handlers._registry import HANDLERS, Handler, handler_for
+from handlers._registry import HANDLERS, STAMPED_TOPICS, Handler, handler_for
 from handlers._symbols import Coin, CoinTable
 from handlers._ticker import parse_ticker
-from handlers._time import GENESIS, epoch_seconds, iso_utc
+from handlers._time import EPOCH, GENESIS, epoch_seconds, iso_utc
 from handlers._trade import parse_trade
 from handlers._wire import (
     AlertMessage,
@@ -60,10 +60,13 @@ from handlers._wire import (
 
 __all__ = [
     "DEFAULT_MAX_FUTURE",
+    "EPOCH",
     "GENESIS",
     "HANDLERS",
     "MAX_PAYLOAD_BYTES",
     "MAX_PRICE",
+    "MAX_SIGNED",
+    "STAMPED_TOPICS",
     "AlertMessage",
     "AlertRecord",
     "AlertType",
@@ -108,6 +111,7 @@ __all__ = [
     "parse_kraken_v2",
     "parse_ticker",
     "parse_trade",
+    "record_context",
     "sentiment_label",
     "to_message",
 ]

@@ -37,7 +37,11 @@ from handlers._trade import FIELDS as TRADE_FIELDS
 
 
 class TickerMessage(msgspec.Struct, frozen=True, kw_only=True):
-    """``rawticker``. ``timestamp`` is the exchange time when known, else the receive time."""
+    """``rawticker``. ``timestamp`` is the exchange time when known, else the receive time.
+
+    ``pct_change`` is the change from the pair's previous price (the producer sets it,
+    see ``flows.producers.workers``); ``change_24h_pct`` the exchange's 24-hour change.
+    """
 
     pair: str
     last: Decimal
@@ -50,7 +54,8 @@ class TickerMessage(msgspec.Struct, frozen=True, kw_only=True):
     vwap: Decimal | None = None
     low: Decimal | None = None
     high: Decimal | None = None
-    change_pct: Decimal | None = None
+    change_24h_pct: Decimal | None = None
+    pct_change: Decimal | None = None
     exchange_ts: str | None = None
     receive_ts: float | None = None
 
@@ -79,16 +84,21 @@ class ArticleSentiment(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ArticleMessage(msgspec.Struct, frozen=True, kw_only=True):
-    """``rawarticle``. ``summary`` is repeated at top level for prototype consumers."""
+    """``rawarticle``. ``summary`` is repeated at top level for prototype consumers.
+
+    ``published_at`` and ``timestamp`` are the publication time (ISO-8601, epoch
+    seconds), both null when the feed gave none: ingestion then stamps the article
+    with its Kafka record time.
+    """
 
     id: str
     title: str
-    url: str
-    website: str
+    url: str | None = None
+    website: str | None = None
     content: ArticleContent = ArticleContent()
     summary: str = ""
     published_at: str | None = None
-    timestamp: float
+    timestamp: float | None = None
     cryptocurrencies_mentioned: tuple[str, ...] = ()
     sentiment: ArticleSentiment
     receive_ts: float | None = None
@@ -193,7 +203,7 @@ def to_message(record: AlertRecord) -> AlertMessage: ...
 def to_message(record: Record) -> WireMessage:
     """The wire message that parses back to ``record`` (``source`` is not on the wire).
 
-    Raises :class:`HandlerError` for an alert without a last price (prototype
+    Raises :class:`HandlerError` for an alert without a last price (``type``/``value``
     alerts cannot be re-encoded).
     """
     if isinstance(record, TickerRecord):
@@ -208,8 +218,8 @@ def to_message(record: Record) -> WireMessage:
             website=record.website,
             content=ArticleContent(summary=record.summary),
             summary=record.summary,
-            published_at=iso_utc(record.time),
-            timestamp=epoch_seconds(record.time),
+            published_at=_iso(record.published_at),
+            timestamp=_epoch(record.published_at),
             cryptocurrencies_mentioned=record.cryptocurrencies_mentioned,
             sentiment=ArticleSentiment(
                 score=record.sentiment_score,

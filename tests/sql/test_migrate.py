@@ -53,6 +53,7 @@ def test_layout_is_valid() -> None:
         "0004_analytics",
         "0005_hop_times",
         "0006_forecasts",
+        "0008_prototype_contract",
     ]
     timeseries = migrations[2]
     assert timeseries.shared is None
@@ -66,9 +67,9 @@ def test_applies_plain_flavour_in_order(empty_db: str) -> None:
     progress: list[AppliedMigration] = []
     report = migrate(empty_db, on_applied=progress.append)
     assert report.flavour == "plain"
-    assert report.applied_versions == ALL_VERSIONS == (1, 2, 3, 4, 5, 6)
+    assert report.applied_versions == ALL_VERSIONS == (1, 2, 3, 4, 5, 6, 8)
     assert report.already_applied == ()
-    assert report.current_version == 6
+    assert report.current_version == 8
     assert progress == list(report.applied)
     with psycopg.connect(empty_db) as conn:
         rows = conn.execute(
@@ -82,6 +83,7 @@ def test_applies_plain_flavour_in_order(empty_db: str) -> None:
         (4, "analytics", "plain", 64, True),
         (5, "hop_times", "plain", 64, True),
         (6, "forecasts", "plain", 64, True),
+        (8, "prototype_contract", "plain", 64, True),
     ]
 
 
@@ -349,12 +351,13 @@ def test_cli(empty_db: str) -> None:
         "migrations: applied 0004_analytics (plain)",
         "migrations: applied 0005_hop_times (plain)",
         "migrations: applied 0006_forecasts (plain)",
-        "migrations: up to date at version 0006 (plain, 6 applied)",
+        "migrations: applied 0008_prototype_contract (plain)",
+        "migrations: up to date at version 0008 (plain, 7 applied)",
     ]
     again = _cli(env={"DATABASE_URL": empty_db})
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines() == [
-        "migrations: up to date at version 0006 (plain, nothing to apply)"
+        "migrations: up to date at version 0008 (plain, nothing to apply)"
     ]
 
 
