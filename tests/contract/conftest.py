@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from infra.settings import Settings, Topics
 from infra.topics import ensure_topics
-from tests.api.conftest import app_factory  # noqa: F401  (a fixture, for test_live)
+from tests.api.conftest import app_factory, module_db  # noqa: F401  (fixtures)
 from tests.contract.seeds import SEEDS, Example, Kind, examples
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,20 +42,9 @@ def only(example: Example | None) -> Example:
 
 
 @pytest.fixture(scope="module")
-def module_database(database_url: str, _template_db: str) -> Iterator[str]:
-    """A migrated database of this module's own."""
-    name = f"cv_contract_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(_template_db)
-            )
-        )
-    yield psycopg.conninfo.make_conninfo(database_url, dbname=name)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+def module_database(module_db: str) -> str:  # noqa: F811  (the fixture imported above)
+    """A migrated database of this module's own (``tests.api.conftest.module_db``)."""
+    return module_db
 
 
 @pytest.fixture(scope="module")
