@@ -59,11 +59,14 @@ chromium: ## Install Debian's chromium for the dashboard's browser test, if /usr
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
-up: $(STAMP) $(DASHBOARD) ## Run the whole system on embedded defaults until Ctrl-C (REPLAY=1: offline replay)
-	@$(PY) -m infra.stack up $(if $(REPLAY),--replay,)
+up: $(STAMP) $(DASHBOARD) ## Run the whole system on embedded defaults until Ctrl-C (REPLAY=1: offline replay of real candles; REPLAY_FILES=a.csv:b.csv names others)
+	@$(if $(REPLAY_FILES),CRYPTOVIZ_REPLAY_FILES="$(REPLAY_FILES)" )$(PY) -m infra.stack up $(if $(REPLAY)$(REPLAY_FILES),--replay,)
 
 migrate: $(STAMP) ## Apply the database migrations (DATABASE_URL, or the embedded server)
 	@$(PY) -m infra.stack migrate
+
+import: $(STAMP) ## Load candle files into the database as price history, idempotently (FILES="a.csv b.csv"; default: ../shared/fixtures/real/market)
+	@$(PY) -m flows.import_prices $(FILES)
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
 	@$(VENV)/bin/ruff check .
@@ -97,4 +100,4 @@ reliability: chaos soak ## Every reliability run at full size (plus the 1M-frame
 clean-state: ## Delete local state (.state/: broker log, database, recovery, checkpoints)
 	rm -rf .state
 
-.PHONY: help venv up migrate lint test bench peers backtest chaos soak reliability clean-state chromium
+.PHONY: help venv up migrate import lint test bench peers backtest chaos soak reliability clean-state chromium

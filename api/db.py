@@ -2,17 +2,18 @@
 
 Every statement is a :class:`Query` constant (fixed SQL text, values only as
 parameters) that names its row type: rows come back as instances of it, built by
-column name (psycopg's ``class_row``), so a SELECT list's aliases are the row
-type's fields. Outages become :class:`~api.errors.Unavailable` (503) within the
+column name (:func:`struct_row`), so a SELECT list's aliases are the row type's
+fields. Outages become :class:`~api.errors.Unavailable` (503) within the
 pool timeout: the pool is opened without waiting, so the app starts (and
 ``health/`` reports) while the database is down, and it reconnects by itself.
 """
 
 from __future__ import annotations
 
+import keyword
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
@@ -21,13 +22,14 @@ import msgspec
 import psycopg
 from opentelemetry.trace import SpanKind
 from psycopg import AsyncConnection
-from psycopg.rows import class_row
+from psycopg.rows import BaseRowFactory, RowMaker
 from psycopg.types.numeric import FloatLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from api.errors import Unavailable
 from api.settings import ApiSettings
 from api.telemetry import Telemetry
+from handlers._generated import generated
 from infra.migrate import Flavour
 
 log = logging.getLogger("api.db")
@@ -45,7 +47,11 @@ class Query(Generic[R]):
     """One parameterised statement; ``name`` labels its span and latency metric.
 
     ``row`` is the type of its rows, built with the columns as keywords: the SELECT
-    list's names (aliases where needed) are exactly its fields.
+    list's names (aliases where needed) are exactly its fields. ``binary`` asks for
+    the results in PostgreSQL's binary format, which loads faster (a timestamptz is
+    a number, not text to parse: 0.75 against 1.05 ms of CPU for 1,000 tickers) but
+    loads ``numeric`` as ``Decimal``: only for statements casting their ``numeric``
+    columns to ``float8``.
     """
 
     name: str
@@ -53,12 +59,51 @@ class Query(Generic[R]):
     table: str
     sql: str
     row: type[R]
+    binary: bool = False
 
 
 class One(msgspec.Struct, Generic[R], frozen=True):
     """The row of a statement returning one column, named ``value``."""
 
     value: R
+
+
+def struct_row(row: type[R]) -> BaseRowFactory[R]:
+    """A row factory building ``row`` with each column passed by its name.
+
+    psycopg's ``class_row`` does the same with ``row(**dict(zip(names, values)))``,
+    which costs about eight times as much per row as a keyword call spelt out
+    (2.2 ms against 0.27 ms of CPU for a page of 1,000 tickers): the call is
+    generated once per row type and SELECT list (see :mod:`handlers._generated`).
+    """
+
+    def factory(cursor: Any) -> RowMaker[R]:
+        names = tuple(column.name for column in cursor.description or ())
+        make: RowMaker[R] | None = _ROW_MAKERS.get((row, names))
+        if make is None:
+            make = _ROW_MAKERS[row, names] = _row_maker(row, names)
+        return make
+
+    return factory
+
+
+_ROW_MAKERS: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+
+def _row_maker(row: type[R], names: tuple[str, ...]) -> RowMaker[R]:
+    for name in names:
+        # Column names come from the Query's fixed SQL text; one that is no
+        # keyword argument is a statement to alias, not something to compile.
+        if not name.isidentifier() or keyword.iskeyword(name):
+            raise ValueError(f"column {name!r} cannot be passed by name: alias it")
+    if getattr(row, "__match_args__", None) == names:
+        # The columns are the row type's positional fields, in order: a positional
+        # call, a third cheaper than the keyword one (TickerPoint, 1,000-row pages).
+        call = "row(*values)"
+    else:
+        call = f"row({', '.join(f'{name}=values[{i}]' for i, name in enumerate(names))})"
+    make: Callable[[Sequence[Any]], R] = generated("make_row", "values", call, {"row": row})
+    return make
 
 
 class Database:
@@ -202,7 +247,9 @@ class Database:
         ) as span:
             started = time.perf_counter()
             try:
-                async with conn.cursor(row_factory=class_row(query.row)) as cur:
+                async with conn.cursor(
+                    row_factory=struct_row(query.row), binary=query.binary
+                ) as cur:
                     await cur.execute(query.sql, params)
                     rows = await cur.fetchall() if cur.description is not None else []
             finally:

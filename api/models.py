@@ -24,7 +24,8 @@ ChartType = Literal["line", "candlestick", "area", "bar", "ohlc"]
 # -- history rows --------------------------------------------------------------------
 
 
-class TickerPoint(msgspec.Struct, frozen=True, kw_only=True):
+class TickerPoint(msgspec.Struct, frozen=True):
+    # Not kw_only: pages of up to 1,000 are built positionally (api.db.struct_row).
     timestamp: datetime
     last: float
     bid: float | None

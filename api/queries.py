@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, get_args
 
 import msgspec
 
@@ -61,8 +61,8 @@ def page_query(
     name: str, table: str, row: type[P], *, where: str | None = None, keys: tuple[str, ...] = ()
 ) -> PageQuery[P]:
     """The keyset page of ``table`` rows matching ``where`` (on ``%(key)s``), newest first,
-    its SELECT list the fields of ``row`` (see the module docstring)."""
-    columns = ", ".join(f.name for f in msgspec.structs.fields(row))
+    its SELECT list the fields of ``row`` (see the module docstring), read in binary."""
+    columns = ", ".join(_column(f) for f in msgspec.structs.fields(row))
     conditions = [where] if where is not None else []
     if keys:
         after = ", ".join(f"%(after_{k})s" for k in keys)
@@ -80,7 +80,16 @@ def page_query(
     )
     types = {f.name: f.type for f in msgspec.structs.fields(row)}
     int_keys = frozenset(k for k in keys if types[k] is int)
-    return PageQuery(name, "SELECT", table, sql, row, keys, int_keys)
+    return PageQuery(name, "SELECT", table, sql, row, binary=True, keys=keys, int_keys=int_keys)
+
+
+def _column(field: msgspec.structs.FieldInfo) -> str:
+    """A page's SELECT item for ``field``: float fields as ``float8``, so the page can be
+    read in binary (see :class:`~api.db.Query`). PostgreSQL casts ``numeric`` to
+    ``float8`` through its text, so the float is the one parsing that text gives."""
+    if float in (field.type, *get_args(field.type)):
+        return f"{field.name}::float8 AS {field.name}"
+    return field.name
 
 
 def _and(conditions: list[str]) -> list[str]:

@@ -32,6 +32,29 @@ class Symbols:
             )
         return symbol
 
+    def trackable(self, raw: str, parameter: str = "symbol") -> str:
+        """The coin a configuration write names; unknown -> 400 saying how to add it.
+
+        Tracking needs what only the coin table holds: how the coin is named in the
+        news (its words, names and tickers, and what they must not be confused with),
+        its aliases and its pairs. So a coin is added there first, then configured.
+        """
+        symbol = self.table.coin(raw) if len(raw) <= MAX_SYMBOL_CHARS else None
+        if symbol is None:
+            shown = raw[:MAX_SYMBOL_CHARS]
+            entry = shown.upper() if shown.isalnum() else "SYMBOL"
+            raise BadRequest(
+                f"{shown!r} is not in the coin table, so it cannot be tracked. To add it: "
+                f"give it a [coins.{entry}] entry in the coin table (infra/coins.toml, or the "
+                "file CRYPTOVIZ_COINS_FILE names: its name, tickers and the words that name "
+                "it in the news, as the file's header explains), list its pairs under "
+                f"`tracked` unless {entry}/USD is the one, restart the programs (make up), "
+                f"then send this request again. Coins the table knows: "
+                f"{', '.join(sorted(self.coin_symbols))}",
+                parameter=parameter,
+            )
+        return symbol
+
     def pair(self, raw: str, parameter: str = "pair") -> str:
         """``XBT/USD``, ``btc-usd``, ``XBTUSD`` -> ``BTC/USD``; malformed: 400, unknown: 404."""
         pair = self.table.pair(raw) if len(raw) <= MAX_SYMBOL_CHARS else None
@@ -56,6 +79,5 @@ class Symbols:
         return self.pair(f"{base}/{quote}", parameter="pair")
 
     def pairs_of(self, symbol: str) -> tuple[str, ...]:
-        """The tracked pairs of a coin (``BTC`` -> ``("BTC/USD",)``), ``SYMBOL/USD`` if none."""
-        tracked = tuple(p for p in self.table.tracked if p.split("/", 1)[0] == symbol)
-        return tracked or (f"{symbol}/USD",)
+        """The pairs of a coin (``BTC`` -> ``("BTC/USD",)``): :meth:`CoinTable.pairs_of`."""
+        return self.table.pairs_of(symbol)

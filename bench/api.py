@@ -1,6 +1,6 @@
-"""API benchmark: latency at a fixed rate, and saturation throughput, of three endpoints.
+"""API benchmark: latency at a fixed rate, and saturation throughput, of four endpoints.
 
-    .venv/bin/python -m bench.api [--rows 10000000] [--rate 200] [--seconds 15]
+    .venv/bin/python -m bench.api [--rows 10000000] [--rate 200] [--seconds 15] [--runs 3]
 
 1. Loads ``--rows`` ticker rows over the last 30 days for 10 pairs into a fresh
    database (generate_series, then VACUUM ANALYZE as autovacuum would).
@@ -10,8 +10,13 @@
    * fixed rate: ``--rate`` requests/s, open loop (each request's latency counts
      from its scheduled start, so a stalled server cannot hide its queueing);
    * saturation: ``--concurrency`` connections in a closed loop, requests/s.
-   Endpoints: ``ticker/BTC/USD/historique/?periode=24h`` (first page),
-   ``prix/BTC/temps_reel/`` and 1h candles over 30 days.
+   Endpoints: ``ticker/BTC/USD/historique/?periode=24h`` (first page, 100 rows), the
+   same with ``limit=1000`` (the prototype's request: its ticker history returned up
+   to 1,000 rows), ``prix/BTC/temps_reel/`` and 1h candles over 30 days.
+4. Each figure is measured ``--runs`` times in the session; the result is the median
+   of each statistic over the runs (errors and timeouts: their sum), the runs beside
+   it. With one worker, ``server_cpu_ms_per_request`` is the CPU the API process used
+   per answered request: steadier than req/s on a shared machine.
 
 Servers: the embedded PostgreSQL (started here) or DATABASE_URL. Results: printed and
 written to bench/results/api.json.
@@ -27,7 +32,6 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +39,7 @@ import httpx
 import psycopg
 from psycopg import sql
 
-from bench._results import machine, report
+from bench._results import provenance, report
 from infra._procs import free_port
 from infra.cli import run_program
 from infra.migrate import migrate
@@ -48,6 +52,7 @@ PAIRS = tuple(
 )
 ENDPOINTS = {
     "ticker_24h_first_page": "/api/v1/ticker/BTC/USD/historique/?periode=24h",
+    "ticker_24h_1000_rows": "/api/v1/ticker/BTC/USD/historique/?periode=24h&limit=1000",
     "latest_price": "/api/v1/prix/BTC/temps_reel/",
     "candles_1h_30d": "/api/v1/candles/BTC/USD/?interval=1h&periode=30d&limit=1000",
 }
@@ -63,7 +68,9 @@ def load(admin_url: str, rows: int) -> str:
     step_s = 30 * 86400 / per_pair
     started = time.monotonic()
     with psycopg.connect(url, autocommit=True) as conn:
-        # Pairs interleaved in time, as live ingestion writes them.
+        # Pairs interleaved in time, as live ingestion writes them: without the ORDER BY
+        # the join stores each pair's rows together, and a page of one pair then reads
+        # a tenth of the heap pages it reads on a live table.
         conn.execute(
             """INSERT INTO ticker_data (timestamp, pair, last, bid, ask, volume_24h)
             SELECT now() - (%(n)s - g) * make_interval(secs => %(step)s), p.pair,
@@ -71,7 +78,8 @@ def load(admin_url: str, rows: int) -> str:
                    29999 + 1000 * sin(g / 5000.0) + p.i,
                    30001 + 1000 * sin(g / 5000.0) + p.i, 1200.5
             FROM generate_series(1, %(n)s) AS g,
-                 unnest(%(pairs)s::text[]) WITH ORDINALITY AS p(pair, i)""",
+                 unnest(%(pairs)s::text[]) WITH ORDINALITY AS p(pair, i)
+            ORDER BY g, p.i""",
             {"n": per_pair, "step": step_s, "pairs": list(PAIRS)},
         )
         conn.execute("VACUUM ANALYZE ticker_data")
@@ -191,6 +199,40 @@ async def saturate(port: int, path: str, concurrency: int, seconds: float) -> di
     return _summary(latencies, errors, time.perf_counter() - start)
 
 
+COUNTS = ("errors", "timeouts")
+
+
+def median_of(runs: list[dict[str, float]]) -> dict[str, Any]:
+    """Each statistic's median over ``runs`` (counts: their sum), with the runs."""
+    merged: dict[str, Any] = {
+        key: sum(r[key] for r in runs)
+        if key in COUNTS
+        else round(statistics.median(r[key] for r in runs), 3)
+        for key in runs[0]
+    }
+    return {**merged, "runs": runs}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured_saturation(
+    pid: int | None, port: int, path: str, concurrency: int, seconds: float
+) -> dict[str, float]:
+    """:func:`saturate`, plus the CPU per request of the server process ``pid`` (when
+    it serves the requests itself: one worker; with more, child processes do)."""
+    before = cpu_seconds(pid) if pid is not None else 0.0
+    sat = asyncio.run(saturate(port, path, concurrency, seconds))
+    answered = sat["rps"] * seconds
+    if pid is not None and answered:
+        used = cpu_seconds(pid) - before
+        sat["server_cpu_ms_per_request"] = round(used / answered * 1000, 3)
+    return sat
+
+
 def serve(url: str, workers: int, **extra_env: str) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = {
@@ -237,8 +279,9 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
     parser.add_argument("--no-write", action="store_true", help="don't update bench/results")
     args = parser.parse_args()
 
@@ -253,8 +296,11 @@ def main() -> int:
         try:
             for name, path in ENDPOINTS.items():
                 asyncio.run(saturate(port, path, 4, 2.0))  # warm-up: pool, caches, plans
-                fixed = asyncio.run(fixed_rate(port, path, args.rate, args.seconds))
-                print(f"  {name} at {args.rate} rps, 1 worker: {fixed}", flush=True)
+                runs = []
+                for _ in range(args.runs):
+                    runs.append(asyncio.run(fixed_rate(port, path, args.rate, args.seconds)))
+                    print(f"  {name} at {args.rate} rps, 1 worker: {runs[-1]}", flush=True)
+                fixed = median_of(runs)
                 result["endpoints"][name] = {"path": path, "target_rps": args.rate, **fixed}
         finally:
             stop(proc)
@@ -263,7 +309,12 @@ def main() -> int:
         proc, port = serve(url, 1, CRYPTOVIZ_CANDLE_CACHE_S="0")
         try:
             path = ENDPOINTS["candles_1h_30d"]
-            uncached = asyncio.run(saturate(port, path, 4, args.seconds))
+            uncached = median_of(
+                [
+                    measured_saturation(proc.pid, port, path, 4, args.seconds)
+                    for _ in range(args.runs)
+                ]
+            )
             print(f"  candles_1h_30d without cache, saturation: {uncached}", flush=True)
             result["candles_1h_30d_without_cache"] = {"concurrency": 4, **uncached}
         finally:
@@ -275,9 +326,14 @@ def main() -> int:
                 per_endpoint = {}
                 for name, path in ENDPOINTS.items():
                     asyncio.run(saturate(port, path, 4, 2.0))
-                    sat = asyncio.run(saturate(port, path, args.concurrency, args.seconds))
-                    print(f"  {name} saturation, {workers} worker(s): {sat}", flush=True)
-                    per_endpoint[name] = sat
+                    pid = proc.pid if workers == 1 else None
+                    runs = []
+                    for _ in range(args.runs):
+                        runs.append(
+                            measured_saturation(pid, port, path, args.concurrency, args.seconds)
+                        )
+                        print(f"  {name} saturation, {workers} worker(s): {runs[-1]}", flush=True)
+                    per_endpoint[name] = median_of(runs)
                 result["saturation"][str(workers)] = per_endpoint
             finally:
                 stop(proc)
@@ -297,14 +353,16 @@ def main() -> int:
         pairs=len(PAIRS),
         concurrency=args.concurrency,
         seconds_per_run=args.seconds,
-        machine=machine(),
+        runs_per_figure=args.runs,
+        command=" ".join(["python -m bench.api", *sys.argv[1:]]),
         database="PostgreSQL (plain flavour: ticker_ohlc_hourly is a view, not a continuous "
         "aggregate)",
-        notes="Server, PostgreSQL and load generator share the machine's cores, so one "
-        "worker saturates it. Candles: completed buckets come from the per-process cache "
-        "(CRYPTOVIZ_CANDLE_CACHE_S, 60 s), recomputed once a minute; without it, see "
-        "candles_1h_30d_without_cache (1M ticks aggregated per request).",
-        date=datetime.now(UTC).isoformat(timespec="seconds"),
+        notes="Each figure is the median of runs_per_figure runs in this session (errors "
+        "and timeouts: their sum). Server, PostgreSQL and load generator share the "
+        "machine's cores, so one worker saturates it. Candles: completed buckets come "
+        "from the per-process cache (CRYPTOVIZ_CANDLE_CACHE_S, 60 s), recomputed once a "
+        "minute; without it, see candles_1h_30d_without_cache (1M ticks aggregated per request).",
+        **provenance(),
     )
     report(result, RESULTS, write=not args.no_write)
     return 0

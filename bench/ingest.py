@@ -4,9 +4,11 @@
 
 1. Pre-loads ``--messages`` ticker messages into a fresh 3-partition topic.
 2. Raw ceiling: the same rows (parsed beforehand, untimed) written straight into
-   ``ticker_data`` of an empty database with COPY, in batches of the worker's
-   batch size, one connection. This is what the worker's write path could do with
-   zero Kafka, parsing and Bytewax overhead.
+   ``ticker_data`` of an empty database with COPY through psycopg's ``write_row``,
+   in batches of the worker's batch size, one connection: a raw COPY with zero
+   Kafka, parsing and Bytewax overhead (``ratio`` is the worker against it). Then
+   the same COPY with its text encoded beforehand (untimed) by the worker's own
+   encoder: the transfer and the server's work alone (``ratio_to_copy_text``).
 3. Throughput: ``python -m flows.run ingest-rawticker`` on an empty database,
    timed from its first committed row to the last (and from process start).
 4. Latency: a steady ``--rate`` msgs/s for ``--latency-s`` seconds into a fresh
@@ -35,6 +37,7 @@ from confluent_kafka import Producer
 from psycopg import sql
 
 from bench._results import provenance, report
+from flows._copy import encode_columns
 from flows._pg_writer import KAFKA_TIME
 from flows._tables import TICKER, rows_for
 from handlers import HandlerContext, Rejection, parse_ticker
@@ -93,7 +96,8 @@ def preload(bootstrap: str, topic: str, n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
-def copy_ceiling(url: str, n: int, batch: int, settings: Settings) -> float:
+def ceiling_rows(n: int, settings: Settings) -> list[tuple[Any, ...]]:
+    """The workload's rows as the worker writes them (parsed, with a Kafka time)."""
     ctx = HandlerContext(coins=settings.coin_table(), now=datetime.now(UTC))
     records = []
     for i in range(n):
@@ -101,16 +105,33 @@ def copy_ceiling(url: str, n: int, batch: int, settings: Settings) -> float:
         assert not isinstance(rec, Rejection), rec
         records.append(rec)
     appended = datetime.now(UTC)
-    rows = [(*row, appended) for row in rows_for(TICKER, records)]
+    return [(*row, appended) for row in rows_for(TICKER, records)]
+
+
+def copy_ceiling(
+    url: str, n: int, batch: int, settings: Settings, *, pre_encoded: bool = False
+) -> float:
+    """Rows per second of a COPY of the parsed rows into an empty ``ticker_data``.
+
+    By default each row goes through psycopg's ``write_row`` (the raw COPY any client
+    would write); with ``pre_encoded`` the COPY text is built beforehand (untimed,
+    with the worker's own encoder), so only the transfer and the server's work count.
+    """
+    rows = ceiling_rows(n, settings)
+    chunks = [rows[lo : lo + batch] for lo in range(0, n, batch)]
+    texts = [encode_columns(list(zip(*chunk, strict=True))) for chunk in chunks]
     copy = sql.SQL("COPY ticker_data ({}) FROM STDIN").format(
         sql.SQL(", ").join(map(sql.Identifier, (*TICKER.columns, KAFKA_TIME)))
     )
     with psycopg.connect(url) as conn:
         started = time.perf_counter()
-        for lo in range(0, n, batch):
+        for chunk, text in zip(chunks, texts, strict=True):
             with conn.transaction(), conn.cursor() as cur, cur.copy(copy) as cp:
-                for row in rows[lo : lo + batch]:
-                    cp.write_row(row)
+                if pre_encoded and text is not None:
+                    cp.write(text)
+                else:
+                    for row in chunk:
+                        cp.write_row(row)
         elapsed = time.perf_counter() - started
     return n / elapsed
 
@@ -244,6 +265,11 @@ def main() -> int:
             new_database(admin), args.messages, settings.ingest.batch_size, settings
         )
         print(f"  {ceiling:,.0f} rows/s", flush=True)
+        text_ceiling = copy_ceiling(
+            new_database(admin), args.messages, settings.ingest.batch_size, settings,
+            pre_encoded=True,
+        )  # fmt: skip
+        print(f"  pre-encoded COPY text: {text_ceiling:,.0f} rows/s", flush=True)
 
         print("ingestion worker ...", flush=True)
         tp = throughput(settings, env, new_database(admin), topic, args.messages, state)
@@ -266,6 +292,8 @@ def main() -> int:
         "msgs_per_s_incl_startup": round(tp["msgs_per_s_incl_startup"]),
         "copy_rows_per_s": round(ceiling),
         "ratio": round(tp["msgs_per_s"] / ceiling, 3),
+        "copy_text_rows_per_s": round(text_ceiling),
+        "ratio_to_copy_text": round(tp["msgs_per_s"] / text_ceiling, 3),
         "worker_rss_mb": round(tp["worker_rss_mb"], 1),
         "latency_p50_ms": round(lat["latency_p50_ms"], 1),
         "latency_p99_ms": round(lat["latency_p99_ms"], 1),

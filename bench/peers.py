@@ -5,8 +5,10 @@
 1. Pre-loads ``--messages`` producer-shaped ticker messages into a fresh
    3-partition topic (``bench.ingest.preload``), and the same messages as Connect
    JSON with a schema envelope into a second topic for Connect (untimed).
-2. Raw ceiling: ``bench.ingest.copy_ceiling``, the same rows COPYed straight
-   into an empty ``ticker_data``.
+2. Raw ceilings: ``bench.ingest.copy_ceiling``, the same rows COPYed straight
+   into an empty ``ticker_data`` through psycopg's ``write_row`` (``ratio`` is ours
+   against this one, issue 14's yardstick), and the same COPY with its text encoded
+   beforehand, untimed (the server's side alone: ``ratio_to_copy_text``).
 3. For each system, one process on an empty, migrated database:
 
    - ``ours``: ``python -m flows.run ingest-rawticker`` (Bytewax, idempotent COPY);
@@ -60,8 +62,9 @@ BENCH_PYTHON = REPO / ".venv" / "bench" / "bin" / "python"
 QUIX_APP = REPO / "bench" / "_peers_quix.py"
 SYSTEMS = ("ours", "quix", "connect")
 GUARANTEES = {
-    "ours": "exactly one row per message: offsets in Bytewax recovery snapshots, "
-    "replays after a crash skipped by the idempotent COPY on the primary key",
+    "ours": "exactly one row per message: offsets in Bytewax recovery snapshots, each "
+    "taken once the rows before it are committed; replays after a crash skipped by the "
+    "idempotent COPY on the primary key",
     "quix": "at-least-once delivery (its docs); upsert on the primary key turns "
     "redeliveries into overwrites of the same row",
     "connect": "at-least-once delivery; Debezium JDBC sink upsert on the primary key "
@@ -230,6 +233,12 @@ def compare(
         ceiling = copy_ceiling(fresh(), n, settings.ingest.batch_size, settings)
         print(f"  {ceiling:,.0f} rows/s", flush=True)
         result["copy_rows_per_s"] = round(ceiling)
+        print("COPY of pre-encoded text (the server's side alone) ...", flush=True)
+        text_ceiling = copy_ceiling(
+            fresh(), n, settings.ingest.batch_size, settings, pre_encoded=True
+        )
+        print(f"  {text_ceiling:,.0f} rows/s", flush=True)
+        result["copy_text_rows_per_s"] = round(text_ceiling)
         for system in systems:
             tag = uuid.uuid4().hex[:6]
             print(f"{system.name}: throughput ...", flush=True)
@@ -260,7 +269,9 @@ def compare(
                 "versions": system.versions,
             }
     if "ours" in result["systems"]:
-        result["ratio"] = round(result["systems"]["ours"]["msgs_per_s"] / ceiling, 3)
+        ours = result["systems"]["ours"]["msgs_per_s"]
+        result["ratio"] = round(ours / ceiling, 3)
+        result["ratio_to_copy_text"] = round(ours / text_ceiling, 3)
     result["preload_s"] = {k: round(v, 1) for k, v in timings.items()}
     # Other work on the machine moves every rate: the 1-minute load before and after.
     result["load_average"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from flows._copy import encode_columns, kafka_times
 from flows._tables import TableSpec, rows_for
 from handlers import CryptoVizError, Record
 
@@ -72,8 +72,30 @@ def _unavailable(detail: str, exc: Exception) -> DatabaseUnavailable:
     return DatabaseUnavailable(f"{detail}: {exc}", SERVER_BUSY_RETRY_S if busy else 0.0)
 
 
+Row = tuple[Any, ...]
 KAFKA_TIME = "kafka_time"
 """Column every raw table has for the message's Kafka timestamp (migration 0005)."""
+
+
+class _Batch:
+    """The rows of one write and their Kafka times, encoded for COPY once, on first use."""
+
+    __slots__ = ("_encoded", "_rows", "_stamps", "_text")
+
+    def __init__(self, rows: list[Row], kafka_ms: Sequence[int | None] | None) -> None:
+        self._rows = rows
+        self._stamps = kafka_times(kafka_ms) if kafka_ms is not None else [None] * len(rows)
+        self._text: bytes | None = None
+        self._encoded = False
+
+    def copy_text(self) -> bytes | None:
+        if not self._encoded:
+            self._text = encode_columns([*zip(*self._rows, strict=True), self._stamps])
+            self._encoded = True
+        return self._text
+
+    def full_rows(self) -> list[Row]:
+        return [(*row, t) for row, t in zip(self._rows, self._stamps, strict=True)]
 
 
 class BatchWriter:
@@ -150,49 +172,53 @@ class BatchWriter:
 
     # -- writes -----------------------------------------------------------------------
     def write(
-        self, records: Sequence[Record], kafka_times: Sequence[datetime | None] | None = None
+        self, records: Sequence[Record], kafka_ms: Sequence[int | None] | None = None
     ) -> WriteResult:
-        """Write ``records`` (with each one's Kafka append time, when known).
+        """Write ``records`` (with each one's Kafka timestamp in ms, when known).
 
         Raises :class:`DatabaseUnavailable` if nothing could be committed.
         """
         if not records:
             return WriteResult(0, 0)
-        times = kafka_times if kafka_times is not None else [None] * len(records)
-        rows = [(*row, t) for row, t in zip(rows_for(self._spec, records), times, strict=True)]
+        batch = _Batch(rows_for(self._spec, records), kafka_ms)
         conn = self._connection()
         try:
             if self._spec.optimistic_copy:
                 try:
-                    with conn.transaction(), conn.cursor() as cur, cur.copy(self._copy) as copy:
-                        for row in rows:
-                            copy.write_row(row)
-                    return WriteResult(len(rows), 0)
+                    with conn.transaction(), conn.cursor() as cur:
+                        self._copy_into(cur, self._copy, batch)
+                    return WriteResult(len(records), 0)
                 except psycopg.errors.UniqueViolation:
                     pass  # some rows are already there: take the idempotent path
                 except _REFUSALS:
-                    return self._row_by_row(conn, rows)
+                    return self._row_by_row(conn, batch.full_rows())
             try:
-                inserted = self._merge_via_stage(conn, rows)
-                return WriteResult(inserted, len(rows) - inserted)
+                inserted = self._merge_via_stage(conn, batch)
+                return WriteResult(inserted, len(records) - inserted)
             except _REFUSALS:
-                return self._row_by_row(conn, rows)
+                return self._row_by_row(conn, batch.full_rows())
         except _CONNECTION_ERRORS as exc:
             self._drop()
             raise _unavailable("database connection lost", exc) from exc
 
-    def _merge_via_stage(self, conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> int:
+    @staticmethod
+    def _copy_into(cur: psycopg.Cursor[Any], statement: sql.Composed, batch: _Batch) -> None:
+        data = batch.copy_text()
+        with cur.copy(statement) as copy:
+            if data is not None:
+                copy.write(data)
+            else:  # a value the encoder leaves to psycopg (an array...): row by row
+                for row in batch.full_rows():
+                    copy.write_row(row)
+
+    def _merge_via_stage(self, conn: psycopg.Connection[Any], batch: _Batch) -> int:
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(self._create_stage)
-            with cur.copy(self._copy_stage) as copy:
-                for row in rows:
-                    copy.write_row(row)
+            self._copy_into(cur, self._copy_stage, batch)
             cur.execute(self._merge)
             return max(cur.rowcount, 0)
 
-    def _row_by_row(
-        self, conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]
-    ) -> WriteResult:
+    def _row_by_row(self, conn: psycopg.Connection[Any], rows: list[Row]) -> WriteResult:
         inserted = 0
         refused: list[tuple[int, str]] = []
         with conn.transaction(), conn.cursor() as cur:

@@ -2,33 +2,33 @@
 
 ``build_ingest_flow("rawticker", settings)`` wires::
 
-    kafka_in (bytewax.connectors.kafka) --oks--> parse (handler per batch) --> db (PostgresSink)
-            \\--errs--> kafka_errors --\\                  \\--> dead_letters --> dlq (Kafka)
+    kafka_in (one RawBatch per poll) --> parse (handler per batch) --> db (PostgresSink)
+                                                  \\--> dead_letters --> dlq (Kafka)
 
 Run one as its own worker with ``python -m flows.run ingest-rawticker`` (see
 :mod:`flows.run` for scaling and recovery). ``topic`` picks the handler and the
 table; ``kafka_topic`` (default: that topic in the topic map, ``Settings.kafka.topics``)
 is the topic actually consumed, and the flow's position in it is committed to the
 consumer group ``cryptoviz-ingest-<topic>`` (for the lag; the flow itself resumes from
-its recovery snapshots). Dead letters go to the map's ``deadletter`` topic. Tests
-pass ``source``/sinks to run the same flow on ``TestingSource``/``TestingSink``
-without a broker.
+its recovery snapshots). Dead letters go to the map's ``deadletter`` topic. The Kafka
+input is :mod:`flows._kafka_source` (whole polls, no per-message objects); the
+database sink writes behind the flow and commits before each recovery snapshot
+(:mod:`flows._pg_sink`). Tests pass ``source``/sinks to run the same flow on
+``TestingSource``/``TestingSink`` without a broker.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import operators as kop
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
-from confluent_kafka import OFFSET_BEGINNING
 
 from flows._consumer import CONSUMER_CONFIG, committing_to
 from flows._dead_letter import PRODUCER_CONFIG
-from flows._parse import BatchParser, ParsedBatch, SinkMsg, SourceMsg, kafka_error_letter
+from flows._kafka_source import KafkaBatchSource, kafka_batches
+from flows._parse import BatchParser, ParsedBatch, RawBatch, SinkMsg, SourceMsg, raw_batches
 from flows._pg_sink import PostgresSink
 from flows._tables import TABLES
 from flows._tracing import otlp_commit_tracer
@@ -43,7 +43,7 @@ def build_ingest_flow(
     *,
     kafka_topic: str | None = None,
     source: Source[SourceMsg] | None = None,
-    db_sink: Sink[ParsedBatch] | None = None,
+    db_sink: Sink[ParsedBatch] | PostgresSink | None = None,
     dlq_sink: Sink[SinkMsg] | None = None,
 ) -> Dataflow:
     handler = handler_for(topic)
@@ -51,29 +51,23 @@ def build_ingest_flow(
     kafka = settings.kafka
     bootstrap = kafka.bootstrap_servers
     flow = Dataflow(f"ingest_{topic}")
-    errors: Stream[Any] | None = None
+    raw: Stream[RawBatch]
     if source is None:
         if bootstrap is None:
             raise SettingsError("KAFKA_BOOTSTRAP_SERVERS is not set and no source was given")
-        consumed = kop.input(
-            "kafka_in",
-            flow,
-            brokers=[bootstrap],
-            topics=[kafka_topic or kafka.topics.of(topic)],
-            tail=True,
-            starting_offset=OFFSET_BEGINNING,
+        kafka_source = KafkaBatchSource(
+            [bootstrap],
+            kafka_topic or kafka.topics.of(topic),
             batch_size=settings.ingest.batch_size,
             add_config={**CONSUMER_CONFIG, **committing_to(consumer_group(ingest_program(topic)))},
         )
-        messages: Stream[SourceMsg] = consumed.oks
-        errors = op.map(
-            "kafka_errors", consumed.errs, kafka_error_letter(topic, kafka.topics.deadletter)
-        )
+        raw = kafka_batches("kafka_in", flow, kafka_source)
     else:
         messages = op.input("kafka_in", flow, source)
-    parsed = op.flat_map_batch(
+        raw = op.flat_map_batch("batch", messages, raw_batches)
+    parsed = op.map(
         "parse",
-        messages,
+        raw,
         BatchParser(
             topic,
             handler,
@@ -83,8 +77,6 @@ def build_ingest_flow(
         ),
     )
     letters: Stream[SinkMsg] = op.flat_map("dead_letters", parsed, lambda b: b.dead_letters)
-    if errors is not None:
-        letters = op.merge("all_dead_letters", letters, errors)
     if db_sink is None:
         if settings.database.url is None:
             raise SettingsError("DATABASE_URL is not set and no database sink was given")
@@ -97,7 +89,10 @@ def build_ingest_flow(
             bootstrap=bootstrap,
             tracer=otlp_commit_tracer(topic, settings.otlp_endpoint),
         )
-    op.output("db", parsed, db_sink)
+    if isinstance(db_sink, PostgresSink):  # routed by the Kafka partition of each batch
+        op.output("db", op.key_on("route", parsed, lambda b: b.key), db_sink)
+    else:
+        op.output("db", parsed, db_sink)
     if dlq_sink is not None:
         op.output("dlq", letters, dlq_sink)
     else:

@@ -27,6 +27,8 @@ class WorkerSpec:
     description: str
     recovery: bool = True
     """Bytewax recovery (offsets and state snapshots) under ``<state>/recovery/<name>``."""
+    announce: Callable[[Any], str] | None = None
+    """``announce(settings)``: the line ``make up`` prints about the worker (``--announce``)."""
 
 
 def _producer(name: str) -> Callable[..., Dataflow]:
@@ -46,8 +48,25 @@ def _dataflow(name: str) -> Callable[..., Dataflow]:
     return partial(build_ingest_flow, topic) if topic != name else _producer(name)
 
 
+def _announce_replay(settings: Any) -> str:
+    from flows.producers.replay import describe
+    from flows.producers.settings import load_producer_settings
+
+    producer = load_producer_settings()
+    return describe(
+        producer.replay, settings.coin_table(), beside_synthetic=producer.synthetic.beside_replay
+    )
+
+
+ANNOUNCEMENTS: dict[str, Callable[[Any], str]] = {"producer-replay": _announce_replay}
+
 WORKERS: dict[str, WorkerSpec] = {
-    p.name: WorkerSpec(name=p.name, build=_dataflow(p.name), description=p.description)
+    p.name: WorkerSpec(
+        name=p.name,
+        build=_dataflow(p.name),
+        description=p.description,
+        announce=ANNOUNCEMENTS.get(p.name),
+    )
     for p in flow_programs()
 }
 INGEST_WORKERS: tuple[str, ...] = tuple(name for name in WORKERS if name.startswith("ingest-"))

@@ -42,9 +42,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--recovery-dir", default=None, help="default: <state>/recovery/<worker>[-<topic>]"
     )
+    parser.add_argument(
+        "--announce", action="store_true", help="print what the worker will do, and exit"
+    )
     args = parser.parse_args(argv)
+    if args.announce:
+        return run_program(args.worker, lambda: _announce(args.worker))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     return run_program(args.worker, lambda: _run(args))
+
+
+def _announce(worker: str) -> None:
+    announce = WORKERS[worker].announce
+    if announce is not None:
+        print(announce(load_settings()))
 
 
 def _run(args: argparse.Namespace) -> None:

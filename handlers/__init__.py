@@ -7,6 +7,14 @@ input and never raises.
 
 from handlers._alert import parse_alert
 from handlers._article import parse_article, sentiment_label
+from handlers._candle import (
+    CANDLE_TICK_OFFSETS_S,
+    Candle,
+    candle_header_problem,
+    candle_pair,
+    candle_ticks,
+    parse_candle,
+)
 from handlers._context import DEFAULT_MAX_FUTURE, HandlerContext, record_context
 from handlers._errors import (
     ConfigError,
@@ -26,6 +34,16 @@ from handlers._kraken import (
     KrakenSubscription,
     parse_kraken_v1,
     parse_kraken_v2,
+)
+from handlers._origin import (
+    HISTORY_PREFIX,
+    LIVE_SOURCE,
+    REPLAY_PREFIX,
+    SYNTHETIC_SOURCE,
+    Origin,
+    history_source,
+    origin_of,
+    replay_source,
 )
 from handlers._payload import MAX_PAYLOAD_BYTES
 from handlers._records import (
@@ -59,14 +77,19 @@ from handlers._wire import (
 )
 
 __all__ = [
+    "CANDLE_TICK_OFFSETS_S",
     "DEFAULT_MAX_FUTURE",
     "EPOCH",
     "GENESIS",
     "HANDLERS",
+    "HISTORY_PREFIX",
+    "LIVE_SOURCE",
     "MAX_PAYLOAD_BYTES",
     "MAX_PRICE",
     "MAX_SIGNED",
+    "REPLAY_PREFIX",
     "STAMPED_TOPICS",
+    "SYNTHETIC_SOURCE",
     "AlertMessage",
     "AlertRecord",
     "AlertType",
@@ -74,6 +97,7 @@ __all__ = [
     "ArticleMessage",
     "ArticleRecord",
     "ArticleSentiment",
+    "Candle",
     "Coin",
     "CoinTable",
     "ConfigError",
@@ -90,6 +114,7 @@ __all__ = [
     "KrakenStatus",
     "KrakenSubscription",
     "OrdType",
+    "Origin",
     "Record",
     "Rejection",
     "SentimentLabel",
@@ -100,18 +125,25 @@ __all__ = [
     "TradeRecord",
     "UnknownTopicError",
     "WireMessage",
+    "candle_header_problem",
+    "candle_pair",
+    "candle_ticks",
     "encode_message",
     "epoch_seconds",
     "handler_for",
+    "history_source",
     "iso_utc",
     "message_topic",
+    "origin_of",
     "parse_alert",
     "parse_article",
+    "parse_candle",
     "parse_kraken_v1",
     "parse_kraken_v2",
     "parse_ticker",
     "parse_trade",
     "record_context",
+    "replay_source",
     "sentiment_label",
     "to_message",
 ]

@@ -222,21 +222,27 @@ class CoinTable:
         "_asset_alias",
         "_coin_alias",
         "_coins",
+        "_defaults",
         "_pair_memo",
         "_quote_alias",
         "_quotes",
         "_tagger",
         "_tracked",
+        "_tracking",
     )
 
     _asset_alias: Mapping[str, str]
     _coin_alias: Mapping[str, str]
     _coins: tuple[Coin, ...]
+    _defaults: tuple[str, ...]
+    """The ``tracked`` pairs of the file: the default pairs, and each coin's pairs."""
     _pair_memo: dict[str, str]
     _quote_alias: Mapping[str, str]
     _quotes: tuple[str, ...]
     _tagger: Tagger
     _tracked: tuple[str, ...]
+    _tracking: frozenset[str] | None
+    """The coins :meth:`tracking` restricted the table to (``None``: the file's defaults)."""
 
     def __init__(
         self,
@@ -282,7 +288,9 @@ class CoinTable:
                 hint = f" (use {pair!r})" if pair else ""
                 _bad(f"tracked pair {item!r} is not a canonical pair{hint}")
             canonical.append(pair)
+        setter(self, "_defaults", tuple(canonical))
         setter(self, "_tracked", tuple(canonical))
+        setter(self, "_tracking", None)
 
     @property
     def coins(self) -> tuple[Coin, ...]:
@@ -296,8 +304,54 @@ class CoinTable:
 
     @property
     def tracked(self) -> tuple[str, ...]:
-        """Canonical pairs the producers subscribe to."""
+        """Canonical pairs the producers subscribe to: the tracked coins' pairs.
+
+        The file's ``tracked`` list, or, for a table :meth:`tracking` some coins, the
+        :meth:`pairs_of` each of them.
+        """
         return self._tracked
+
+    @property
+    def default_coins(self) -> tuple[str, ...]:
+        """The coins tracked when nothing says otherwise: the bases of the file's ``tracked``."""
+        return tuple(dict.fromkeys(pair.split("/", 1)[0] for pair in self._defaults))
+
+    @property
+    def tracked_coins(self) -> tuple[str, ...]:
+        """The coins this table tracks (:meth:`tracking`), else :attr:`default_coins`."""
+        if self._tracking is None:
+            return self.default_coins
+        return tuple(c.symbol for c in self._coins if c.symbol in self._tracking)
+
+    def pairs_of(self, symbol: str) -> tuple[str, ...]:
+        """A coin's pairs: those of the file's ``tracked`` list, else ``SYMBOL/USD``."""
+        listed = tuple(p for p in self._defaults if p.split("/", 1)[0] == symbol)
+        return listed or (f"{symbol}/USD",)
+
+    def tracking(self, symbols: Iterable[str]) -> CoinTable:
+        """This table tracking only ``symbols`` (canonical coins of the table).
+
+        Its :attr:`tracked` pairs are theirs (:meth:`pairs_of`, in table order) and
+        :meth:`mentions` names only them; lookups (:meth:`coin`, :meth:`pair`) still
+        know every coin, and the tagger still reads every coin's rules (another coin
+        named in a text is crypto context even when it is not tracked). Shares
+        everything else with this table: cheap enough to make on every change.
+        """
+        wanted = frozenset(symbols)
+        unknown = sorted(wanted - {c.symbol for c in self._coins})
+        if unknown:
+            _bad(f"cannot track {', '.join(unknown)}: not in the coin table")
+        view = object.__new__(CoinTable)
+        setter = object.__setattr__
+        for name in CoinTable.__slots__:
+            setter(view, name, getattr(self, name))
+        setter(view, "_tracking", wanted)
+        setter(
+            view,
+            "_tracked",
+            tuple(p for c in self._coins if c.symbol in wanted for p in self.pairs_of(c.symbol)),
+        )
+        return view
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"CoinTable is immutable (cannot set {name!r})")
@@ -419,6 +473,10 @@ class CoinTable:
         assets such as "Bitcoin Cash", exclusions such as "ETH Zurich", companies such
         as "LINK Mobility", derivatives such as "Lido Staked ETH"); and context rules
         for spellings that are also ordinary words or acronyms, all read from the coin
-        table (its coins and ``[tagging]``).
+        table (its coins and ``[tagging]``). A table :meth:`tracking` some coins names
+        only those.
         """
-        return self._tagger.tags(text)
+        found = self._tagger.tags(text)
+        if self._tracking is None:
+            return found
+        return tuple(symbol for symbol in found if symbol in self._tracking)

@@ -20,6 +20,7 @@ from handlers._alert import FIELDS as ALERT_FIELDS
 from handlers._errors import HandlerError
 from handlers._fields import Fields, R
 from handlers._generated import generated
+from handlers._origin import LIVE_SOURCE
 from handlers._records import (
     AlertRecord,
     AlertType,
@@ -58,6 +59,8 @@ class TickerMessage(msgspec.Struct, frozen=True, kw_only=True):
     pct_change: Decimal | None = None
     exchange_ts: str | None = None
     receive_ts: float | None = None
+    source: str | None = None
+    """The price path (``handlers._origin``); unset means the live exchange feed."""
 
 
 class TradeMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,6 +74,8 @@ class TradeMessage(msgspec.Struct, frozen=True, kw_only=True):
     trade_id: int | None = None
     ord_type: OrdType | None = None
     receive_ts: float | None = None
+    source: str | None = None
+    """The price path (``handlers._origin``); unset means the live exchange feed."""
 
 
 class ArticleContent(msgspec.Struct, frozen=True, kw_only=True):
@@ -116,6 +121,8 @@ class AlertMessage(msgspec.Struct, frozen=True, kw_only=True):
     reference_price: Decimal | None = None
     window_s: int | None = None
     receive_ts: float | None = None
+    source: str | None = None
+    """The price path the alert was raised on (the ticks' ``source``)."""
 
 
 WireMessage: TypeAlias = TickerMessage | TradeMessage | ArticleMessage | AlertMessage
@@ -146,6 +153,10 @@ def _epoch(moment: datetime | None) -> float | None:
     return None if moment is None else epoch_seconds(moment)
 
 
+def _label(source: str) -> str | None:
+    return None if source == LIVE_SOURCE else source
+
+
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else iso_utc(moment)
 
@@ -158,9 +169,9 @@ def wire_form(fields: Fields[R], message: type[M]) -> Callable[[R], M]:
 
     Each wire field is the first key of one declared field, which names the record
     attribute it carries (``exchange_ts`` <- ``exchange_time``); a record time
-    becomes epoch seconds, or ISO-8601 text where the wire field is a string. A
-    wire field that no declared field reads fails here, at import. (Generated: see
-    :mod:`handlers._generated`.)
+    becomes epoch seconds, or ISO-8601 text where the wire field is a string; the
+    live feed's ``source`` is left unset. A wire field that no declared field reads
+    fails here, at import. (Generated: see :mod:`handlers._generated`.)
     """
     attribute = {field.keys[0]: field.name for field in fields.fields}
     record_types = {f.name: f.type for f in msgspec.structs.fields(fields.record)}
@@ -176,6 +187,10 @@ def wire_form(fields: Fields[R], message: type[M]) -> Callable[[R], M]:
             optional = type(None) in kinds
             convert = ("iso" if text else "epoch") + ("_or_none" if optional else "")
             value = f"{convert}({value})"
+        elif wire.name == "source":
+            # The live feed's label is what an unset one reads back as: live messages
+            # carry none (handlers._origin).
+            value = f"label({value})"
         arguments.append(f"{wire.name}={value}")
     namespace = {
         "message": message,
@@ -183,6 +198,7 @@ def wire_form(fields: Fields[R], message: type[M]) -> Callable[[R], M]:
         "epoch_or_none": _epoch,
         "iso": iso_utc,
         "iso_or_none": _iso,
+        "label": _label,
     }
     return generated("to_message", "record", f"message({', '.join(arguments)})", namespace)
 
@@ -201,7 +217,10 @@ def to_message(record: ArticleRecord) -> ArticleMessage: ...
 @overload
 def to_message(record: AlertRecord) -> AlertMessage: ...
 def to_message(record: Record) -> WireMessage:
-    """The wire message that parses back to ``record`` (``source`` is not on the wire).
+    """The wire message that parses back to ``record``.
+
+    Its ``source`` is left unset for the live feed's (``kraken``, what an unset one
+    reads back as), so live messages carry no label.
 
     Raises :class:`HandlerError` for an alert without a last price (``type``/``value``
     alerts cannot be re-encoded).

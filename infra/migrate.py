@@ -308,7 +308,12 @@ def _migrate_locked(
                 # Only the migration's own SQL (no parameters): simple query protocol,
                 # so a file may hold many statements.
                 conn.execute(script.encode())
-                conn.execute(insert, (migration.version, migration.name, checksum, flavour))
+                # Never prepared (psycopg prepares a statement on its 5th run): a
+                # server that shares one session between its clients (PGlite) would
+                # keep the statement's name and refuse the next client's first one.
+                conn.execute(
+                    insert, (migration.version, migration.name, checksum, flavour), prepare=False
+                )
         except psycopg.Error as exc:
             raise MigrationError(_describe_failure(migration, flavour, script, exc)) from exc
         done = AppliedMigration(

@@ -151,6 +151,21 @@ class EmbeddedPostgres:
             return False
         return self._run(["pg_ctl", "-D", str(self.pgdata), "status"], check=False).returncode == 0
 
+    def running_url(self) -> str | None:
+        """The URL of this cluster's server when it already runs (``make up``'s), else None.
+
+        For a program that needs the database for a while (``python -m
+        flows.import_prices``): it uses that server as it is, and must not stop it.
+        """
+        if not (self.pgdata / "PG_VERSION").exists():
+            return None
+        self._prepare()  # as root, pg_ctl runs as the service user
+        if not self.is_running():
+            return None
+        # postmaster.pid's fourth line is the port the server listens on.
+        self.port = int((self.pgdata / "postmaster.pid").read_text().splitlines()[3])
+        return self.url
+
     def start(self, timeout: float = 60.0) -> str:
         """Start the server (running initdb the first time); return its URL."""
         self._prepare()

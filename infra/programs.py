@@ -59,8 +59,9 @@ class Program(msgspec.Struct, frozen=True, kw_only=True):
     profiles: frozenset[Profile] = BOTH
     reaches: str | None = None
     """An outside address it needs; ``make up`` says so when it is unreachable."""
-    urls: tuple[str, ...] | None = None
-    """Arguments that make it print where to reach it (one line) instead of running."""
+    announce: tuple[str, ...] | None = None
+    """Arguments that make it print one line for ``make up``'s console instead of running
+    (where to reach it; what it will play)."""
 
     def command(self, *, metrics_port: int | None = None, extra: Sequence[str] = ()) -> list[str]:
         """Its argv: ``extra`` flags, metrics on ``metrics_port`` (default: its own port)."""
@@ -69,7 +70,14 @@ class Program(msgspec.Struct, frozen=True, kw_only=True):
         return [sys.executable, "-m", self.module, *self.args, *extra, *metrics]
 
 
-def _flow(name: str, description: str, port: int, profiles: frozenset[Profile] = BOTH) -> Program:
+def _flow(
+    name: str,
+    description: str,
+    port: int,
+    profiles: frozenset[Profile] = BOTH,
+    *,
+    announce: bool = False,
+) -> Program:
     return Program(
         name=name,
         module="flows.run",
@@ -78,6 +86,7 @@ def _flow(name: str, description: str, port: int, profiles: frozenset[Profile] =
         metrics_port=port,
         profiles=profiles,
         reaches=KRAKEN_WS_URL if name == "producer-kraken" else None,
+        announce=(name, "--announce") if announce else None,
     )
 
 
@@ -93,7 +102,13 @@ PROGRAMS: dict[str, Program] = {
         ),
         _flow("producer-kraken", "Kraken v2 ticker + trade -> rawticker, rawtrade", 9204, LIVE),
         _flow("producer-rss", "news feeds -> rawarticle (sentiment, coin mentions)", 9205, LIVE),
-        _flow("producer-replay", "recorded Kraken frames and feeds -> raw topics", 9207, REPLAY),
+        _flow(
+            "producer-replay",
+            "recorded Kraken frames, feeds and candle files -> raw topics",
+            9207,
+            REPLAY,
+            announce=True,
+        ),
         _flow("producer-synthetic", "generated market -> rawticker, rawtrade", 9208, REPLAY),
         _flow("producer-alerts", "rawticker -> price alerts -> rawalert", 9206),
         Program(
@@ -112,10 +127,19 @@ PROGRAMS: dict[str, Program] = {
             name="api",
             module="api",
             description="REST, live WebSocket, dashboard and /metrics (Litestar)",
-            urls=("--urls",),
+            announce=("--urls",),
         ),
     )
 }
+
+
+PROFILE_ENVIRONMENT: dict[Profile, dict[str, str]] = {
+    "live": {},
+    # The synthetic market leaves the coins of the replayed candle files to the replay:
+    # one price path per coin (the variable is declared in flows/producers/settings.py).
+    "replay": {"CRYPTOVIZ_SYNTHETIC_BESIDE_REPLAY": "true"},
+}
+"""Variables ``make up`` sets for every program of a profile."""
 
 
 def profile(name: Profile) -> tuple[Program, ...]:

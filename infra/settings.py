@@ -38,6 +38,7 @@ from infra._env import (
     read_env,
     variables,
 )
+from infra.tracking import TrackedCoins
 
 __all__ = [
     "BOOLEAN_WORDS",
@@ -210,6 +211,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             default="`infra/coins.toml`",
         ),
     ]
+    config_poll_s: Annotated[
+        float,
+        env(
+            "CRYPTOVIZ_CONFIG_POLL_S",
+            "how often the producers and Spark re-read `crypto_configuration` without a "
+            "change notification (s)",
+            gt=0,
+        ),
+    ] = 10.0
+    """Fallback re-read interval of :class:`infra.tracking.TrackedCoins` (changes are
+    notified at once; this bounds how late a missed notification is noticed)."""
     kafka: KafkaSettings = KafkaSettings()
     database: DatabaseSettings = DatabaseSettings()
     ingest: IngestSettings = IngestSettings()
@@ -225,6 +237,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def coin_table(self) -> CoinTable:
         """The coin/alias table named by :attr:`coins_file`."""
         return load_coin_table(self.coins_file)
+
+    def tracked_coins(self, program: str, table: CoinTable | None = None) -> TrackedCoins:
+        """The coins ``program`` tracks, following ``crypto_configuration`` when there is a
+        database (:mod:`infra.tracking`); not started (:meth:`TrackedCoins.acquire`)."""
+        return TrackedCoins(
+            table or self.coin_table(),
+            self.database.url,
+            poll_s=self.config_poll_s,
+            program=program,
+        )
 
     def with_servers(self, *, kafka: str | None = None, database: str | None = None) -> Settings:
         """A copy pointing at servers started after the settings were read."""

@@ -31,9 +31,10 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from handlers import ConfigError
 from infra._console import step
 from infra.cli import ExitCode, run_program
-from infra.programs import Program, profile
+from infra.programs import PROFILE_ENVIRONMENT, Profile, Program, profile
 from infra.settings import Settings, environment_of, load_settings
 
 if TYPE_CHECKING:
@@ -270,14 +271,21 @@ def supervisor_programs(programs: Sequence[Program]) -> dict[str, list[str]]:
     return {p.name: p.command() for p in programs}
 
 
-def _urls(program: Program, env: dict[str, str]) -> str | None:
-    """The line ``program`` prints about where to reach it (``None`` when it says nothing)."""
-    if program.urls is None:
+def _announce(program: Program, env: dict[str, str]) -> str | None:
+    """The line ``program`` prints for the console (``None`` when it says nothing).
+
+    Raises :class:`ConfigError` with the program's own message when it refuses its
+    settings (a replay file that does not exist): better said now than as a worker
+    that supervisord keeps restarting.
+    """
+    if program.announce is None:
         return None
     done = subprocess.run(
-        [sys.executable, "-m", program.module, *program.urls],
+        [sys.executable, "-m", program.module, *program.announce],
         env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
+    if done.returncode == ExitCode.USAGE:
+        raise ConfigError(done.stderr.strip() or f"{program.name}: bad settings")
     return done.stdout.strip() or None
 
 
@@ -294,22 +302,24 @@ def _up(settings: Settings, replay: bool) -> int:
     try:
         settings = stack.start()
         stack.prepare()
-        programs = profile("replay" if replay else "live")
+        name: Profile = "replay" if replay else "live"
+        programs = profile(name)
+        env = {**stack.env(), **PROFILE_ENVIRONMENT[name]}
         for program in programs:
             problem = unreachable(program.reaches) if program.reaches else None
             if problem is not None:
                 step(f"network unreachable ({problem}): {program.name} keeps retrying; "
                      "`make up REPLAY=1` replays recorded data offline")  # fmt: skip
+        announcements = [_announce(program, env) for program in programs]
         ensure_jars("spark", settings.cache_dir)
-        conf = supervisor_config(settings, stack.env(), supervisor_programs(programs))
+        conf = supervisor_config(settings, env, supervisor_programs(programs))
         step(f"starting under supervisord: {', '.join(p.name for p in programs)}")
         supervisor = subprocess.Popen(
             [sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)],
-            env=stack.env(),
+            env=env,
             start_new_session=True,
         )
-        for program in programs:
-            line = _urls(program, stack.env())
+        for line in announcements:
             if line:
                 step(line)
         step(f"running; logs in {settings.state_dir / 'logs'}")

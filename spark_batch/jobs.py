@@ -9,6 +9,13 @@ query              topic         output
                                 and ``forecast_state`` (the models' state per coin)
 =================  ============  =====================================================
 
+Sentiment and predictions are written for the tracked coins only
+(:class:`TrackedOnly`): the driver filters each micro-batch by the set
+:class:`infra.tracking.TrackedCoins` holds at that moment (``crypto_configuration``,
+followed live), so activating a coin through the API starts its rows at the next
+micro-batch and deactivating it stops them, without restarting a query. Spark still
+aggregates every coin (a coin activated mid-window gets that window whole).
+
 Topics are the logical names of the topic map (``Settings.kafka.topics``): a renamed
 ``rawticker`` is read under its new name, and the results go to the configured
 ``sentiment`` and ``prediction`` topics. Each query has its own checkpoint in
@@ -23,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from infra.settings import Settings, SettingsError, Topics
+from infra.tracking import TrackedCoins
 from spark_batch import late, prediction, sentiment
 from spark_batch.publish import ResultPublisher
 from spark_batch.settings import SparkSettings
@@ -35,6 +43,22 @@ if TYPE_CHECKING:
     from pyspark.sql.streaming.query import StreamingQuery
 
 QUERY_NAMES: tuple[str, ...] = (sentiment.QUERY_NAME, late.QUERY_NAME, prediction.QUERY_NAME)
+PER_COIN: frozenset[str] = frozenset((sentiment.QUERY_NAME, prediction.QUERY_NAME))
+"""The queries whose rows are per coin (a ``crypto_symbol`` column): tracked coins only."""
+
+
+class TrackedOnly:
+    """``foreachBatch`` wrapper: only the rows of the coins tracked now reach the sink."""
+
+    def __init__(self, sink: Callable[[DataFrame, int], Any], tracking: TrackedCoins) -> None:
+        self._sink = sink
+        self._tracking = tracking
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        from pyspark.sql import functions as F
+
+        coins = list(self._tracking.tracked.coins)  # read once per micro-batch
+        self._sink(batch.filter(F.col("crypto_symbol").isin(coins)), batch_id)
 
 
 @dataclass
@@ -47,6 +71,8 @@ class Analytics:
     symbols: Symbols | None = None
     wrap_sink: Callable[[str, Any], Any] | None = None
     """Test seam: ``wrap_sink(query_name, sink)`` returns the foreachBatch function to use."""
+    tracking: TrackedCoins | None = None
+    """The tracked coins (acquired by the caller); ``None``: every coin is analysed."""
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -100,6 +126,8 @@ class Analytics:
         checkpoint = self.cfg.checkpoint_dir(self.settings.state_dir, name)
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         batch_fn = sink if self.wrap_sink is None else self.wrap_sink(name, sink)
+        if self.tracking is not None and name in PER_COIN:
+            batch_fn = TrackedOnly(batch_fn, self.tracking)
         writer = (
             frame.writeStream.queryName(name)
             .outputMode(output_mode)

@@ -139,7 +139,9 @@ def _run(args: argparse.Namespace) -> int:
     from spark_batch.session import build_session
 
     spark = build_session(cfg, settings.cache_dir)
-    analytics = Analytics(spark, settings, cfg)
+    # Sentiment and predictions of the tracked coins only, followed live (infra.tracking).
+    tracking = settings.tracked_coins("spark-analytics").acquire()
+    analytics = Analytics(spark, settings, cfg, tracking=tracking)
 
     if args.metrics_port is not None:
         start_http_server(args.metrics_port, addr=args.metrics_host)
@@ -177,6 +179,7 @@ def _run(args: argparse.Namespace) -> int:
         for query in queries.values():
             query.stop()
         analytics.close()
+        tracking.release()
         spark.stop()
 
 

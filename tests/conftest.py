@@ -35,6 +35,26 @@ def shared_fixtures() -> Path:
     return SHARED_FIXTURES
 
 
+@pytest.fixture
+def market_slice(shared_fixtures: Path, tmp_path: Path) -> Callable[[int], tuple[Path, ...]]:
+    """``make(n)``: the first ``n`` minutes of each real candle file of
+    ``../shared/fixtures/real/market``, as files of the same names (so the same pairs)."""
+
+    def make(minutes: int) -> tuple[Path, ...]:
+        out = tmp_path / f"market-{minutes}"
+        out.mkdir(exist_ok=True)
+        files = []
+        for real in sorted((shared_fixtures / "market").glob("*.csv")):
+            with real.open("rb") as fh:
+                head = [fh.readline() for _ in range(minutes + 1)]
+            (out / real.name).write_bytes(b"".join(head))
+            files.append(out / real.name)
+        assert len(files) == 2, files
+        return tuple(files)
+
+    return make
+
+
 def _server_dir(prefix: str) -> Path:
     # Not under pytest's basetemp: another pytest session on the machine may reset
     # /tmp/pytest-of-<user> to 0700, locking out the unprivileged PostgreSQL user.

@@ -1,5 +1,10 @@
 """CRUD on the metadata tables: tracked cryptos and saved visualization parameters.
 
+``crypto_configuration`` drives collection: the Kraken producer, the news producer
+and the Spark job follow it live (:mod:`infra.tracking`), so a write here takes
+effect within seconds without restarting anything. ``visualization_parameters`` is
+stored and served for API clients only: the bundled dashboard does not read it.
+
 Reads are public; writes need an API key (see :mod:`api.auth`): they sit on a
 router of their own whose guard checks it. Bodies are
 validated field by field: msgspec checks types, lengths, patterns and unknown
@@ -107,13 +112,16 @@ async def get_crypto(ctx: NamedDependency[ApiContext], symbol: FromPath[str]) ->
     responses=WRITE_ERRORS,
     summary="Track a crypto",
     status_code=HTTP_201_CREATED,
-    description="The symbol must be in the coin table (aliases are stored canonical). "
-    "409 if it is already configured.",
+    description="The producers and Spark follow this table within seconds: an active "
+    "crypto's pairs are streamed from Kraken, news naming it is tagged with it, and its "
+    "sentiment and predictions are computed. The symbol must be in the coin table "
+    "(aliases are stored canonical); a coin it does not know gets a 400 saying how to "
+    "add it. 409 if it is already configured.",
 )
 async def create_crypto(
     ctx: NamedDependency[ApiContext], data: JSONBody[CryptoConfigCreate]
 ) -> CryptoConfig:
-    coin = ctx.symbols.coin(data.symbol)
+    coin = ctx.symbols.trackable(data.symbol)
     row = await ctx.db.fetch_one(
         CRYPTO_CONFIG_INSERT, {"symbol": coin, "name": _name(data.name), "active": data.active}
     )
@@ -160,6 +168,9 @@ async def _update_crypto(
     "/crypto/{symbol:str}/",
     responses=WRITE_ERRORS,
     summary="Stop tracking a crypto",
+    description="Removes its row. Beware: a table without any row means 'never "
+    "configured', and the coin table's defaults are tracked then; to track nothing, "
+    "set every crypto inactive instead.",
     status_code=HTTP_204_NO_CONTENT,
 )
 async def delete_crypto(ctx: NamedDependency[ApiContext], symbol: FromPath[str]) -> None:
@@ -171,7 +182,13 @@ async def delete_crypto(ctx: NamedDependency[ApiContext], symbol: FromPath[str])
 # -- visualizations ------------------------------------------------------------------
 
 
-@get("/visualization/", responses=READ_ERRORS, summary="Saved visualization parameters")
+@get(
+    "/visualization/",
+    responses=READ_ERRORS,
+    summary="Saved visualization parameters",
+    description="Stored for API clients; the bundled dashboard does not read them (it "
+    "draws no indicators, and its URL keeps the coin, pair and period).",
+)
 async def list_visualizations(
     ctx: NamedDependency[ApiContext], symbol: SymbolFilter = None
 ) -> VisualizationConfigList:

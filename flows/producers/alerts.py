@@ -1,4 +1,10 @@
-"""Price alerts: a stateful Bytewax step per pair over the ``rawticker`` stream.
+"""Price alerts: a stateful Bytewax step per price path over the ``rawticker`` stream.
+
+A price path is a pair and the ``source`` of its ticks (:func:`path_key`;
+``handlers._origin``): the live feed, the synthetic market, a replayed capture and
+a replayed candle file are separate paths even on one pair, so a move is only ever
+measured between two prices of one path (a recorded ADA/USD at 0.10 and a synthetic
+one at 0.45 are no +348 % move). An alert says its path's ``source``.
 
 Reference price: the price at the start of a rolling window (default 60 s), i.e. the
 last tick at or before ``t - window`` (the oldest tick in the window while there is
@@ -10,7 +16,7 @@ previous alert in the same direction.
 
 Times are the tickers' own (exchange) times, not the wall clock, so a replay gives
 the same alerts as the live run, and alert keys ``(pair, timestamp, alert_type)`` are
-deterministic. The per-pair state is Bytewax recovery state: a restarted worker
+deterministic. The per-path state is Bytewax recovery state: a restarted worker
 continues the same windows and excursions, so it does not forget a crossing in
 progress; alerts it raised after its last snapshot come round again, and the keys
 already on the topic (``already_sent``) keep them from being published twice.
@@ -28,7 +34,7 @@ from typing import Literal
 from flows.producers import _metrics as m
 from flows.producers.alert_log import AlertKey
 from flows.producers.settings import AlertSettings
-from handlers import AlertMessage, TickerRecord, epoch_seconds
+from handlers import LIVE_SOURCE, AlertMessage, TickerRecord, epoch_seconds
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +43,14 @@ _PCT = Decimal("0.0001")
 _WIDE = Context(prec=60)
 
 
+def path_key(ticker: TickerRecord) -> str:
+    """The key of a ticker's price path: its pair and source."""
+    return f"{ticker.pair}|{ticker.source}"
+
+
 @dataclass(slots=True)
 class AlertState:
-    """Per-pair state (pickled into Bytewax recovery snapshots)."""
+    """Per-path state (pickled into Bytewax recovery snapshots)."""
 
     ticks: deque[tuple[float, Decimal]] = field(default_factory=deque)
     """(time, price), oldest first; the first one may lie before the window (the anchor)."""
@@ -103,6 +114,7 @@ class AlertDetector:
             reference_price=reference,
             window_s=self._s.window_s,
             receive_ts=None if ticker.receive_time is None else epoch_seconds(ticker.receive_time),
+            source=None if ticker.source == LIVE_SOURCE else ticker.source,
         )
         log.info("alert %s %s %s%% (reference %s)", ticker.pair, direction, change, reference)
         return state, alert

@@ -8,6 +8,14 @@ what the thread parsed, sequences trades (:mod:`flows.producers.trades`) and ret
 them. The partition's recovery state is the per-pair trade sequence, so a restart
 neither re-sends nor silently skips trades.
 
+Which pairs: the tracked coins' pairs (:mod:`infra.tracking`: the
+``crypto_configuration`` table, followed live), unless ``CRYPTOVIZ_KRAKEN_PAIRS``
+fixes them. When the tracked set changes, the connection sends ``unsubscribe`` for
+the pairs that left it and ``subscribe`` for those that joined, on the live socket
+(no reconnect); data of a pair no longer tracked is dropped from then on, and its
+trade sequence is forgotten, so tracking it again starts afresh instead of
+"filling" the time it was not tracked.
+
 Protocol handling:
 
 * one ``subscribe`` per channel for all pairs, ``snapshot`` explicit, ``req_id``
@@ -61,6 +69,7 @@ from handlers import (
     TradeMessage,
     parse_kraken_v2,
 )
+from infra.tracking import TrackedCoins
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +120,8 @@ class KrakenClient:
         rng: random.Random | None = None,
     ) -> None:
         self._s = settings
-        self._pairs = pairs
+        self._wanted = tuple(pairs)
+        self._wanted_lock = threading.Lock()
         self._coins = coins
         self._out = out
         self._clock = clock
@@ -124,6 +134,17 @@ class KrakenClient:
 
     def start(self) -> None:
         self._thread.start()
+
+    @property
+    def wanted(self) -> tuple[str, ...]:
+        """The pairs to stream now (the session follows every change)."""
+        with self._wanted_lock:
+            return self._wanted
+
+    def want(self, pairs: tuple[str, ...]) -> None:
+        """Stream these pairs from now on: the live session (un)subscribes the difference."""
+        with self._wanted_lock:
+            self._wanted = tuple(pairs)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
@@ -215,6 +236,9 @@ class _Session:
         self._ping: tuple[int, float] | None = None
         self._resubscribed: set[tuple[str, str]] = set()
         self._renewals: set[tuple[str, str]] = set()
+        self._pairs: tuple[str, ...] = ()
+        """What this connection asked for (its subscriptions follow ``client.wanted``)."""
+        self._streaming: frozenset[str] = frozenset()
         now = self._clock()
         self._last_frame = now
         self._next_ping = now + self._s.ping_interval_s
@@ -223,9 +247,8 @@ class _Session:
         s = self._s
         tick = min(s.heartbeat_timeout_s, s.data_timeout_s, s.ping_interval_s, s.pong_timeout_s)
         self._ws.settimeout(max(0.01, min(0.5, tick / 4)))
-        for channel in s.channels:
-            self._subscribe(channel, list(self._c._pairs))
         while not self._c._stop.is_set():
+            self._follow_wanted()
             try:
                 opcode, data = self._ws.recv_data()
             except websocket.WebSocketTimeoutException:
@@ -237,6 +260,35 @@ class _Session:
                 self._last_frame = now
                 self._handle(data if isinstance(data, bytes) else data.encode(), now)
             self._watch(now)
+
+    def _follow_wanted(self) -> None:
+        """Subscribe the pairs that joined ``client.wanted``, unsubscribe those that left."""
+        wanted = self._c.wanted
+        if wanted == self._pairs:
+            return
+        had, now = set(self._pairs), set(wanted)
+        joined = [p for p in wanted if p not in had]
+        left = [p for p in self._pairs if p not in now]
+        self._pairs, self._streaming = wanted, frozenset(wanted)
+        for channel in self._s.channels:
+            if left:
+                self._unsubscribe(channel, left)
+            if joined:
+                self._subscribe(channel, joined)
+        if left:
+            log.info("kraken: no longer tracked, unsubscribed: %s", ", ".join(left))
+
+    def _unsubscribe(self, channel: str, symbols: list[str]) -> None:
+        req_id = self._c.next_req_id()
+        self._requests[req_id] = channel
+        for symbol in symbols:
+            key = (channel, symbol)
+            self._pending.pop(key, None)
+            self._subs.pop(key, None)
+            self._renewals.discard(key)
+            self._resubscribed.discard(key)
+        params = {"channel": channel, "symbol": symbols}
+        self._send({"method": "unsubscribe", "params": params, "req_id": req_id})
 
     def _send(self, request: dict[str, object]) -> None:
         self._ws.send(msgspec.json.encode(request).decode())
@@ -274,6 +326,8 @@ class _Session:
             elif isinstance(control, KrakenHeartbeat):
                 pass  # its arrival already fed the heartbeat watchdog
         for msg in event.messages:
+            if msg.pair not in self._streaming:
+                continue  # in flight when its pair stopped being tracked
             key = (_channel(msg), msg.pair)
             sub = self._subs.get(key)
             if sub is not None:
@@ -288,6 +342,8 @@ class _Session:
             log.warning("kraken: frame refused: %s (%.200s)", rejection.reason, frame)
 
     def _ack(self, ack: KrakenSubscription, now: float) -> None:
+        if ack.method == "unsubscribe" and not ack.success:
+            log.warning("kraken: unsubscribe of %s refused: %s", ack.symbol, ack.error)
         if ack.method != "subscribe":
             return
         channel = ack.channel or self._requests.get(ack.req_id or -1) or "?"
@@ -298,6 +354,8 @@ class _Session:
             log.error("kraken: %s subscription for %s rejected: %s", channel, symbol, ack.error)
             return
         pair = self._c._coins.pair(symbol) or symbol
+        if pair not in self._streaming:
+            return  # untracked meanwhile: its unsubscribe is on the way
         key = (channel, pair)
         resubscribed = key in self._resubscribed
         self._resubscribed.discard(key)
@@ -342,6 +400,7 @@ class KrakenPartition(StatefulSourcePartition[KrakenMessage, SourceState]):
         settings: KrakenSettings,
         coins: CoinTable,
         pairs: tuple[str, ...],
+        tracking: TrackedCoins | None,
         resume: SourceState | None,
         fetch_page: FetchPage | None,
     ) -> None:
@@ -353,10 +412,18 @@ class KrakenPartition(StatefulSourcePartition[KrakenMessage, SourceState]):
         self._filler = GapFiller(
             fetch, coins, attempts=settings.rest_attempts, retry_s=settings.rest_retry_s
         )
+        self._client = KrakenClient(settings, pairs, coins, self._queue)
+        self._tracking = tracking
+        self._untrack: Callable[[], None] | None = None
+        if tracking is not None:
+            tracking.acquire()
+            self._untrack = tracking.subscribe(lambda table: self._client.want(table.tracked))
+        self._retained = self._client.wanted
+        for pair in self._seq.retain(self._retained):
+            log.info("kraken: %s is not tracked: its trade sequence is forgotten", pair)
         for gap in self._seq.open_gaps():
             log.info("kraken: resuming the fill of %s trades %d..%d", gap.pair, gap.first, gap.last)
             self._filler.request(gap)
-        self._client = KrakenClient(settings, pairs, coins, self._queue)
         self._client.start()
         self._deadline = (
             None if settings.run_for_s is None else time.monotonic() + settings.run_for_s
@@ -367,6 +434,10 @@ class KrakenPartition(StatefulSourcePartition[KrakenMessage, SourceState]):
         if self._deadline is not None and time.monotonic() >= self._deadline:
             self.close()
             raise StopIteration
+        wanted = self._client.wanted
+        if wanted is not self._retained:
+            self._retained = wanted
+            self._seq.retain(wanted)
         out: list[KrakenMessage] = []
         for _ in range(MAX_BATCH):
             try:
@@ -374,6 +445,8 @@ class KrakenPartition(StatefulSourcePartition[KrakenMessage, SourceState]):
             except queue.Empty:
                 break
             if isinstance(msg, TradeMessage):
+                if msg.pair not in wanted:
+                    continue  # parsed before its pair stopped being tracked
                 emit, gap = self._seq.accept(msg)  # counts gaps and duplicates
                 if gap is not None:
                     self._filler.request(gap)
@@ -401,27 +474,44 @@ class KrakenPartition(StatefulSourcePartition[KrakenMessage, SourceState]):
         return self._seq.snapshot()
 
     def close(self) -> None:
+        if self._untrack is not None and self._tracking is not None:
+            self._untrack()
+            self._untrack = None
+            self._tracking.release()
         self._client.stop()
         self._filler.stop()
 
 
 class KrakenSource(FixedPartitionedSource[KrakenMessage, SourceState]):
-    """Live Kraken v2 ticker and trade messages; one partition (one connection)."""
+    """Live Kraken v2 ticker and trade messages; one partition (one connection).
+
+    The pairs: ``settings.pairs`` when set (fixed), else the tracked coins' pairs,
+    followed live through ``tracking`` (default: the coin table's defaults, fixed).
+    """
 
     def __init__(
         self,
         settings: KrakenSettings,
         coins: CoinTable,
         *,
+        tracking: TrackedCoins | None = None,
         fetch_page: FetchPage | None = None,
     ) -> None:
-        pairs = settings.pairs or coins.tracked
-        for pair in pairs:
+        for pair in settings.pairs:
             if coins.pair(pair) != pair:
                 raise ValueError(f"Kraken pair {pair!r} is not a canonical pair (like 'BTC/USD')")
         self._settings = settings
         self._coins = coins
-        self._pairs = tuple(pairs)
+        self._pairs = tuple(settings.pairs)
+        self._tracking: TrackedCoins | None = None
+        if not self._pairs:
+            self._tracking = tracking or TrackedCoins.fixed(coins)
+        elif tracking is not None and tracking.follows_database:
+            log.info(
+                "kraken: CRYPTOVIZ_KRAKEN_PAIRS fixes the pairs (%s); crypto_configuration "
+                "does not change them",
+                ", ".join(self._pairs),
+            )
         self._fetch_page = fetch_page
 
     def list_parts(self) -> list[str]:
@@ -434,6 +524,7 @@ class KrakenSource(FixedPartitionedSource[KrakenMessage, SourceState]):
             settings=self._settings,
             coins=self._coins,
             pairs=self._pairs,
+            tracking=self._tracking,
             resume=resume_state,
             fetch_page=self._fetch_page,
         )

@@ -7,6 +7,12 @@ backs off exponentially (with jitter) on its own. The partition's recovery state
 is its dedup keys and validators, so a restarted producer re-sends nothing it
 already sent (Kafka acknowledged it before the state was committed: see
 :mod:`flows.producers.kafka_edge`).
+
+Articles are tagged with the tracked coins only (``cryptocurrencies_mentioned``):
+each poll parses with the coin table of the tracked set at that moment
+(:mod:`infra.tracking`, the ``crypto_configuration`` table followed live), so a coin
+activated through the API is recognised from the next poll on, and a deactivated one
+no longer is.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from flows.producers._util import Backoff, in_thread
 from flows.producers.news import FeedError, FetchResult, ParsedFeed, http_fetch, parse_feed
 from flows.producers.settings import FeedSpec, RssSettings
 from handlers import ArticleMessage, CoinTable
+from infra.tracking import TrackedCoins
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +100,15 @@ class FeedPartition(StatefulSourcePartition[ArticleMessage, FeedState]):
         *,
         feed: FeedSpec,
         settings: RssSettings,
-        coins: CoinTable,
+        tracking: TrackedCoins,
         resume: FeedState | None,
         fetch: Fetch,
     ) -> None:
         state = resume or FeedState()
         self._feed = feed
         self._s = settings
-        self._coins = coins
+        self._tracking = tracking.acquire()
+        self._closed = False
         self._fetch = fetch
         self._seen = SeenKeys(state.seen, settings.seen_capacity)
         self._etag = state.etag
@@ -144,7 +152,7 @@ class FeedPartition(StatefulSourcePartition[ArticleMessage, FeedState]):
             m.RSS_POLLS.labels(name, "not_modified").inc()
             return []
         parsed = parse_feed(
-            result.body, self._feed, self._coins, datetime.now(UTC), result.content_type
+            result.body, self._feed, self._tracking.table, datetime.now(UTC), result.content_type
         )
         if parsed.warning:
             log.warning("rss %s: malformed feed, read what parses: %s", name, parsed.warning)
@@ -178,19 +186,28 @@ class FeedPartition(StatefulSourcePartition[ArticleMessage, FeedState]):
     def snapshot(self) -> FeedState:
         return FeedState(self._seen.as_list(), self._etag, self._last_modified)
 
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._tracking.release()
+
 
 class RssSource(FixedPartitionedSource[ArticleMessage, FeedState]):
-    """New articles of every configured feed; one partition per feed."""
+    """New articles of every configured feed; one partition per feed.
+
+    Tagged with the coins ``tracking`` tracks (default: the coin table's defaults).
+    """
 
     def __init__(
         self,
         settings: RssSettings,
         coins: CoinTable,
         *,
+        tracking: TrackedCoins | None = None,
         fetch: Fetch | None = None,
     ) -> None:
         self._s = settings
-        self._coins = coins
+        self._tracking = tracking or TrackedCoins.fixed(coins)
         self._feeds = {feed.name: feed for feed in settings.feeds}
         self._fetch = fetch or self._http
 
@@ -213,7 +230,7 @@ class RssSource(FixedPartitionedSource[ArticleMessage, FeedState]):
         return FeedPartition(
             feed=self._feeds[for_part],
             settings=self._s,
-            coins=self._coins,
+            tracking=self._tracking,
             resume=resume_state,
             fetch=self._fetch,
         )

@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -84,8 +84,25 @@ def _from_beginning(raw: str) -> bool:
     return start == "beginning"
 
 
+CANDLE_SUFFIXES = frozenset({".csv"})
+"""Replay files read as 1-minute candles (``handlers._candle``); the others are captures
+(``.txt``, ``.jsonl``) or feeds (``.xml``, ``.rss``, ``.atom``)."""
+SHARED_MARKET = SHARED_REAL / "market"
+
+
 def default_replay_files() -> tuple[Path, ...]:
-    """The bundled samples, plus the real captures of ``../shared`` when the clone has them."""
+    """What ``make up REPLAY=1`` plays when no file is named.
+
+    The real candle files of ``../shared/fixtures/real/market`` when the clone has
+    them, with the news feeds (bundled and real); else the bundled samples (Kraken
+    captures and a feed), plus the real captures of ``../shared`` when present.
+    """
+    feeds = sorted(p for p in SAMPLES.iterdir() if p.suffix == ".xml")
+    if SHARED_REAL.is_dir():
+        feeds += sorted(p for p in SHARED_REAL.rglob("*") if p.suffix == ".xml")
+    candles = sorted(SHARED_MARKET.glob("*.csv")) if SHARED_MARKET.is_dir() else []
+    if candles:
+        return (*candles, *feeds)
     kinds = (".txt", ".jsonl", ".xml")
     files = sorted(p for p in SAMPLES.iterdir() if p.suffix in kinds)
     if SHARED_REAL.is_dir():
@@ -243,7 +260,7 @@ class AlertSettings(msgspec.Struct, frozen=True, kw_only=True):
         float,
         env(
             "CRYPTOVIZ_ALERT_COOLDOWN_S",
-            "minimum time between two alerts of a pair and direction (s)",
+            "minimum time between two alerts of a price path (pair, source) and direction (s)",
             ge=0,
         ),
     ] = 300.0
@@ -262,22 +279,49 @@ class AlertSettings(msgspec.Struct, frozen=True, kw_only=True):
         return self.thresholds.get(pair, self.threshold_pct)
 
 
+ReplayClock = Literal["now", "original"]
+CandlePairs = Literal["usd", "file"]
+
+
 class ReplaySettings(msgspec.Struct, frozen=True, kw_only=True):
     files: Annotated[
         tuple[Path, ...],
         env(
             "CRYPTOVIZ_REPLAY_FILES",
-            "capture files, separated by `os.pathsep`",
+            "files to replay, separated by `os.pathsep`: Kraken captures, feeds, 1-minute "
+            "candle files (`.csv`)",
             parse=_replay_files,
             fallback=_default_replay_files,
-            default="the bundled samples, plus `../shared/fixtures/real` if present",
+            default="the real candles of `../shared/fixtures/real/market` and the feeds if "
+            "present, else the bundled samples",
         ),
     ] = ()
     speed: Annotated[
         float,
-        env("CRYPTOVIZ_REPLAY_SPEED", "1 = recorded speed, 10 = ten times faster, 0 = max", ge=0),
+        env(
+            "CRYPTOVIZ_REPLAY_SPEED",
+            "1 = recorded speed, 60 = a market minute per second, 0 = as fast as possible",
+            ge=0,
+        ),
     ] = 1.0
     """1 = recorded speed, N = N times faster, 0 = as fast as possible."""
+    clock: Annotated[
+        ReplayClock,
+        env(
+            "CRYPTOVIZ_REPLAY_CLOCK",
+            "candle ticks `now`: re-timed to the replay clock (live-looking, source "
+            "`replay:<file>`); `original`: the market's own time (history, source "
+            "`history:<file>`, what the price import writes); speed 0 keeps the original",
+        ),
+    ] = "now"
+    candle_pairs: Annotated[
+        CandlePairs,
+        env(
+            "CRYPTOVIZ_CANDLE_PAIRS",
+            "pairs of candle files (replay and import): `usd` plays a USD stablecoin quote as "
+            "USD (BTCUSDT -> BTC/USD), `file` keeps the file's own (BTC/USDT)",
+        ),
+    ] = "usd"
     line_gap_s: float = 0.0
     """Pause between frames of a file that carries no receive times (at speed 1)."""
     exit_at_end: Annotated[
@@ -287,6 +331,15 @@ class ReplaySettings(msgspec.Struct, frozen=True, kw_only=True):
             "the replay worker exits after the last file (else it idles)",
         ),
     ] = False
+
+    @property
+    def candle_files(self) -> tuple[Path, ...]:
+        return tuple(p for p in self.files if p.suffix.lower() in CANDLE_SUFFIXES)
+
+    @property
+    def retimed(self) -> bool:
+        """Candle ticks are stamped on the replay clock (not their market time)."""
+        return self.clock == "now" and self.speed > 0
 
 
 class SyntheticSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -317,6 +370,17 @@ class SyntheticSettings(msgspec.Struct, frozen=True, kw_only=True):
         int | None,
         env("CRYPTOVIZ_SYNTHETIC_SEED", "random seed", default="random", ge=0),
     ] = None
+    beside_replay: Annotated[
+        bool,
+        env(
+            "CRYPTOVIZ_SYNTHETIC_BESIDE_REPLAY",
+            "leave the coins of the replay's candle files to the replay, one price path per "
+            "coin (`make up REPLAY=1` sets it)",
+        ),
+    ] = False
+    exclude_coins: tuple[str, ...] = ()
+    """Coins the synthetic market leaves alone (the worker adds the replay's candle coins
+    when :attr:`beside_replay`)."""
     volatility: float = 0.01
     """Standard deviation of the log price per simulated hour (0.01 = 1 %)."""
     trend_switch_per_s: float = 0.02

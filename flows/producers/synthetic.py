@@ -6,7 +6,8 @@ same parse -> encode -> produce path as the live feed. Price paths are geometric
 random walks with a drift that switches regime now and then, plus rare 1-3 % jumps,
 so the alert worker and the analytics have something to react to. Simulated time
 advances a fixed step per message (deterministic for a given seed); message times
-are the wall clock, so the data looks live.
+are the wall clock, so the data looks live, and every message says ``source``
+``synthetic``, so its rows and alerts are never taken for the exchange's.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -23,7 +25,14 @@ import msgspec
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from flows.producers.settings import SyntheticSettings
-from handlers import CoinTable, HandlerContext, KrakenMessage, iso_utc, parse_kraken_v2
+from handlers import (
+    SYNTHETIC_SOURCE,
+    CoinTable,
+    HandlerContext,
+    KrakenMessage,
+    iso_utc,
+    parse_kraken_v2,
+)
 
 BASE_PRICES: dict[str, float] = {
     "BTC": 95_000.0, "ETH": 3_000.0, "SOL": 150.0, "ADA": 0.45, "DOT": 4.5, "LINK": 15.0,
@@ -34,17 +43,20 @@ _ENCODER = msgspec.json.Encoder(decimal_format="number")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def synthetic_pairs(coins: CoinTable, count: int, offset: int = 0) -> list[str]:
+def synthetic_pairs(
+    coins: CoinTable, count: int, offset: int = 0, exclude: Collection[str] = ()
+) -> list[str]:
     """``count`` pairs of the sequence: the tracked pairs first, then the other coins
-    against USD, then ``SYNnn/USD``; skipping the first ``offset``.
+    against USD, then ``SYNnn/USD``; skipping the first ``offset``, and every pair of
+    the coins in ``exclude`` (their prices come from another producer).
 
     Producers given offsets 0, N, 2N, ... with N pairs each make disjoint pairs, so
     their ticks never share ``ticker_data``'s key (pair, timestamp).
     """
-    pairs = list(coins.tracked)
+    pairs = [p for p in coins.tracked if p.split("/", 1)[0] not in exclude]
     for coin in coins.coins:
         pair = f"{coin.symbol}/USD"
-        if pair not in pairs and coin.symbol not in ("USDT", "USDC"):
+        if pair not in pairs and coin.symbol not in ("USDT", "USDC", *exclude):
             pairs.append(pair)
     index = 1
     while len(pairs) < offset + count:
@@ -95,7 +107,7 @@ class SyntheticPartition(StatefulSourcePartition[KrakenMessage, SyntheticState])
         state = resume or SyntheticState()
         if state.rng is not None:
             self._rng.setstate(state.rng)
-        names = synthetic_pairs(coins, settings.pairs, settings.pair_offset)
+        names = synthetic_pairs(coins, settings.pairs, settings.pair_offset, settings.exclude_coins)
         self._paths = {name: state.paths.get(name) or self._new_path(name) for name in names}
         self._order = names
         self._emitted = state.emitted
@@ -179,7 +191,8 @@ class SyntheticPartition(StatefulSourcePartition[KrakenMessage, SyntheticState])
         out: list[KrakenMessage] = []
         for stamp in self._stamps(now, due):
             out += parse_kraken_v2(self.next_frame(stamp), ctx).messages
-        return out
+        # One label for the generated path: its rows say they are not the exchange's.
+        return [msgspec.structs.replace(msg, source=SYNTHETIC_SOURCE) for msg in out]
 
     def _stamps(self, now: datetime, count: int) -> list[datetime]:
         """``count`` strictly increasing times spread over (last frame's time, ``now``].

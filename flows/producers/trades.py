@@ -21,7 +21,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -67,6 +67,17 @@ class TradeSequencer:
             pair: PairSequence(seq.last_id, seq.last_ts, list(seq.missing))
             for pair, seq in self._pairs.items()
         }
+
+    def retain(self, pairs: Collection[str]) -> list[str]:
+        """Forget the sequences of every pair but ``pairs``; returns the pairs forgotten.
+
+        For pairs no longer tracked: their trades stop, so the next trade of a pair
+        tracked again must start a new sequence, not open a gap over the time it was not.
+        """
+        gone = [pair for pair in self._pairs if pair not in pairs]
+        for pair in gone:
+            del self._pairs[pair]
+        return gone
 
     def open_gaps(self) -> list[Gap]:
         """Every hole still missing (to re-request fills after a restart)."""

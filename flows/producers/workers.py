@@ -36,10 +36,10 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 from flows._consumer import SMALL_MESSAGES_CONSUMER_CONFIG, committing_to
 from flows.producers import _metrics as m
 from flows.producers.alert_log import AlertKey, published_alert_keys
-from flows.producers.alerts import AlertDetector, AlertState
+from flows.producers.alerts import AlertDetector, AlertState, path_key
 from flows.producers.kafka_edge import KafkaProducerSink, Keyed, OutRecord, to_record
 from flows.producers.kraken import KrakenSource
-from flows.producers.replay import ReplaySource
+from flows.producers.replay import ReplaySource, candle_coins
 from flows.producers.rss import RssSource
 from flows.producers.settings import (
     ProducerSettings,
@@ -60,6 +60,7 @@ from handlers import (
 )
 from infra.programs import consumer_group
 from infra.settings import Settings, SettingsError
+from infra.tracking import TrackedCoins
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +78,35 @@ def _sink(
     )
 
 
-SourceFactory = Callable[[Settings, ProducerSettings], Source[Any]]
+SourceFactory = Callable[[ProducerSettings, CoinTable, TrackedCoins | None], Source[Any]]
+"""``(producer settings, coin table, tracked coins or None) -> the worker's source``."""
+
+
+def _synthetic(producer: ProducerSettings, coins: CoinTable) -> SyntheticSource:
+    """The synthetic market; beside a replay, it leaves the replayed candles' coins alone."""
+    synthetic = producer.synthetic
+    if synthetic.beside_replay:
+        replayed = candle_coins(producer.replay, coins)
+        log.info("synthetic: leaving %s to the replay", ", ".join(replayed) or "no coin")
+        synthetic = msgspec.structs.replace(
+            synthetic, exclude_coins=(*synthetic.exclude_coins, *replayed)
+        )
+    return SyntheticSource(synthetic, coins)
+
 
 SOURCES: dict[str, tuple[str, SourceFactory]] = {
-    "producer-kraken": ("kraken", lambda s, p: KrakenSource(p.kraken, s.coin_table())),
-    "producer-rss": ("feeds", lambda s, p: RssSource(p.rss, s.coin_table())),
-    "producer-replay": ("replay", lambda s, p: ReplaySource(p.replay, s.coin_table())),
-    "producer-synthetic": ("synthetic", lambda s, p: SyntheticSource(p.synthetic, s.coin_table())),
+    "producer-kraken": ("kraken", lambda p, c, t: KrakenSource(p.kraken, c, tracking=t)),
+    "producer-rss": ("feeds", lambda p, c, t: RssSource(p.rss, c, tracking=t)),
+    "producer-replay": ("replay", lambda p, c, _t: ReplaySource(p.replay, c)),
+    "producer-synthetic": ("synthetic", lambda p, c, _t: _synthetic(p, c)),
 }
 """Worker name -> (input step id, its source): every producer that reads the outside world."""
+
+FOLLOWS_CONFIGURATION: frozenset[str] = frozenset(("producer-kraken", "producer-rss"))
+"""The producers that follow the tracked coins (``crypto_configuration``, read live when
+``DATABASE_URL`` is set: :mod:`infra.tracking`), so the only ones that need the database;
+the replay and synthetic producers send what was recorded or generated, whatever is
+tracked."""
 
 
 def build_producer_flow(
@@ -103,7 +124,11 @@ def build_producer_flow(
     """
     step, make_source = SOURCES[name]
     flow = Dataflow(name.replace("-", "_"))
-    messages = op.input(step, flow, source or make_source(settings, producer))
+    if source is None:
+        coins = settings.coin_table()
+        tracking = settings.tracked_coins(name, coins) if name in FOLLOWS_CONFIGURATION else None
+        source = make_source(producer, coins, tracking)
+    messages = op.input(step, flow, source)
     topics = settings.kafka.topics
     previous = PreviousPrice()
 
@@ -182,7 +207,8 @@ def build_alert_flow(
     sink: Sink[Keyed] | None = None,
     already_sent: Set[AlertKey] | None = None,
 ) -> Dataflow:
-    """rawticker -> per-pair :class:`AlertDetector` (recovery state) -> rawalert.
+    """rawticker -> :class:`AlertDetector` per price path, (pair, source) (recovery state) ->
+    rawalert.
 
     ``already_sent``: alert keys not to publish again (default: read back from the
     alert topic when reading the ticker topic from Kafka, else none).
@@ -212,7 +238,9 @@ def build_alert_flow(
     else:
         payloads = op.input("rawticker_in", flow, source)
     tickers = op.filter_map("parse", payloads, TickerParser(settings.coin_table()))
-    keyed = op.key_on("by_pair", tickers, lambda item: item[0].pair)
+    # One window per price path: ticks of one pair from two sources (a recorded capture
+    # and the synthetic market, say) are never compared with each other.
+    keyed = op.key_on("by_pair", tickers, lambda item: path_key(item[0]))
     detector = AlertDetector(producer.alerts, already_sent or frozenset())
 
     def detect(

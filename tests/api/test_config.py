@@ -113,6 +113,24 @@ def test_visualization_field_validation(client: Client) -> None:
     assert bad_symbol.status_code == 404
 
 
+def test_a_coin_the_coin_table_does_not_know_is_refused_with_how_to_add_it(
+    client: Client,
+) -> None:
+    r = client.post("/api/v1/config/crypto/", json={"symbol": "pepe", "name": "Pepe"}, headers=AUTH)
+    assert r.status_code == 400
+    body = r.json()
+    assert body["parameter"] == "symbol"
+    for step in ("[coins.PEPE]", "infra/coins.toml", "CRYPTOVIZ_COINS_FILE", "`tracked`",
+                 "PEPE/USD", "restart", "XRP"):  # fmt: skip
+        assert step in body["detail"], step
+    assert client.get("/api/v1/config/crypto/PEPE/").status_code == 404
+    # A coin of the coin table that was never configured is accepted (by any alias).
+    added = client.post(
+        "/api/v1/config/crypto/", json={"symbol": "xdg", "name": "Doge"}, headers=AUTH
+    )
+    assert (added.status_code, added.json()["symbol"]) == (201, "DOGE")
+
+
 def test_writes_need_a_valid_api_key(client: Client) -> None:
     body = {"symbol": "XRP", "name": "XRP"}
     missing = client.post("/api/v1/config/crypto/", json=body)

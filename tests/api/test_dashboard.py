@@ -124,7 +124,12 @@ def _seed(conn: psycopg.Connection[tuple[Any, ...]], now: datetime) -> dict[str,
             latest[pair] = last
             if pair == "BTC/USD":
                 btc_prices[t] = last
-    seed.tickers(conn, ticks)
+    # SOL/USD: only history, six hours of January 2024 (an import): no price in any period.
+    sol = [
+        (HISTORY_END - timedelta(minutes=m), "SOL/USD", round(100 + m / 100, 2))
+        for m in range(6 * 60, -1, -1)
+    ]
+    seed.tickers(conn, ticks + sol)
     seed.trades(
         conn,
         [
@@ -217,6 +222,10 @@ def _seed(conn: psycopg.Connection[tuple[Any, ...]], now: datetime) -> dict[str,
     return latest
 
 
+HISTORY_END = datetime(2024, 1, 31, 23, 55, 1, tzinfo=UTC)
+"""The latest (and only) SOL/USD price of :func:`_seed`."""
+
+
 def _price_text(value: float) -> str:
     """The page's rendering of a price above 1000 (en-US, two decimals)."""
     return f"{value:,.2f}"
@@ -266,7 +275,12 @@ def _wait_relay(port: int, timeout: float = 30.0) -> None:
 
 
 def _produce_until_shown(
-    browser: Browser, producer: Producer, topic: str, first_price: float, timeout: float = 20.0
+    browser: Browser,
+    producer: Producer,
+    topic: str,
+    first_price: float,
+    timeout: float = 20.0,
+    source: str | None = None,
 ) -> float:
     """Produce BTC ticks (first_price, first_price + 1, ...) until the page shows one.
 
@@ -280,7 +294,7 @@ def _produce_until_shown(
         price = first_price + len(sent)
         sent.append(price)
         value = {"pair": "XBT/USD", "last": price, "bid": price - 0.5, "ask": price + 0.5,
-                 "timestamp": time.time()}  # fmt: skip
+                 "timestamp": time.time(), "source": source}  # fmt: skip
         producer.produce(topic, json.dumps(value).encode())
         producer.flush(5)
         try:
@@ -427,6 +441,18 @@ def test_dashboard_in_chromium(
         assert browser.evaluate("window.__sameDocument === true")
         candle = browser.evaluate("window.cryptoviz.state.candles.at(-1)")
         assert candle["close"] == shown
+        source = "document.getElementById('price-source')"
+        assert browser.evaluate(f"{source}.hidden")  # the live feed needs no note
+
+        # A replayed market says so under its price (the ticks' `source`).
+        _produce_until_shown(
+            browser, producer, topic, round(stored + 40.5, 2),
+            source="replay:binance_BTCUSDT_1m_2024-01_SysTB",
+        )  # fmt: skip
+        assert browser.evaluate(f"!{source}.hidden")
+        assert browser.evaluate(f"{source}.textContent") == (
+            "Replayed market (binance_BTCUSDT_1m_2024-01_SysTB), re-timed to now: not live prices"
+        )
 
         # A dropped socket reconnects, resubscribes, and updates keep coming.
         loaded = int(browser.evaluate("document.body.dataset.loaded"))
@@ -493,6 +519,20 @@ def test_dashboard_in_chromium(
         assert browser.evaluate("document.documentElement.scrollWidth") <= 390
         assert browser.wait_for(f"{CANDLE_PIXELS} > 300 && {CANDLE_PIXELS}", timeout=10)
         browser.screenshot(tmp_path / "dashboard-390.png", full_page=True)
+
+        # A coin with history only (an import of January 2024): the period ending at its
+        # latest price, and a note saying so, instead of an empty chart.
+        loaded = int(browser.evaluate("document.body.dataset.loaded"))
+        browser.evaluate(
+            "(() => { const s = document.getElementById('coin'); s.value = 'SOL';"
+            " s.dispatchEvent(new Event('change')); })()"
+        )
+        browser.wait_for(f"Number(document.body.dataset.loaded) > {loaded}", timeout=10)
+        assert browser.evaluate("document.getElementById('pair-title').textContent") == "SOL/USD"
+        assert 6 <= browser.evaluate("window.cryptoviz.state.candles.length") <= 8  # 1 h each
+        assert browser.evaluate(f"{source}.textContent") == (
+            "No price in the last 7d: showing the 7d up to 2024-01-31T23:55:01Z"
+        )
 
         # Without a selection in the URL the page opens on BTC, though ETH ticked last.
         assert browser.goto(f"http://127.0.0.1:{port}/") == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,7 +13,7 @@ import psycopg
 import pytest
 
 from api import candles, queries
-from api.db import Query
+from api.db import Query, struct_row
 from api.models import ModelPrediction
 
 T0 = datetime(2026, 1, 15, tzinfo=UTC)
@@ -86,3 +87,43 @@ def test_the_prediction_page_orders_by_every_key_column() -> None:
     assert page.keys == ("model_name", "horizon_s")
     assert page.int_keys == {"horizon_s"}
     assert "ORDER BY timestamp DESC, model_name DESC, horizon_s DESC" in page.sql
+
+
+# Prices as the feeds write them, and the numerics whose float is hardest to get right:
+# more digits than a double holds, halfway cases, tiny and huge magnitudes.
+NUMERICS = (
+    "30000.1", "0.1", "0.000000012345", "123456789012.123456789", "1.0000000000000002220446",
+    "9007199254740993", "-0.5", "2.675", "1e-20", "65432.12345678901234567890", "NaN",
+)  # fmt: skip
+
+
+def test_pages_read_in_binary_give_the_floats_of_the_numeric_text(fresh_db: str) -> None:
+    """The ``float8`` casts of a binary page (see ``page_query``) must not change a digit:
+    each value equals Python's float of PostgreSQL's text of the stored numeric."""
+    query = queries.TICKER_PAGE
+    assert query.binary
+    assert "last::float8 AS last" in query.sql
+    stamps = [T0 - timedelta(seconds=i, microseconds=7 * i) for i in range(len(NUMERICS))]
+    # As the API's pool does: a UTC session, so timestamps load as UTC datetimes.
+    with psycopg.connect(fresh_db, autocommit=True, options="-c TimeZone=UTC") as conn:
+        for stamp, value in zip(stamps, NUMERICS, strict=True):
+            conn.execute(
+                "INSERT INTO ticker_data (timestamp, pair, last, bid) "
+                "VALUES (%s, 'BTC/USD', %s::numeric, %s::numeric)",
+                (stamp, value, value),
+            )
+        params = {"key": "BTC/USD", "lo": T0 - timedelta(days=1), "cts": T0 + timedelta(1), "n": 99}
+        with conn.cursor(row_factory=struct_row(query.row), binary=True) as cur:
+            rows = cur.execute(query.sql, params).fetchall()
+        text = conn.execute("SELECT last::text FROM ticker_data ORDER BY timestamp DESC")
+        expected = [float(t) for (t,) in text.fetchall()]
+    assert [r.timestamp for r in rows] == stamps
+    assert all(r.timestamp.utcoffset() == timedelta(0) for r in rows)
+    for row, want in zip(rows, expected, strict=True):
+        assert type(row.last) is float
+        assert row.ask is None
+        if math.isnan(want):
+            assert math.isnan(row.last)
+            assert math.isnan(row.bid or 0.0)
+        else:
+            assert (row.last, row.bid) == (want, want), row

@@ -62,7 +62,7 @@ def test_every_column_holds_its_attribute(topic: str, fresh_db: str) -> None:
     assert type(record) is spec.record
     writer = BatchWriter(fresh_db, spec)
     try:
-        assert writer.write([record], [T0]).inserted == 1
+        assert writer.write([record], [int(T0.timestamp() * 1000)]).inserted == 1
     finally:
         writer.close()
     with psycopg.connect(fresh_db, row_factory=dict_row) as conn:

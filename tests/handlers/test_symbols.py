@@ -276,6 +276,45 @@ def test_table_is_immutable() -> None:
         COINS.tracked = ()  # type: ignore[misc]
 
 
+def test_tracking_restricts_pairs_and_mentions_but_not_lookups() -> None:
+    assert COINS.default_coins == ("BTC", "ETH", "SOL", "ADA", "DOT", "LINK")
+    assert COINS.tracked_coins == COINS.default_coins
+    text = "XRP and Solana rally as bitcoin holds"
+    assert COINS.mentions(text) == ("XRP", "SOL", "BTC")
+    view = COINS.tracking(["XRP", "BTC"])
+    # Table order; a coin without pairs in `tracked` gets SYMBOL/USD.
+    assert view.tracked_coins == ("BTC", "XRP")
+    assert view.tracked == ("BTC/USD", "XRP/USD")
+    assert view.mentions(text) == ("XRP", "BTC")
+    assert view.coin("solana") == "SOL"
+    assert view.pair("XXBTZUSD") == "BTC/USD"
+    assert view.pairs_of("SOL") == ("SOL/USD",)
+    # The other coins still count as crypto context: "ADA" needs it, and "bitcoin" gives it.
+    assert COINS.tracking(["ADA"]).mentions("ADA jumps as bitcoin rallies") == ("ADA",)
+    assert COINS.tracking(["ADA"]).mentions("ADA lawsuit against the county") == ()
+    assert COINS.tracking([]).tracked == ()
+    assert COINS.tracking([]).mentions(text) == ()
+    assert COINS.mentions(text) == ("XRP", "SOL", "BTC")  # the original is unchanged
+    with pytest.raises(ValueError, match="cannot track PEPE: not in the coin table"):
+        COINS.tracking(["BTC", "PEPE"])
+    with pytest.raises(AttributeError, match="immutable"):
+        view.tracked = ()  # type: ignore[misc]
+
+
+def test_pairs_of_a_coin_come_from_tracked() -> None:
+    table = CoinTable.from_mapping(
+        {
+            "coins": {"BTC": {"name": "Bitcoin"}, "ETH": {"name": "Ether"}},
+            "quotes": {"USD": [], "EUR": []},
+            "tracked": ["BTC/USD", "BTC/EUR"],
+        }
+    )
+    assert table.pairs_of("BTC") == ("BTC/USD", "BTC/EUR")
+    assert table.pairs_of("ETH") == ("ETH/USD",)
+    assert table.default_coins == ("BTC",)
+    assert table.tracking(["ETH", "BTC"]).tracked == ("BTC/USD", "BTC/EUR", "ETH/USD")
+
+
 def test_defaults() -> None:
     table = CoinTable.from_mapping({"coins": {"BTC": {"name": "Bitcoin"}}})
     assert table.tracked == ("BTC/USD", "ETH/USD", "SOL/USD", "ADA/USD", "DOT/USD", "LINK/USD")

@@ -99,12 +99,16 @@ FIELDS: list[tuple[WireMessage, str, list[str]]] = [
         [
             "pair", "last", "bid", "ask", "volume_24h", "timestamp", "bid_qty", "ask_qty",
             "vwap", "low", "high", "change_24h_pct", "pct_change", "exchange_ts", "receive_ts",
+            "source",
         ],
     ),
     (
         TRADE,
         "rawtrade",
-        ["pair", "price", "volume", "timestamp", "side", "trade_id", "ord_type", "receive_ts"],
+        [
+            "pair", "price", "volume", "timestamp", "side", "trade_id", "ord_type", "receive_ts",
+            "source",
+        ],
     ),
     (
         ARTICLE,
@@ -119,7 +123,7 @@ FIELDS: list[tuple[WireMessage, str, list[str]]] = [
         "rawalert",
         [
             "pair", "last", "change", "threshold", "timestamp", "alert_type",
-            "reference_price", "window_s", "receive_ts",
+            "reference_price", "window_s", "receive_ts", "source",
         ],
     ),
 ]  # fmt: skip
@@ -179,6 +183,22 @@ def test_example_records_round_trip(topic: str, name: str) -> None:
     record = handler(encode(seed(topic, name)), seen)
     assert isinstance(record, TickerRecord | TradeRecord | ArticleRecord | AlertRecord)
     assert handler(encode_message(to_message(record)), seen) == record
+
+
+@pytest.mark.parametrize("message", [TICKER, TRADE, ALERT])
+def test_a_price_path_label_travels_and_the_live_one_stays_off_the_wire(
+    message: TickerMessage | TradeMessage | AlertMessage,
+) -> None:
+    handler = HANDLERS[message_topic(message)]
+    live = handler(encode_message(message), ctx())
+    assert isinstance(live, TickerRecord | TradeRecord | AlertRecord)
+    assert live.source == "kraken"
+    assert b'"source":null' in encode_message(to_message(live))
+    replayed = msgspec.structs.replace(message, source="replay:binance_BTCUSDT_1m_2024-01")
+    record = handler(encode_message(replayed), ctx())
+    assert isinstance(record, TickerRecord | TradeRecord | AlertRecord)
+    assert record.source == "replay:binance_BTCUSDT_1m_2024-01"
+    assert to_message(record) == replayed
 
 
 def test_prototype_alert_has_no_wire_form() -> None:
@@ -287,7 +307,6 @@ DECLARED = [
     (_trade.FIELDS, TradeMessage, set()),
     (_alert.FIELDS, AlertMessage, {"type"}),  # prototype alerts only: never written
 ]
-NOT_ON_THE_WIRE = {"source"}
 
 
 @pytest.mark.parametrize(("fields", "message", "read_only"), DECLARED)
@@ -300,7 +319,7 @@ def test_record_wire_and_field_table_name_the_same_fields(
     assert record <= declared, f"record attributes no field reads: {record - declared}"
     wire = set(message.__struct_fields__)
     first_keys = {field.keys[0] for field in fields.fields}
-    assert wire == first_keys - NOT_ON_THE_WIRE - read_only
+    assert wire == first_keys - read_only
 
 
 def test_a_field_table_gives_every_attribute_and_uses_every_field() -> None:

@@ -17,7 +17,7 @@ from confluent_kafka import Producer
 
 from bench import fuzz
 from flows._dead_letter import header_map
-from flows._parse import ParsedBatch, SourceMsg
+from flows._parse import ParsedBatch, SourceMsg, as_source_message
 from flows._tables import TABLES
 from flows.ingest import build_ingest_flow
 from handlers import HANDLERS
@@ -70,7 +70,7 @@ def test_every_fuzzed_frame_is_a_record_or_an_explained_dead_letter(topic: str) 
     assert len(records) > 0, "no fuzzed frame was accepted: the seeds are not exercised"
     assert len(letters) > len(values) // 2
 
-    offsets = [int(o.offset or 0) for o in origins]
+    offsets = [int(as_source_message(o).offset or 0) for o in origins]
     for letter in letters:
         headers = header_map(letter.headers)
         assert headers["dlq.reason"].strip()

@@ -478,6 +478,7 @@ def test_service_environments_are_accepted_by_the_settings_loaders(
 ) -> None:
     from api.settings import load_api_settings
     from flows.producers.settings import load_producer_settings
+    from flows.producers.workers import FOLLOWS_CONFIGURATION
     from infra.settings import load_settings
     from spark_batch.settings import load_spark_settings
 
@@ -498,7 +499,9 @@ def test_service_environments_are_accepted_by_the_settings_loaders(
             assert spark.ui, "the health check asks the Spark UI"
         elif name.startswith("producer-"):
             load_producer_settings(env)
-            assert "DATABASE_URL" not in env, f"{name} does not need the database password"
+            # Only the producers that follow crypto_configuration read the database.
+            follows = name in FOLLOWS_CONFIGURATION
+            assert ("DATABASE_URL" in env) == follows, f"{name}: the database password"
         if "DATABASE_URL" in env:
             assert settings.database.url is not None
             assert "@timescaledb:5432/" in settings.database.url

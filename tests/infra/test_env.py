@@ -153,6 +153,7 @@ def test_copies_keep_every_field(tmp_path: Path) -> None:
         "CRYPTOVIZ_TOPIC_RAWTRADE": "trades-x",
         "CRYPTOVIZ_BATCH_SIZE": "10",
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+        "CRYPTOVIZ_CONFIG_POLL_S": "2.5",
     }
     original = load_settings(env)
     assert all(

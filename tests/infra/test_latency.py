@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from infra.latency import latency_report, main
+from infra.latency import history_rows, latency_report, main
 
 pytestmark = pytest.mark.integration
 
@@ -37,8 +37,43 @@ def _seed(url: str) -> None:
         )
 
 
+def _seed_replayed(url: str) -> None:
+    """What `make up REPLAY=1` adds: ticks of a candle file re-timed to the replay clock
+    (5 ms to the database), ticks of January 2024 at their own time (imported or replayed
+    on their original clock) and a replayed Kraken capture of 2026-05, ingested now."""
+    with psycopg.connect(url) as conn:
+        for i in range(1, 5):
+            played = T0 + timedelta(seconds=30 + i)
+            conn.execute(
+                "INSERT INTO ticker_data (timestamp, pair, last, receive_time, kafka_time, "
+                "ingest_time, source) VALUES (%s, 'ETH/USD', 1, %s, %s, %s, %s)",
+                (played, played, played + timedelta(milliseconds=1),
+                 played + timedelta(milliseconds=5), "replay:binance_ETHUSDT_1m_2024-01"),
+            )  # fmt: skip
+            old = datetime(2024, 1, 1, 0, 0, i, tzinfo=UTC)
+            conn.execute(
+                "INSERT INTO ticker_data (timestamp, pair, last, ingest_time, source) "
+                "VALUES (%s, 'SOL/USD', 1, %s, 'history:binance_SOLUSDT_1m_2024-01')",
+                (old, T0 + timedelta(seconds=i)),
+            )
+        recorded = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+        conn.execute(
+            "INSERT INTO trade_data (timestamp, pair, price, volume, side, trade_key, "
+            "receive_time, kafka_time, ingest_time, source) "
+            "VALUES (%s, 'ADA/USD', 1, 1, 'b', 'k2', %s, %s, %s, %s)",
+            (
+                recorded,
+                recorded,
+                T0,
+                T0 + timedelta(milliseconds=3),
+                "history:kraken_v2_session.jsonl",
+            ),
+        )
+
+
 def test_hops_and_end_to_end_percentiles_are_exact(fresh_db: str) -> None:
     _seed(fresh_db)
+    _seed_replayed(fresh_db)  # none of it counts among the live figures
     report = {(r.table, r.hop): r for r in latency_report(fresh_db, T0, T0 + timedelta(minutes=1))}
     hop = report[("ticker_data", "source -> producer")]
     assert hop.rows == 10
@@ -61,20 +96,44 @@ def test_range_selects_by_ingest_time(fresh_db: str) -> None:
     assert all(r.rows == 0 for r in later)
 
 
+def test_replayed_rows_are_apart_and_recorded_history_left_out(fresh_db: str) -> None:
+    _seed(fresh_db)
+    _seed_replayed(fresh_db)
+    window = (T0, T0 + timedelta(minutes=1))
+    replay = {(r.table, r.hop): r for r in latency_report(fresh_db, *window, "replay")}
+    end_to_end = replay[("ticker_data", "end to end")]
+    assert end_to_end.rows == 4
+    assert end_to_end.p99_ms == pytest.approx(5.0)
+    assert replay[("trade_data", "end to end")].rows == 0
+    assert history_rows(fresh_db, *window) == {
+        "ticker_data": 4, "trade_data": 1, "article_data": 0, "alert_data": 0,
+    }  # fmt: skip
+
+
 def test_cli_prints_a_table_and_json(fresh_db: str, capsys: pytest.CaptureFixture[str]) -> None:
     _seed(fresh_db)
+    _seed_replayed(fresh_db)
     window = ["--from", T0.isoformat(), "--to", (T0 + timedelta(minutes=1)).isoformat()]
     assert main(["--database-url", fresh_db, *window]) == 0
     text = capsys.readouterr().out
-    assert "ticker_data   end to end" in text
+    live, _, rest = text.partition("replayed rows, reported apart (source replay:*")
+    assert "live rows (the exchange feed, the synthetic market):" in live
+    assert "ticker_data   end to end                    10" in live
+    assert "ticker_data   end to end                     4" in rest
+    assert (
+        "left out: 5 rows of recorded history (source history:*: imported candles, candles "
+        "replayed on their original clock, replayed captures), whose event times are no delays"
+    ) in rest
     assert main(["--database-url", fresh_db, "--json", *window]) == 0
-    rows = json.loads(capsys.readouterr().out)
-    assert {r["hop"] for r in rows} == {
+    body = json.loads(capsys.readouterr().out)
+    assert {r["hop"] for r in body["live"]} == {
         "source -> producer",
         "producer -> kafka",
         "kafka -> database",
         "end to end",
     }
+    assert [r["rows"] for r in body["replay"] if r["table"] == "ticker_data"] == [0, 4, 4, 4]
+    assert body["history_rows_left_out"]["trade_data"] == 1
     assert main(["--database-url", fresh_db, "--from", window[3], "--to", window[1]]) == 2
 
 
@@ -89,6 +148,7 @@ def test_grafana_panel_shows_the_same_figures(fresh_db: str) -> None:
     panels = [p for p in text["panels"] if "infra.latency" in p.get("title", "")]
     assert [t["rawSql"] for t in panels[0]["targets"]] == [grafana_panel_sql()]
     _seed(fresh_db)
+    _seed_replayed(fresh_db)
     window = "ingest_time >= '2026-11-01T12:00:00Z' AND ingest_time < '2026-11-01T12:01:00Z'"
     query = grafana_panel_sql().replace("$__timeFilter(ingest_time)", window)
     with psycopg.connect(fresh_db) as conn:

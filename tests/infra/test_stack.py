@@ -6,7 +6,7 @@ import configparser
 from pathlib import Path
 
 from flows.registry import INGEST_WORKERS
-from infra.programs import PROGRAMS
+from infra.programs import PROFILE_ENVIRONMENT, PROGRAMS
 from infra.settings import Settings, load_settings
 from infra.stack import supervisor_config, supervisor_programs, temporary_stack
 
@@ -50,3 +50,44 @@ def test_a_temporary_stack_keeps_every_setting_but_its_state_dir(tmp_path: Path)
         if name != "state_dir":
             assert getattr(running, name) == getattr(original, name), name
     assert running.otlp_endpoint == "http://collector:4318"
+
+
+def test_each_profile_sets_only_declared_variables() -> None:
+    from flows.producers.settings import ProducerSettings, load_producer_settings
+    from infra.settings import variables
+
+    declared = {v.name for v in variables(ProducerSettings)}
+    for env in PROFILE_ENVIRONMENT.values():
+        assert set(env) <= declared
+    # make up REPLAY=1: the synthetic market leaves the replayed candles' coins alone.
+    replay = load_producer_settings(PROFILE_ENVIRONMENT["replay"])
+    assert replay.synthetic.beside_replay
+    assert not load_producer_settings(PROFILE_ENVIRONMENT["live"]).synthetic.beside_replay
+
+
+def test_the_replay_worker_announces_what_it_plays() -> None:
+    assert PROGRAMS["producer-replay"].announce == ("producer-replay", "--announce")
+    assert PROGRAMS["api"].announce == ("--urls",)
+
+
+def test_a_named_replay_file_that_does_not_exist_stops_make_up_before_it_starts(
+    tmp_path: Path,
+) -> None:
+    import os
+
+    import pytest
+
+    from handlers import ConfigError
+    from infra.stack import _announce
+
+    missing = tmp_path / "nope.csv"
+    env = {**os.environ, "CRYPTOVIZ_REPLAY_FILES": str(missing)}
+    with pytest.raises(ConfigError, match=rf"producer-replay: .*not a file: {missing}"):
+        _announce(PROGRAMS["producer-replay"], env)
+    candles = tmp_path / "binance_SOLUSDT_1m_2024-01.csv"
+    candles.write_text("datetime,open,high,low,close\n")
+    env = {**env, "CRYPTOVIZ_REPLAY_FILES": str(candles), **PROFILE_ENVIRONMENT["replay"]}
+    assert _announce(PROGRAMS["producer-replay"], env) == (
+        f"replay: real market SOL/USD ({candles.name}), 4 ticks a minute, re-timed to now "
+        "at 1x; the synthetic market plays the other coins"
+    )

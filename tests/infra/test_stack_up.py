@@ -3,6 +3,8 @@
 Runs ``python -m infra.stack up --replay`` exactly as ``make up REPLAY=1`` does,
 with its own embedded Kafka and PostgreSQL in a private state directory, then
 stops it with SIGINT (Ctrl-C) and checks that nothing it started is left running.
+Where ``../shared`` has the real candles, BTC/USD is the real January 2024 market
+re-timed to now (not the synthetic one), and the console says so.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from tests._wait import wait_for
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
+MARKET = REPO.parent / "shared" / "fixtures" / "real" / "market"
+REAL_BTC = (38_555.0, 48_969.48)
+"""The low and high of BTC/USDT in January 2024 (SOURCES.md); the synthetic BTC is near 95k."""
 
 
 def _get(url: str, timeout: float = 3) -> tuple[int, dict[str, object]]:
@@ -89,7 +94,13 @@ def test_replay_shows_data_within_60_s_and_ctrl_c_stops_everything(server_dir: P
             interval=1,
             explain=log_tail,
         )
-        assert isinstance(price.get("price"), float | int)
+        last, age = price.get("price"), price.get("age_s")
+        assert isinstance(last, float | int)
+        assert isinstance(age, float | int)
+        if MARKET.is_dir():
+            # The real market, re-timed: a January 2024 price, stamped now.
+            assert REAL_BTC[0] <= last <= REAL_BTC[1], price
+            assert age < 120, price
 
         # Health checks Kafka and the database for real; while Spark's JVM starts on
         # the same two cores a check can be slow, so give it a few tries.
@@ -104,6 +115,12 @@ def test_replay_shows_data_within_60_s_and_ctrl_c_stops_everything(server_dir: P
             status, page = response.status, response.read()
         assert status == 200
         assert b"CryptoViz" in page
+        # One price path per pair: no alert compares two sources (the old "ADA/USD +348 %").
+        status, alerts = _get(f"http://127.0.0.1:{port}/api/v1/alert/historique/?periode=1h")
+        assert status == 200
+        data = alerts.get("data")
+        assert isinstance(data, list)
+        assert all(abs(a["change_percent"]) < 20 for a in data), data
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         try:
@@ -115,6 +132,11 @@ def test_replay_shows_data_within_60_s_and_ctrl_c_stops_everything(server_dir: P
     output = (server_dir / "up.log").read_text()
     assert code == 0, output[-3000:]
     assert "==> dashboard http://127.0.0.1:" in output
+    if MARKET.is_dir():
+        assert "==> replay: real market BTC/USD (binance_BTCUSDT_1m_2024-01_SysTB.csv)" in output
+        assert "re-timed to now at 1x; the synthetic market plays the other coins" in output
+    else:
+        assert "==> replay: no candle file at hand" in output
     assert "==> stopping PostgreSQL" in output
     wait_for(
         lambda: not _survivors(state),

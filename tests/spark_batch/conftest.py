@@ -18,6 +18,7 @@ import pytest
 from confluent_kafka import Producer
 
 from infra.settings import Settings, Topics
+from infra.tracking import TrackedCoins
 from spark_batch.jobs import Analytics
 from spark_batch.settings import SparkSettings
 
@@ -69,13 +70,16 @@ class Harness:
         *names: str,
         state_dir: Path | None = None,
         wrap_sink: Callable[[str, Any], Any] | None = None,
+        tracking: TrackedCoins | None = None,
     ) -> dict[str, Any]:
         """Run the named queries once over everything in their topics (availableNow);
         return each query's last progress report."""
         settings = self.settings
         if state_dir is not None:
             settings = msgspec.structs.replace(settings, state_dir=state_dir)
-        analytics = Analytics(self.spark, settings, self.cfg, wrap_sink=wrap_sink)
+        analytics = Analytics(
+            self.spark, settings, self.cfg, wrap_sink=wrap_sink, tracking=tracking
+        )
         queries = analytics.start(names, available_now=True)
         errors: list[Exception] = []
         try:

@@ -53,6 +53,7 @@ def test_layout_is_valid() -> None:
         "0004_analytics",
         "0005_hop_times",
         "0006_forecasts",
+        "0007_config_notify",
         "0008_prototype_contract",
     ]
     timeseries = migrations[2]
@@ -67,7 +68,7 @@ def test_applies_plain_flavour_in_order(empty_db: str) -> None:
     progress: list[AppliedMigration] = []
     report = migrate(empty_db, on_applied=progress.append)
     assert report.flavour == "plain"
-    assert report.applied_versions == ALL_VERSIONS == (1, 2, 3, 4, 5, 6, 8)
+    assert report.applied_versions == ALL_VERSIONS == (1, 2, 3, 4, 5, 6, 7, 8)
     assert report.already_applied == ()
     assert report.current_version == 8
     assert progress == list(report.applied)
@@ -83,6 +84,7 @@ def test_applies_plain_flavour_in_order(empty_db: str) -> None:
         (4, "analytics", "plain", 64, True),
         (5, "hop_times", "plain", 64, True),
         (6, "forecasts", "plain", 64, True),
+        (7, "config_notify", "plain", 64, True),
         (8, "prototype_contract", "plain", 64, True),
     ]
 
@@ -166,6 +168,34 @@ def test_metadata_seed_and_updated_at(migrated_db: str) -> None:
                 """INSERT INTO visualization_parameters (name, symbol, time_range, chart_type)
                    VALUES ('btc-day', 'ETH', '7d', 'line')"""
             )
+
+
+def test_every_change_of_the_crypto_configuration_is_notified(migrated_db: str) -> None:
+    with (
+        psycopg.connect(migrated_db, autocommit=True) as listener,
+        psycopg.connect(migrated_db, autocommit=True) as writer,
+    ):
+        listener.execute("LISTEN cryptoviz_config")
+
+        def heard() -> list[str]:
+            return [n.payload for n in listener.notifies(timeout=0.5)]
+
+        writer.execute("UPDATE crypto_configuration SET active = false WHERE symbol = 'DOT'")
+        writer.execute("INSERT INTO crypto_configuration (symbol, name) VALUES ('XRP', 'XRP')")
+        writer.execute("DELETE FROM crypto_configuration WHERE symbol = 'XRP'")
+        assert heard() == ["crypto_configuration"] * 3
+        with writer.transaction():
+            writer.execute("UPDATE crypto_configuration SET name = name")
+            writer.execute("UPDATE crypto_configuration SET name = name")
+        # NOTIFY is transactional: one payload per transaction (duplicates fold), at commit.
+        assert heard() == ["crypto_configuration"]
+        with writer.transaction(force_rollback=True):
+            writer.execute("UPDATE crypto_configuration SET active = true")
+        assert heard() == []
+        writer.execute("TRUNCATE crypto_configuration")
+        assert heard() == ["crypto_configuration"]
+        writer.execute("UPDATE visualization_parameters SET name = name")
+        assert heard() == []
 
 
 def test_rollups_give_expected_values(migrated_db: str) -> None:
@@ -351,8 +381,9 @@ def test_cli(empty_db: str) -> None:
         "migrations: applied 0004_analytics (plain)",
         "migrations: applied 0005_hop_times (plain)",
         "migrations: applied 0006_forecasts (plain)",
+        "migrations: applied 0007_config_notify (plain)",
         "migrations: applied 0008_prototype_contract (plain)",
-        "migrations: up to date at version 0008 (plain, 7 applied)",
+        "migrations: up to date at version 0008 (plain, 8 applied)",
     ]
     again = _cli(env={"DATABASE_URL": empty_db})
     assert again.returncode == 0, again.stderr

@@ -20,6 +20,7 @@
   // Period -> candle width (about 60-180 candles per view).
   var INTERVALS = { "1h": "1m", "6h": "5m", "24h": "15m", "7d": "1h", "30d": "4h" };
   var WIDTH_S = { "1m": 60, "5m": 300, "15m": 900, "1h": 3600, "4h": 14400, "1d": 86400 };
+  var PERIOD_S = { "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800, "30d": 2592000 };
   var LABELS = { positive: 1, neutral: 1, negative: 1 };
   var BACKOFF_MIN_MS = 500;
   var BACKOFF_MAX_MS = 30000;
@@ -51,6 +52,8 @@
     candles: [],
     ref24h: null, // price 24 h before, derived from the REST change, for the live change
     lastTick: null, // {ts, price}
+    source: null, // the `source` of the pair's latest live tick (replay, history, synthetic)
+    historyEnd: null, // the period shown ends at this time (the latest tick) instead of now
     fresh: { ticks: null, trades: null, articles: null, alerts: null, sentiment: null, predictions: null },
     health: null,
     pipeline: null, // health/pipeline/: dead letters and trade gaps
@@ -144,6 +147,34 @@
 
   function iso(ts) {
     return ts === null || ts === undefined ? "" : new Date(ts * 1000).toISOString().replace(".000Z", "Z");
+  }
+
+  /**
+   * What a tick's `source` says about its price path (handlers/_origin.py): "" for the
+   * live exchange feed, else a line saying the prices are replayed, history or generated.
+   */
+  function describeSource(source) {
+    if (!source || source === "kraken") return "";
+    if (source.indexOf("replay:") === 0) {
+      return "Replayed market (" + source.slice(7) + "), re-timed to now: not live prices";
+    }
+    if (source.indexOf("history:") === 0) {
+      return "Recorded history (" + source.slice(8) + ") at its own time: not live prices";
+    }
+    if (source === "synthetic") return "Synthetic market: generated prices, not a real one";
+    return "Source: " + source;
+  }
+
+  function renderSource() {
+    var parts = [];
+    if (state.source) parts.push(describeSource(state.source));
+    if (state.historyEnd) {
+      parts.push("No price in the last " + state.periode + ": showing the " + state.periode +
+        " up to " + iso(state.historyEnd));
+    }
+    var node = $("price-source");
+    node.textContent = parts.filter(Boolean).join(" · ");
+    node.hidden = !node.textContent;
   }
 
   function pairPath(pair) {
@@ -298,10 +329,21 @@
     var price = num(data.last);
     var ts = toSeconds(data.timestamp);
     if (price === null || ts === null) return;
+    if (state.historyEnd) {
+      // Prices again after a period of history only: show the usual "last <period>".
+      var entry = coinEntry();
+      if (entry) entry.last_ticker = ts;
+      loadSelection();
+      return;
+    }
     var previous = state.lastTick;
     if (previous && previous.pair === state.pair && previous.ts && ts < previous.ts) return; // late
     state.lastTick = { ts: ts, price: price, pair: state.pair };
     state.fresh.ticks = Math.max(state.fresh.ticks || 0, ts);
+    if ((data.source || null) !== state.source) {
+      state.source = data.source || null;
+      renderSource();
+    }
     var node = $("last-price");
     node.textContent = fmtPrice(price);
     node.classList.remove("tick-up", "tick-down");
@@ -728,13 +770,22 @@
     var interval = INTERVALS[state.periode];
     var current = function () { return gen === state.gen; };
     $("banner").hidden = true;
+    // Only history stored (an import, a replay on its original clock): show the period
+    // that ends at the latest tick, and say so, instead of an empty "last 24 h".
+    var entry = coinEntry();
+    var latest = entry ? toSeconds(entry.last_ticker) : null;
+    state.historyEnd = latest !== null && Date.now() / 1000 - latest > PERIOD_S[state.periode]
+      ? latest : null;
+    var range = "&periode=" + state.periode +
+      (state.historyEnd ? "&date_fin=" + encodeURIComponent(iso(Math.ceil(state.historyEnd) + 1)) : "");
+    renderSource();
     var jobs = [
       getJSON(API + "/prix/" + encodeURIComponent(base) + "/temps_reel/?quote=" + encodeURIComponent(quote))
         .then(function (p) { if (current()) renderPrice(p); }, function (e) {
           if (!current()) return;
           if (/^404/.test(e.message)) renderPrice(null); else throw e;
         }),
-      getJSON(API + "/candles/" + pairPath(pair) + "/?interval=" + interval + "&periode=" + state.periode + "&limit=1000")
+      getJSON(API + "/candles/" + pairPath(pair) + "/?interval=" + interval + range + "&limit=1000")
         .then(function (body) { if (current()) renderCandles(body.data || []); }),
       getJSON(API + "/predictions/" + encodeURIComponent(coin) + "/")
         .then(function (body) { if (current()) renderPredictions(body); }),
@@ -832,6 +883,7 @@
     var pair = coin === state.coin ? $("pair").value : null;
     if (!choose(coin, pair, $("periode").value)) return;
     state.lastTick = null;
+    state.source = null;
     live.follow(channels());
     loadSelection();
   }

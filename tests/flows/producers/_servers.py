@@ -141,6 +141,8 @@ class FakeKraken:
         self.connections: list[float] = []
         """Monotonic time of each accepted connection."""
         self.requests: list[dict[str, object]] = []
+        self.request_times: list[float] = []
+        """Wall-clock time each of :attr:`requests` arrived."""
         self._stop = threading.Event()
         self._server: Server = serve(self._handle, "127.0.0.1", 0, compression=None)
         self.port = self._server.socket.getsockname()[1]
@@ -216,6 +218,7 @@ class _Stream:
             self.stream(now)
 
     def request(self, req: dict[str, object]) -> None:
+        self.s.request_times.append(time.time())
         self.s.requests.append(req)
         method = req.get("method")
         req_id = req.get("req_id")

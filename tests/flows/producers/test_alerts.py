@@ -119,6 +119,7 @@ def test_known_crossings_give_exactly_the_expected_alerts(
     first = msgspec.json.decode(out[0][1].value)
     assert {"pair", "last", "change", "threshold", "timestamp", "alert_type"} <= set(first)
     assert first["window_s"] == 60
+    assert first["source"] is None  # a live path: no label, its row says `kraken`
 
 
 @pytest.mark.parametrize("cut", [15, 16, 17, 24, 30])
@@ -181,3 +182,32 @@ def test_detector_ignores_late_ticks_and_keeps_one_anchor_before_the_window() ->
     assert state is not None
     # The late tick is dropped; t=0 stays as the reference (last tick before the window).
     assert [t - T0 for t, _p in state.ticks] == [0, 50, 61, 62]
+
+
+def test_two_price_paths_on_one_pair_are_never_compared(
+    offline_settings: Settings, coins: CoinTable
+) -> None:
+    """What `make up REPLAY=1` showed: a recorded ADA/USD at 0.10 and the synthetic
+    market's at 0.45, interleaved on one pair, made a "+348 %" alert. Keyed by (pair,
+    source), each path has its own window: no alert, until one path moves by itself."""
+
+    def tick(t: int, price: str, source: str) -> Payload:
+        msg = TickerMessage(pair="ADA/USD", last=Decimal(price), timestamp=T0 + t, source=source)
+        return encode_message(msg), None
+
+    recorded = "history:kraken_v2_session.jsonl"
+    items = [
+        tick(t, "0.10035" if t % 2 else "0.45", recorded if t % 2 else "synthetic")
+        for t in range(0, 60)
+    ]
+    out: list[Keyed] = []
+    run(offline_settings, items, out, None)
+    assert out == []
+    # The synthetic path itself moves 1 %: one alert, on that path, saying so.
+    run(offline_settings, [*items, tick(60, "0.4545", "synthetic")], out, None)
+    (alert,) = alerts_of(out, coins)
+    assert alert[:4] == ("ADA/USD", T0 + 60, "up", Decimal("1.0000"))
+    assert alert[4] == Decimal("0.45")
+    record = parse_alert(out[0][1].value, HandlerContext(coins=coins, now=datetime.now(UTC)))
+    assert isinstance(record, AlertRecord)
+    assert record.source == "synthetic"

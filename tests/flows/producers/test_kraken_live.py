@@ -11,14 +11,17 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import cast
 
 import msgspec
+import psycopg
 import pytest
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, run_main
@@ -29,6 +32,7 @@ from flows.producers.settings import KrakenSettings, OutputSettings, ProducerSet
 from flows.producers.workers import build_producer_flow
 from handlers import CoinTable
 from infra.settings import Settings, Topics
+from infra.tracking import TrackedCoins
 from tests.flows.producers._observe import Counters, logged
 from tests.flows.producers._servers import (
     ConnectionScript,
@@ -180,6 +184,88 @@ def test_every_trade_lands_exactly_once_through_drops_gaps_and_silence(
     assert all(b'"last":0.10035,' in (v or b"") for v in ada)
     eth = [v for k, v, _h in tickers if k == b"ETH/USD"]
     assert len(eth) > 10
+
+
+@pytest.mark.integration
+def test_the_pairs_follow_crypto_configuration_on_the_live_socket(
+    stack: Settings,
+    kafka_bootstrap: str,
+    fresh_db: str,
+    fresh_topics: Callable[[], Topics],
+) -> None:
+    market = Market(
+        symbols=("BTC/USD", "ETH/USD", "XRP/USD"),
+        prices={"BTC/USD": PRICES["BTC/USD"], "ETH/USD": PRICES["ETH/USD"],
+                "XRP/USD": Decimal("2.1")},
+    )  # fmt: skip
+    topics = fresh_topics()
+    with psycopg.connect(fresh_db, autocommit=True) as db:
+        db.execute("UPDATE crypto_configuration SET active = (symbol = 'BTC')")
+    coins = stack.coin_table()
+    # A long poll: the changes below arrive by notification.
+    tracking = TrackedCoins(coins, fresh_db, poll_s=120, program="producer-kraken")
+    marks: dict[str, float] = {}
+
+    def configure() -> None:
+        with psycopg.connect(fresh_db, autocommit=True) as db:
+            time.sleep(3)
+            marks["xrp"] = time.time()
+            db.execute("INSERT INTO crypto_configuration (symbol, name) VALUES ('XRP', 'XRP')")
+            time.sleep(3)
+            marks["btc"] = time.time()
+            db.execute("UPDATE crypto_configuration SET active = false WHERE symbol = 'BTC'")
+
+    with FakeKraken(market) as server, HttpServer() as http:
+        http.routes["/0/public/Trades"] = kraken_trades_route(market, REST_NAMES)
+        settings = msgspec.structs.replace(
+            kraken_settings(server.url, f"{http.base}/0/public/Trades", run_for_s=9.0),
+            pairs=(),
+            data_timeout_s=30.0,
+        )
+        producer = ProducerSettings(output=OutputSettings(linger_ms=1), kraken=settings)
+        source = KrakenSource(settings, coins, tracking=tracking)
+        changer = threading.Thread(target=configure)
+        changer.start()
+        run_main(
+            build_producer_flow(
+                "producer-kraken", stack.with_topics(topics), producer, source=source
+            )
+        )
+        changer.join()
+        requests = list(zip(server.request_times, server.requests, strict=True))
+        connections = len(server.connections)
+
+    asked = [
+        (t, r["method"], cast(dict[str, object], r["params"])["channel"],
+         cast(dict[str, object], r["params"])["symbol"])
+        for t, r in requests if r["method"] in ("subscribe", "unsubscribe")
+    ]  # fmt: skip
+    # One connection throughout: BTC at the start, XRP added, then BTC removed, per channel.
+    assert connections == 1
+    assert [a[1:] for a in asked] == [
+        ("subscribe", "ticker", ["BTC/USD"]),
+        ("subscribe", "trade", ["BTC/USD"]),
+        ("subscribe", "ticker", ["XRP/USD"]),
+        ("subscribe", "trade", ["XRP/USD"]),
+        ("unsubscribe", "ticker", ["BTC/USD"]),
+        ("unsubscribe", "trade", ["BTC/USD"]),
+    ]
+    added, removed = asked[2][0] - marks["xrp"], asked[4][0] - marks["btc"]
+    assert 0 <= added < 5, "XRP subscribed within seconds of its row"
+    assert 0 <= removed < 5, "BTC unsubscribed within seconds of its update"
+
+    tickers = [msgspec.json.decode(v or b"") for _k, v, _h in read_records(
+        kafka_bootstrap, topics.rawticker)]  # fmt: skip
+    trades = [msgspec.json.decode(v or b"") for _k, v, _h in read_records(
+        kafka_bootstrap, topics.rawtrade)]  # fmt: skip
+    pairs = Counter(str(m["pair"]) for m in tickers + trades)
+    assert set(pairs) == {"BTC/USD", "XRP/USD"}, pairs  # ETH was never tracked
+    assert pairs["XRP/USD"] > 10
+    # Nothing of BTC stamped after its unsubscribe was sent (in-flight data is dropped).
+    unsubscribed = asked[4][0]
+    late = [m for m in tickers + trades
+            if m["pair"] == "BTC/USD" and float(str(m["timestamp"])) > unsubscribed]  # fmt: skip
+    assert late == []
 
 
 def test_restart_neither_resends_nor_skips_trades(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +18,34 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from flows.producers.kafka_edge import Keyed
-from flows.producers.replay import ReplaySource, capture_line, parse_frame
-from flows.producers.settings import SAMPLES, AlertSettings, ProducerSettings, ReplaySettings
+from flows.producers.replay import (
+    CANDLES_PART,
+    ReplaySource,
+    ReplayState,
+    capture_line,
+    describe,
+    parse_frame,
+    read_candle_file,
+)
+from flows.producers.settings import (
+    SAMPLES,
+    AlertSettings,
+    ProducerSettings,
+    ReplaySettings,
+    default_replay_files,
+)
 from flows.producers.trades import TradeSequencer
 from flows.producers.workers import build_alert_flow, build_producer_flow
 from handlers import (
     AlertRecord,
+    Candle,
     CoinTable,
+    ConfigError,
     HandlerContext,
+    TickerRecord,
     TradeMessage,
+    candle_ticks,
+    epoch_seconds,
     handler_for,
 )
 from infra.settings import Settings
@@ -39,9 +61,10 @@ def replay(
     files: tuple[Path, ...],
     speed: float = 0.0,
     recovery: Path | None = None,
+    **options: Any,
 ) -> list[Keyed]:
     out: list[Keyed] = []
-    replay_settings = ReplaySettings(files=files, speed=speed, exit_at_end=True)
+    replay_settings = ReplaySettings(files=files, speed=speed, exit_at_end=True, **options)
     source = ReplaySource(replay_settings, settings.coin_table())
     flow = build_producer_flow(
         "producer-replay",
@@ -175,3 +198,190 @@ def test_replayed_session_raises_the_alerts_its_prices_imply(
     assert all(isinstance(a, AlertRecord) for a in alerts)
     found = sorted((a.pair, a.alert_type) for a in alerts if isinstance(a, AlertRecord))
     assert found == [("ADA/USD", "down"), ("ETH/USD", "up")]
+
+
+def test_replayed_captures_say_they_are_recorded_history(
+    offline_settings: Settings, coins: CoinTable
+) -> None:
+    out = replay(offline_settings, (V2, V1))
+    sources = Counter(t["source"] for t in decoded(out, "rawticker") + decoded(out, "rawtrade"))
+    assert set(sources) == {f"history:{V2.name}", f"history:{V1.name}"}
+    ctx = HandlerContext(coins=coins, now=datetime.now(UTC))
+    record = handler_for("rawticker")(out[0][1].value, ctx)
+    assert isinstance(record, TickerRecord)
+    assert record.source.startswith("history:")
+
+
+# -- candle files ------------------------------------------------------------------------
+
+MarketSlice = Callable[[int], tuple[Path, ...]]
+
+
+def _candles(path: Path) -> list[Candle]:
+    return [c for _n, c in read_candle_file(path) if isinstance(c, Candle)]
+
+
+def test_candles_play_as_four_ticks_a_minute_in_market_time_order(
+    market_slice: MarketSlice, offline_settings: Settings, coins: CoinTable
+) -> None:
+    files = market_slice(30)  # BTC/USDT and ETH/USDT, 2024-01-01 00:00-00:29
+    out = replay(offline_settings, files, speed=0.0)
+    assert_contract(out, coins)
+    tickers = decoded(out, "rawticker")
+    assert len(tickers) == 2 * 30 * 4
+    # Several pairs, one stream in the market's own time order.
+    stamps = [t["timestamp"] for t in tickers]
+    assert stamps == sorted(stamps)
+    assert [t["pair"] for t in tickers[:4]] == ["BTC/USD", "ETH/USD", "BTC/USD", "ETH/USD"]
+    for path, pair in zip(files, ("BTC/USD", "ETH/USD"), strict=True):
+        expected = [
+            (Decimal(str(epoch_seconds(at))), price)
+            for candle in _candles(path)
+            for at, price in candle_ticks(candle)
+        ]
+        got = [(t["timestamp"], t["last"]) for t in tickers if t["pair"] == pair]
+        assert got == expected
+        # The derivation, on the first real minute: open +1 s, low +20 s, high +40 s,
+        # close +59 s (an up candle: 42283.58 -> 42298.61).
+        if pair == "BTC/USD":
+            first = [(int(t) % 60, str(p)) for t, p in got[:4]]
+            assert first == [(1, "42283.58"), (20, "42261.02"), (40, "42298.62"), (59, "42298.61")]
+    # Speed 0 keeps the market's time: history, the import's rows.
+    assert {t["source"] for t in tickers} == {f"history:{p.stem}" for p in files}
+    assert {t["receive_ts"] for t in tickers} == {None}
+    assert datetime.fromtimestamp(float(stamps[0]), UTC) == datetime(
+        2024, 1, 1, 0, 0, 1, tzinfo=UTC
+    )
+
+
+def test_file_pairs_can_keep_their_own_quote(
+    market_slice: MarketSlice, offline_settings: Settings
+) -> None:
+    out = replay(offline_settings, market_slice(2), candle_pairs="file")
+    assert {t["pair"] for t in decoded(out, "rawticker")} == {"BTC/USDT", "ETH/USDT"}
+
+
+def test_retimed_stamps_follow_the_market_at_the_chosen_speed(
+    market_slice: MarketSlice, offline_settings: Settings
+) -> None:
+    files = market_slice(3)  # 3 market minutes at 120x: 1.5 s
+    started = time.time()
+    tickers = decoded(replay(offline_settings, files, speed=120.0), "rawticker")
+    assert len(tickers) == 2 * 3 * 4
+    market = [
+        epoch_seconds(at)
+        for path in files
+        for candle in _candles(path)
+        for at, _p in candle_ticks(candle)
+    ]
+    market.sort()
+    stamps = [float(t["timestamp"]) for t in tickers]
+    # Stamps are the replay clock: the market's intervals divided by the speed...
+    for (m0, m1), (s0, s1) in zip(pairwise(market), pairwise(stamps), strict=True):
+        assert abs((s1 - s0) - (m1 - m0) / 120) < 1e-5
+    # ... starting when the replay started (its first tick plays at once) ...
+    assert started - 1 <= stamps[0] <= started + 60
+    # ... and no tick is played before its stamp: the speed is honoured.
+    assert all(float(t["receive_ts"]) >= float(t["timestamp"]) - 1e-3 for t in tickers)
+    assert {t["source"] for t in tickers} == {f"replay:{p.stem}" for p in files}
+
+
+def test_a_restarted_market_keeps_its_schedule(
+    market_slice: MarketSlice, offline_settings: Settings, coins: CoinTable
+) -> None:
+    files = market_slice(10)
+    settings = ReplaySettings(files=files, speed=6000.0, exit_at_end=True)
+    source = ReplaySource(settings, coins)
+    assert source.list_parts() == [CANDLES_PART]
+    first = source.build_part("replay", CANDLES_PART, None)
+    played: list[Any] = []
+    while len(played) < 25:
+        played += first.next_batch()
+        time.sleep(0.005)
+    state = first.snapshot()
+    assert isinstance(state, ReplayState)
+    assert state.lines == len(played)
+    time.sleep(0.3)  # a downtime: the resumed market catches up, on the same schedule
+    second = source.build_part("replay", CANDLES_PART, state)
+    while True:
+        try:
+            batch = second.next_batch()
+        except StopIteration:
+            break
+        played += batch
+        time.sleep(0.005)
+    assert len(played) == 2 * 10 * 4
+    start = epoch_seconds(datetime(2024, 1, 1, tzinfo=UTC))
+    anchor = state.anchor
+    assert anchor is not None
+    market = sorted(
+        epoch_seconds(at) for p in files for c in _candles(p) for at, _x in candle_ticks(c)
+    )
+    assert [m.timestamp for m in played] == [anchor + (t - start) / 6000 for t in market]
+
+
+def test_bad_candle_rows_are_skipped_counted_and_said(
+    offline_settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "binance_SOLUSDT_1m_test.csv"
+    path.write_text(
+        "datetime,open,high,low,close,volume\n"
+        "2024-01-01 00:00:00,100,101,99,100.5,1\n"
+        "2024-01-01 00:01:00,100.5,100,99,100,1\n"  # high below the open
+        "2024-01-01 00:01:00,100.5,101,99,100,1\n"
+        "2024-01-01 00:01:00,100,101,99,100.5,1\n"  # not after the previous row
+        "2024-01-01 00:02:00,100,101,99,100.5,1\n"
+    )
+    counted = Counters()
+    with caplog.at_level(logging.WARNING):
+        tickers = decoded(replay(offline_settings, (path,)), "rawticker")
+    assert len(tickers) == 3 * 4
+    assert {t["pair"] for t in tickers} == {"SOL/USD"}
+    assert counted("cryptoviz_replay_rejections_total", file=path.name) == 2
+    refused = [r.getMessage() for r in caplog.records if "candle refused" in r.getMessage()]
+    assert len(refused) == 2
+    assert f"{path.name}:3: candle refused: low 99 / high 100 do not bracket" in refused[0]
+    assert f"{path.name}:5: candle refused: 2024-01-01 00:01 is not after" in refused[1]
+
+
+def test_a_candle_file_must_name_its_pair(offline_settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "prices.csv"
+    path.write_text("datetime,open,high,low,close\n")
+    with pytest.raises(ConfigError, match=r"no pair in the name of prices\.csv"):
+        ReplaySource(ReplaySettings(files=(path,)), offline_settings.coin_table())
+
+
+# -- what make up REPLAY=1 plays ---------------------------------------------------------
+
+
+def test_the_real_market_is_played_when_at_hand(shared_fixtures: Path, coins: CoinTable) -> None:
+    files = default_replay_files()
+    market = sorted((shared_fixtures / "market").glob("*.csv"))
+    assert files[:2] == tuple(market)
+    assert all(p.suffix == ".xml" for p in files[2:])  # and the feeds: no Kraken capture
+    line = describe(ReplaySettings(files=files), coins, beside_synthetic=True)
+    assert line.startswith(
+        f"replay: real market BTC/USD ({market[0].name}), ETH/USD ({market[1].name}), "
+        "4 ticks a minute, re-timed to now at 1x; the synthetic market plays the other coins"
+    )
+
+
+def test_without_a_candle_file_the_samples_play_and_it_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, coins: CoinTable
+) -> None:
+    import flows.producers.replay as replay_module
+    import flows.producers.settings as settings_module
+
+    absent = tmp_path / "shared" / "fixtures" / "real"
+    monkeypatch.setattr(settings_module, "SHARED_REAL", absent)
+    monkeypatch.setattr(settings_module, "SHARED_MARKET", absent / "market")
+    monkeypatch.setattr(replay_module, "SHARED_MARKET", absent / "market")
+    files = default_replay_files()
+    assert files == (V1, V2, NEWS)
+    line = describe(ReplaySettings(files=files), coins, beside_synthetic=True)
+    assert line == (
+        f"replay: no candle file at hand ({absent / 'market'} is absent): playing "
+        "kraken_v1_session.txt, kraken_v2_session.jsonl, news_feed.xml (Kraken captures at "
+        "their recorded times); prices move with the synthetic market. Name candle files "
+        "with `make up REPLAY=1 REPLAY_FILES=a.csv:b.csv`"
+    )

@@ -5,11 +5,14 @@ from __future__ import annotations
 import email.utils
 import itertools
 import logging
+import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
+import psycopg
 import pytest
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, run_main
@@ -20,6 +23,8 @@ from flows.producers.settings import FeedSpec, ProducerSettings, RssSettings
 from flows.producers.workers import build_producer_flow
 from handlers import ArticleRecord, CoinTable, HandlerContext, parse_article
 from infra.settings import Settings
+from infra.tracking import TrackedCoins
+from tests._wait import wait_for
 from tests.flows.producers._observe import Counters, logged
 from tests.flows.producers._servers import HttpServer, Reply
 
@@ -182,3 +187,77 @@ def test_feeds_poll_conditionally_back_off_alone_and_never_resend(
     assert second == []
     assert stats2.polls[("good", "not_modified")] >= 1
     assert not any(feed == "odd" for feed, _ in stats2.skipped)
+
+
+class GrowingFeed:
+    """One more article about XRP and bitcoin at every poll, stamped with the poll's time."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def __call__(self, query: str, headers: dict[str, str]) -> Reply:
+        n = len(self.items)
+        date = email.utils.format_datetime(datetime.now(UTC), usegmt=True)
+        self.items.append(item(f"g{n}", f"XRP jumps as bitcoin rallies, take {n}",
+                               f"https://n.example.com/g{n}", date))  # fmt: skip
+        body = rss("".join(reversed(self.items)))
+        return Reply(200, body, {"Content-Type": "application/rss+xml"})
+
+
+@pytest.mark.integration
+def test_tags_follow_crypto_configuration(
+    offline_settings: Settings, coins: CoinTable, fresh_db: str
+) -> None:
+    marks: dict[str, float] = {}
+    feed = GrowingFeed()
+
+    def after_polls(n: int) -> None:
+        wait_for(lambda: len(feed.items) >= n, 60, f"{n} polls", interval=0.05)
+
+    def configure() -> None:
+        # Phases counted in polls (the flow may be slow to start on a loaded machine).
+        with psycopg.connect(fresh_db, autocommit=True) as db:
+            after_polls(4)
+            marks["on"] = time.time()
+            db.execute("INSERT INTO crypto_configuration (symbol, name) VALUES ('XRP', 'XRP')")
+            after_polls(len(feed.items) + 15)
+            marks["off"] = time.time()
+            db.execute("UPDATE crypto_configuration SET active = false WHERE symbol = 'XRP'")
+
+    out: list[Keyed] = []
+    with HttpServer() as http:
+        http.routes["/grow.xml"] = feed
+        settings = RssSettings(
+            feeds=(FeedSpec(name="grow", url=f"{http.base}/grow.xml"),),
+            poll_interval_s=0.2,
+            run_for_s=15.0,
+        )
+        tracking = TrackedCoins(coins, fresh_db, poll_s=120, program="producer-rss")
+        source = RssSource(settings, coins, tracking=tracking)
+        changer = threading.Thread(target=configure)
+        changer.start()
+        run_main(
+            build_producer_flow(
+                "producer-rss",
+                offline_settings,
+                ProducerSettings(rss=settings),
+                source=source,
+                sink=TestingSink(out),
+            ),
+            epoch_interval=timedelta(milliseconds=100),
+        )
+        changer.join()
+    messages = [msgspec.json.decode(r.value) for _k, r in out]
+    # receive_ts: when the producer parsed the article (pubDate has whole seconds only).
+    tags = [(m["receive_ts"], tuple(m["cryptocurrencies_mentioned"])) for m in messages]
+    assert tags == sorted(tags), "one article per poll, in order"
+    assert len(tags) > 10
+    assert "off" in marks, "the run ended before its last phase"
+    settle = 1.0  # a notified change reaches the producer well within this
+    before = {t for ts, t in tags if ts < marks["on"]}
+    during = {t for ts, t in tags if marks["on"] + settle < ts < marks["off"]}
+    after = {t for ts, t in tags if ts > marks["off"] + settle}
+    # XRP is named only while it is tracked; bitcoin (tracked throughout) always.
+    assert before == {("BTC",)}
+    assert during == {("XRP", "BTC")}
+    assert after == {("BTC",)}

@@ -16,6 +16,7 @@ from bytewax.testing import TestingSink, run_main
 from flows.producers.alerts import AlertDetector, AlertState
 from flows.producers.kafka_edge import Keyed
 from flows.producers.settings import (
+    SAMPLES,
     AlertSettings,
     ProducerSettings,
     ReplaySettings,
@@ -182,3 +183,38 @@ def test_pair_offset_is_read_from_the_environment() -> None:
     assert load_producer_settings(env).synthetic.pair_offset == 24
     with pytest.raises(SettingsError, match="CRYPTOVIZ_SYNTHETIC_PAIR_OFFSET"):
         load_producer_settings({"CRYPTOVIZ_SYNTHETIC_PAIR_OFFSET": "-1"})
+
+
+def test_messages_say_they_are_synthetic(offline_settings: Settings, coins: CoinTable) -> None:
+    out = generate(
+        offline_settings, SyntheticSettings(pairs=3, rate=50_000, seed=8, max_messages=60)
+    )
+    ctx = HandlerContext(coins=coins, now=datetime.now(UTC))
+    records = [handler_for(r.topic)(r.value, ctx) for _k, r in out]
+    assert {getattr(r, "source", None) for r in records} == {"synthetic"}
+
+
+def test_beside_a_replay_it_leaves_the_replayed_coins_alone(
+    offline_settings: Settings, coins: CoinTable, tmp_path: Path
+) -> None:
+    candles = tmp_path / "binance_BTCUSDT_1m_2024-01.csv"
+    candles.write_text("datetime,open,high,low,close\n")
+    producer = ProducerSettings(
+        synthetic=SyntheticSettings(
+            pairs=6, rate=50_000, seed=9, max_messages=600, beside_replay=True
+        ),
+        replay=ReplaySettings(files=(candles, SAMPLES / "news_feed.xml")),
+    )
+    out: list[Keyed] = []
+    run_main(
+        build_producer_flow(
+            "producer-synthetic", offline_settings, producer, sink=TestingSink(out)
+        ),
+        epoch_interval=timedelta(milliseconds=200),
+    )
+    pairs = {msgspec.json.decode(r.value)["pair"] for _k, r in out}
+    assert pairs == set(synthetic_pairs(coins, 6, exclude=("BTC",)))
+    assert not any(p.startswith("BTC/") for p in pairs)
+    assert "ETH/USD" in pairs
+    # Not beside a replay (benchmarks, the live profile): every coin, BTC first.
+    assert synthetic_pairs(coins, 6)[0] == "BTC/USD"

@@ -1,0 +1,74 @@
+"""The ingestion flows' Kafka source on the real broker: whole polls, offsets, resume."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from bytewax.testing import TestingSink, TestingSource
+from confluent_kafka import Message
+
+from flows._consumer import CONSUMER_CONFIG
+from flows._kafka_source import KafkaBatchSource
+from flows._parse import RawBatch
+from flows.ingest import build_ingest_flow
+from infra.settings import Settings
+from tests.flows.conftest import produce
+
+pytestmark = pytest.mark.integration
+
+
+def drain(source: KafkaBatchSource, part: str, resume: int | None, n: int) -> tuple[
+    list[RawBatch], int
+]:  # fmt: skip
+    """Poll one partition until ``n`` messages came; the batches and the resume state."""
+    partition = source.build_part("ingest.kafka_in.kafka_input", part, resume)
+    batches: list[RawBatch] = []
+    deadline = time.monotonic() + 60
+    try:
+        while sum(len(b.messages) for b in batches) < n:
+            assert time.monotonic() < deadline, f"{part}: only {batches} after 60 s"
+            batches.extend(partition.next_batch())
+        return batches, partition.snapshot()
+    finally:
+        partition.close()
+
+
+def test_a_poll_is_one_batch_of_librdkafka_messages_and_resumes_after_its_last_offset(
+    kafka_bootstrap: str, new_topic: Callable[..., str]
+) -> None:
+    topic = new_topic("rawticker", 1)
+    produce(kafka_bootstrap, topic, [b"m%d" % i for i in range(25)])
+    source = KafkaBatchSource([kafka_bootstrap], topic, batch_size=10,
+                              add_config=dict(CONSUMER_CONFIG))  # fmt: skip
+    assert source.list_parts() == [f"0-{topic}"], "Bytewax's KafkaSource names"
+
+    batches, resume = drain(source, f"0-{topic}", None, 25)
+    assert all(b.key == "0" and 0 < len(b.messages) <= 10 for b in batches)
+    messages = [m for b in batches for m in b.messages]
+    assert all(isinstance(m, Message) for m in messages), "no per-message dataclass"
+    assert [m.value() for m in messages if isinstance(m, Message)] == [
+        b"m%d" % i for i in range(25)
+    ]
+    assert resume == 25, "the next offset to read"
+
+    produce(kafka_bootstrap, topic, [b"late"])
+    again, resume = drain(source, f"0-{topic}", 25, 1)
+    assert [m.value() for b in again for m in b.messages if isinstance(m, Message)] == [b"late"]
+    assert resume == 26
+
+
+def test_the_input_keeps_the_step_id_of_bytewax_kafka_input(
+    stack: Settings, kafka_bootstrap: str
+) -> None:
+    """Recovery snapshots are stored by step id and partition name: a worker upgraded from
+    ``kop.input`` resumes from the offsets it had reached (same ids, same int state)."""
+    flow = build_ingest_flow("rawticker", stack.with_servers(kafka=kafka_bootstrap),
+                             db_sink=TestingSink([]), dlq_sink=TestingSink([]))  # fmt: skip
+    [kafka_in] = [step for step in flow.substeps if step.step_name == "kafka_in"]
+    assert [step.step_id for step in kafka_in.substeps] == ["ingest_rawticker.kafka_in.kafka_input"]
+    tested = build_ingest_flow("rawticker", stack, source=TestingSource([]),
+                               db_sink=TestingSink([]), dlq_sink=TestingSink([]))  # fmt: skip
+    names = [step.step_name for step in tested.substeps]
+    assert names[:2] == ["kafka_in", "batch"], "a TestingSource's items are grouped into batches"
