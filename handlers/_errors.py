@@ -19,6 +19,7 @@ The tree (the test ``tests/handlers/test_errors.py`` keeps it complete)::
     ├── StackError                  infra: a server or tool could not be prepared or started
     │   └── PGliteUnavailableError  infra.timescale_pglite: PGlite cannot run here
     ├── MigrationError              infra.migrate: a migration failed or history mismatches
+    ├── OffsetsUnavailable          infra.kafka_offsets: the brokers did not answer in time
     ├── IngestError                 flows._pg_writer: a batch could not be written
     │   └── DatabaseUnavailable     the database is unreachable; the batch is retried
     ├── DeliveryFailed              flows.producers.kafka_edge: Kafka never acknowledged
