@@ -21,7 +21,8 @@ The tree (the test ``tests/handlers/test_errors.py`` keeps it complete)::
     ├── MigrationError              infra.migrate: a migration failed or history mismatches
     ├── OffsetsUnavailable          infra.kafka_offsets: the brokers did not answer in time
     ├── IngestError                 flows._pg_writer: a batch could not be written
-    │   └── DatabaseUnavailable     the database is unreachable; the batch is retried
+    │   ├── DatabaseUnavailable     the database is unreachable; the batch is retried
+    │   └── WriterFailed            flows._pg_sink: the writer thread stopped; the flow stops
     ├── DeliveryFailed              flows.producers.kafka_edge: Kafka never acknowledged
     ├── FeedError                   flows.producers.news: a feed could not be fetched or parsed
     ├── RestError                   flows.producers.trades: Kraken's REST API failed
