@@ -114,9 +114,10 @@ class BatchParser:
         self._stamped = stamped
 
     def _context_of(self, kind: int, stamp: int, batch: HandlerContext) -> HandlerContext:
-        """The context of one stamped message: its Kafka time, capped at the batch's clock."""
+        """The context of one stamped message: its Kafka time, capped at the batch's clock
+        (the clock itself when the message has no Kafka time)."""
         if kind == TIMESTAMP_NOT_AVAILABLE:
-            return batch
+            return record_context(self._coins, batch.now)
         seen = datetime.fromtimestamp(stamp / 1000, tz=UTC)
         return record_context(self._coins, min(seen, batch.now))
 

@@ -92,7 +92,7 @@ def test_an_undated_article_is_stamped_with_its_kafka_record_time(settings: Sett
 
     from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME
 
-    from flows._parse import BatchParser
+    from flows._parse import BatchParser, RawBatch
     from handlers import STAMPED_TOPICS, ArticleRecord, handler_for
 
     assert "rawarticle" in STAMPED_TOPICS
@@ -112,7 +112,7 @@ def test_an_undated_article_is_stamped_with_its_kafka_record_time(settings: Sett
     )  # fmt: skip
     # Its own record time; one set ahead of the batch's clock is capped at the clock; none:
     # the clock.
-    (batch,) = parser([msg(0, seen), msg(1, now + timedelta(hours=3)), msg(2, None)])
+    batch = parser(RawBatch("0", [msg(0, seen), msg(1, now + timedelta(hours=3)), msg(2, None)]))
     assert batch.dead_letters == []
     assert all(isinstance(r, ArticleRecord) for r in batch.records)
     times = [r.time for r in batch.records if isinstance(r, ArticleRecord)]
@@ -123,6 +123,6 @@ def test_an_undated_article_is_stamped_with_its_kafka_record_time(settings: Sett
         "rawarticle", handler_for("rawarticle"), settings.coin_table(), "deadletter",
         clock=lambda: now,
     )  # fmt: skip
-    (batch,) = plain([msg(0, seen)])
+    batch = plain(RawBatch("0", [msg(0, seen)]))
     assert batch.records == []
     assert len(batch.dead_letters) == 1
