@@ -76,6 +76,9 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
 test: $(STAMP) $(BENCH_STAMP) $(PGLITE) $(DASHBOARD) $(BROWSER_DRIVER) chromium lint ## Lint, type-check and run the whole test suite against real Kafka, PostgreSQL and Spark
 	@$(PY) -m pytest
 
+dashboard-png: $(STAMP) $(PGLITE) $(DASHBOARD) $(BROWSER_DRIVER) chromium ## Refresh docs/dashboard.png from the browser test (make test leaves it alone)
+	@CRYPTOVIZ_REFRESH_DASHBOARD_PNG=1 $(PY) -m pytest tests/api/test_dashboard.py -q -k chromium
+
 bench: $(STAMP) ## Run the benchmarks (results in bench/results/, see docs/BENCHMARKS.md)
 	@$(PY) -m bench.ingest
 

@@ -54,8 +54,9 @@ LIVE_TYPES: Final[tuple[LiveType, ...]] = (
 )
 PAIR_TYPES: Final = frozenset({"ticker", "trade", "alert"})
 SYMBOL_TYPES: Final = frozenset({"article", "sentiment", "prediction"})
-# Types with an "all symbols" channel (the seeds' /ws/alert/ has no symbol).
-GLOBAL_TYPES: Final = frozenset({"alert", "article"})
+# Types with an "all symbols" channel: alerts (/ws/alert/), articles, and ticks (every
+# pair's, ARCHITECTURE.md's /ws/raw-ticker).
+GLOBAL_TYPES: Final = frozenset({"alert", "article", "ticker"})
 SocketSubject = Literal["pair", "coin", "all"]
 SOCKETS: Final[dict[LiveType, SocketSubject]] = {
     "ticker": "pair",
@@ -64,10 +65,13 @@ SOCKETS: Final[dict[LiveType, SocketSubject]] = {
     "prediction": "coin",
     "alert": "all",
 }
-"""The seeds' dedicated sockets: one series of one pair (``/ws/ticker/BTC/USD/``) or
-coin (``/ws/sentiment/BTC/``), or of all of them (``/ws/alert/``). Other series
-(articles) are followed on the multiplexed ``/ws/live``."""
+"""The dedicated sockets (ours: the seeds name only ``/ws/raw-ticker``): one series of
+one pair (``/ws/ticker/BTC/USD/``) or coin (``/ws/sentiment/BTC/``), or of all of them
+(``/ws/alert/``). Other series (articles) are followed on the multiplexed ``/ws/live``."""
 MULTIPLEX_PATH: Final = "/ws/live"
+RAW_TICKER_PATH: Final = "/ws/raw-ticker"
+"""ARCHITECTURE.md's external socket: every pair's ticks, each the producer's message
+itself (the seed's ``rawticker`` shape), without the :class:`LiveMessage` envelope."""
 BATCH_SIZE: Final = 500
 POLL_TIMEOUT_S: Final = 0.2
 HANDOFF_TIMEOUT_S: Final = 30.0
@@ -93,6 +97,10 @@ class _Routing(msgspec.Struct, frozen=True):
     cryptocurrencies_mentioned: list[str] | None = None
 
 
+class _Envelope(msgspec.Struct, frozen=True):
+    data: msgspec.Raw
+
+
 _ROUTING = msgspec.json.Decoder(_Routing)
 
 
@@ -103,6 +111,15 @@ class _Issued(msgspec.Struct, frozen=True):
 
 
 _ISSUED = msgspec.json.Decoder(_Issued)
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+
+
+def unwrap(envelope: bytes) -> bytes:
+    """The producer's message inside a :class:`LiveMessage` (``data``), byte for byte."""
+    return bytes(_ENVELOPE.decode(envelope).data)
+
+
 _ENCODER = msgspec.json.Encoder()
 
 

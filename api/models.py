@@ -1,9 +1,10 @@
 """msgspec Structs of every request and response body (the OpenAPI schema comes from these).
 
-History responses keep the seeds' envelope (``crypto_symbol`` or ``pair``,
-``count``, ``data``) and add the paging fields: ``next`` is an opaque cursor
-(``null`` on the last page) and ``next_url`` the same request for the next page.
-Rows are newest first. Prices are JSON numbers; times are RFC 3339 UTC.
+History responses keep the envelope of the seeds' sentiment example (``crypto_symbol``,
+``count``, ``data``; ``pair`` for the series of a pair), ``count`` being the rows of this
+page, and add the paging fields: ``next`` is an opaque cursor (``null`` on the last page),
+``next_url`` the same request for the next page, ``date_debut``/``date_fin`` the range
+served. Rows are newest first. Prices are JSON numbers; times are RFC 3339 UTC.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from handlers import AlertType, Side
+from handlers import AlertType, SentimentLabel, Side
 from spark_batch.accuracy import IntervalAccuracy
 
 ChartType = Literal["line", "candlestick", "area", "bar", "ohlc"]
@@ -35,7 +36,10 @@ class TickerPoint(msgspec.Struct, frozen=True):
     vwap: float | None
     low: float | None
     high: float | None
-    change_pct: float | None
+    change_24h_pct: float | None
+    """The exchange's change over 24 hours, in percent."""
+    pct_change: float | None
+    """The change from the pair's previous price, in percent (the prototype's field)."""
 
 
 class TradePoint(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,6 +60,21 @@ class SentimentPoint(msgspec.Struct, frozen=True, kw_only=True):
     source: str
     confidence: float
     article_count: int
+
+
+class SentimentHour(msgspec.Struct, frozen=True, kw_only=True):
+    """One hour of a coin's sentiment (``sentiment_hourly``); an hour without any
+    analysed article has ``article_count`` 0 and no score or label (``null``)."""
+
+    timestamp: datetime
+    """Start of the hour (UTC)."""
+    sentiment_score: float | None
+    """Mean score of the hour's sentiment windows."""
+    sentiment_label: SentimentLabel | None
+    """Label of that mean: > 0.6 positive, < 0.4 negative, else neutral."""
+    article_count: int
+    window_count: int
+    """Sentiment windows (``sentiment_data`` rows) in the hour."""
 
 
 class PredictionPoint(msgspec.Struct, frozen=True, kw_only=True):
@@ -103,7 +122,8 @@ class ArticlePoint(msgspec.Struct, frozen=True, kw_only=True):
 class AlertPoint(msgspec.Struct, frozen=True, kw_only=True):
     timestamp: datetime
     pair: str
-    last_price: float
+    last_price: float | None
+    """``null`` for an alert in the ``{pair, type, value, timestamp}`` shape (no price)."""
     change_percent: float
     threshold: float | None
     alert_type: AlertType
@@ -166,7 +186,10 @@ class TradeHistory(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SentimentHistory(msgspec.Struct, frozen=True, kw_only=True):
+    """A coin's Spark sentiment windows as stored (``resolution=window``)."""
+
     crypto_symbol: str
+    resolution: Literal["window"] = "window"
     count: int
     data: list[SentimentPoint]
     limit: int
@@ -178,6 +201,24 @@ class SentimentHistory(msgspec.Struct, frozen=True, kw_only=True):
     """Start of the range served (``null``: open)."""
     date_fin: datetime | None
     """End of the range served (``null``: open)."""
+
+
+class SentimentHourlyHistory(msgspec.Struct, frozen=True, kw_only=True):
+    """A coin's sentiment hour by hour, every hour of the range (168 for ``periode=7d``)."""
+
+    crypto_symbol: str
+    resolution: Literal["1h"] = "1h"
+    count: int
+    data: list[SentimentHour]
+    limit: int
+    next: str | None
+    """Cursor of the next page (``null``: this is the last page)."""
+    next_url: str | None
+    """This request for the next page."""
+    date_debut: datetime | None
+    """Start of the range served (``null``: open)."""
+    date_fin: datetime | None
+    """End of the range served (now, when the request left it open)."""
 
 
 class PredictionHistory(msgspec.Struct, frozen=True, kw_only=True):

@@ -13,8 +13,14 @@ Range rules (``periode`` and/or ``date_debut`` / ``date_fin``):
 * ``date_debut`` and ``date_fin``: that range, at most ``max_range_days`` long;
 * ``date_debut`` or ``date_fin`` alone: an open range (paged, so never unbounded work).
 
-Dates are ISO-8601 with a time zone (``2024-01-15T14:30:00Z``,
-``2024-01-15T16:30:00+02:00``) or Unix epoch seconds (``1705329000``).
+Dates are ISO-8601 (``2024-01-15T14:30:00Z``, ``2024-01-15T16:30:00+02:00``; without
+an offset, ``2024-01-15T14:30:00`` or ``2024-01-15``, they are UTC, as the prototype read
+them) or Unix epoch seconds (``1705329000``). Each history body states the range served
+(``date_debut``, ``date_fin``).
+
+Paging is keyset: a page's ``next`` cursor continues it. The prototype's page numbers
+(``page``, ``page_size``) are refused with a 400 that says so (``page=1``, the first
+page, is accepted), rather than answering every number with the first page.
 """
 
 from __future__ import annotations
@@ -65,8 +71,8 @@ OPEN_END: Final = datetime(2200, 1, 1, tzinfo=UTC)
 BUCKET_ORIGIN: Final = datetime(2000, 1, 1, tzinfo=UTC)
 
 _DATE_FORMS = (
-    "an ISO-8601 date-time with a time zone (2024-01-15T14:30:00Z or "
-    "2024-01-15T16:30:00+02:00) or Unix epoch seconds (1705329000)"
+    "an ISO-8601 date or date-time (2024-01-15, 2024-01-15T14:30:00Z, "
+    "2024-01-15T16:30:00+02:00; UTC without an offset) or Unix epoch seconds (1705329000)"
 )
 _EPOCH = re.compile(r"^-?\d{1,12}(\.\d{1,9})?$")
 # A '+' left unencoded in a query string arrives as a space: "...:00 02:00".
@@ -114,10 +120,7 @@ def parse_date(name: str, raw: str) -> datetime:
                 f"{name}={raw!r} is not a valid date; expected {_DATE_FORMS}", parameter=name
             ) from None
         if value.tzinfo is None or value.utcoffset() is None:
-            raise BadRequest(
-                f"{name}={raw!r} has no time zone; add Z or an offset such as +02:00",
-                parameter=name,
-            )
+            value = value.replace(tzinfo=UTC)  # no offset: UTC, as the prototype read it
         try:
             value = value.astimezone(UTC)
         except (OverflowError, ValueError):
@@ -250,6 +253,22 @@ class Page(msgspec.Struct, frozen=True):
 
     def next_cursor(self, ts: datetime, keys: tuple[str, ...] = ()) -> str:
         return encode_cursor(CursorState(self.scope, self.range.start, ts, keys))
+
+
+def refuse_page_numbers(page: str | None, page_size: str | None) -> None:
+    """The prototype's page-number parameters: ``page=1`` is this first page; any other
+    page, and ``page_size``, is a 400 naming what to use instead."""
+    if page is not None and page.strip() != "1":
+        raise BadRequest(
+            f"page={page!r}: page numbers are not supported, these listings are keyset-paged; "
+            "follow the previous page's `next_url` (or pass its `next` value as cursor=)",
+            parameter="page",
+        )
+    if page_size is not None:
+        raise BadRequest(
+            f"page_size={page_size!r} is not supported; use limit= (rows per page)",
+            parameter="page_size",
+        )
 
 
 def page_request(

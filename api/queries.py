@@ -115,6 +115,34 @@ PREDICTION_PAGE = page_query(
     keys=("model_name", "horizon_s"),
 )
 ARTICLE_PAGE = page_query("article_page", "article_data", ArticlePoint, keys=("article_id",))
+
+
+class SentimentHourRow(msgspec.Struct, frozen=True, kw_only=True):
+    timestamp: datetime
+    sentiment_score: float | None
+    article_count: int
+    window_count: int
+
+
+# Every hour from %(newest)s down to %(oldest)s (bounded by the caller), each with the
+# coin's sentiment_hourly row if there is one: an hour without windows is a row too.
+SENTIMENT_HOURS = Query(
+    "sentiment_hours",
+    "SELECT",
+    "sentiment_hourly",
+    """SELECT b.bucket AS timestamp,
+       h.avg_sentiment_score AS sentiment_score,
+       coalesce(h.article_count, 0) AS article_count,
+       coalesce(h.window_count, 0) AS window_count
+FROM generate_series(%(newest)s::timestamptz, %(oldest)s::timestamptz, INTERVAL '-1 hour')
+     AS b(bucket)
+LEFT JOIN (SELECT bucket, avg_sentiment_score, article_count, window_count
+           FROM sentiment_hourly
+           WHERE crypto_symbol = %(key)s AND bucket >= %(oldest)s AND bucket <= %(newest)s)
+     AS h ON h.bucket = b.bucket
+ORDER BY b.bucket DESC""",
+    SentimentHourRow,
+)
 # The GIN index on cryptocurrencies_mentioned serves "@>" (mentions are stored as
 # canonical symbols by the ingestion handlers).
 ARTICLE_BY_SYMBOL_PAGE = page_query(
@@ -181,7 +209,7 @@ class LatestPriceRow(msgspec.Struct, frozen=True, kw_only=True):
     bid: float | None
     ask: float | None
     volume_24h: float | None
-    change_pct: float | None
+    change_24h_pct: float | None
     reference_timestamp: datetime | None
     reference_last: float | None
 
@@ -190,9 +218,9 @@ LATEST_PRICE = Query(
     "latest_price",
     "SELECT",
     "ticker_data",
-    """SELECT l.timestamp, l.last, l.bid, l.ask, l.volume_24h, l.change_pct,
+    """SELECT l.timestamp, l.last, l.bid, l.ask, l.volume_24h, l.change_24h_pct,
        r.timestamp AS reference_timestamp, r.last AS reference_last
-FROM (SELECT timestamp, last, bid, ask, volume_24h, change_pct
+FROM (SELECT timestamp, last, bid, ask, volume_24h, change_24h_pct
       FROM ticker_data WHERE pair = %(pair)s
       ORDER BY timestamp DESC LIMIT 1) AS l
 LEFT JOIN LATERAL (

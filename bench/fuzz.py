@@ -57,6 +57,8 @@ NOW = datetime(2026, 10, 1, tzinfo=UTC)
 KRAKEN_V2 = "kraken_v2"
 KRAKEN_V1 = "kraken_v1"
 TARGETS: tuple[str, ...] = (*sorted(HANDLERS), KRAKEN_V2, KRAKEN_V1)
+TICKER_DECIMALS = ("bid", "ask", "bid_qty", "ask_qty", "vwap", "low", "high", "change_24h_pct",
+                   "pct_change")  # fmt: skip
 
 # -- seeds -----------------------------------------------------------------------------
 
@@ -342,7 +344,7 @@ def _record_problem(record: object, ctx: HandlerContext) -> str | None:
     if isinstance(record, TickerRecord):
         if record.last <= 0 or _bad_decimal(record.last):
             return f"accepted ticker last={record.last}"
-        for name in ("bid", "ask", "bid_qty", "ask_qty", "vwap", "low", "high", "change_pct"):
+        for name in TICKER_DECIMALS:
             if _bad_decimal(getattr(record, name)):
                 return f"accepted non-finite ticker {name}"
     elif isinstance(record, TradeRecord):

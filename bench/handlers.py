@@ -52,7 +52,7 @@ def _full_ticker(i: int) -> bytes:
     return (
         f'{{"pair":"{PAIRS[i % len(PAIRS)]}","last":71770.4,"bid":71770.3,"ask":71770.4,'
         f'"volume_24h":636.8977771,"timestamp":1773573919.{200068 + i},"bid_qty":0.03155564,'
-        f'"ask_qty":1.72978253,"vwap":71318.4,"low":70510.9,"high":72000.0,"change_pct":1.54,'
+        f'"ask_qty":1.72978253,"vwap":71318.4,"low":70510.9,"high":72000.0,"change_24h_pct":1.54,'
         f'"exchange_ts":"2026-03-15T11:25:19.{200068 + i}Z","receive_ts":1773573919.4}}'
     ).encode()
 

@@ -20,7 +20,7 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 
 from flows import _metrics as m
 from flows._dead_letter import dead_letter, reason_code
-from handlers import CoinTable, Handler, HandlerContext, Record, Rejection
+from handlers import CoinTable, Handler, HandlerContext, Record, Rejection, record_context
 
 SourceMsg = KafkaSourceMessage[bytes | None, bytes | None]
 SinkMsg = KafkaSinkMessage[bytes | None, bytes | None]
@@ -88,7 +88,13 @@ _TOMBSTONE = Rejection(reason="empty message value (tombstone)")
 
 
 class BatchParser:
-    """Runs the topic's handler over a batch; rejects become dead letters."""
+    """Runs the topic's handler over a batch; rejects become dead letters.
+
+    With ``stamped`` (the topics of ``handlers.STAMPED_TOPICS``) each message gets its
+    own context, ``record_context`` of its Kafka time (capped at the batch's clock, in
+    case a producer set a CreateTime ahead of it), as the Spark job does; the others
+    share one context per batch.
+    """
 
     def __init__(
         self,
@@ -97,12 +103,23 @@ class BatchParser:
         coins: CoinTable,
         dead_letter_topic: str,
         clock: Callable[[], datetime] = _utcnow,
+        *,
+        stamped: bool = False,
     ) -> None:
         self._topic = topic
         self._handler = handler
         self._coins = coins
         self._dlq = dead_letter_topic
         self._clock = clock
+        self._stamped = stamped
+
+    def _context_of(self, kind: int, stamp: int, batch: HandlerContext) -> HandlerContext:
+        """The context of one stamped message: its Kafka time, capped at the batch's clock
+        (the clock itself when the message has no Kafka time)."""
+        if kind == TIMESTAMP_NOT_AVAILABLE:
+            return record_context(self._coins, batch.now)
+        seen = datetime.fromtimestamp(stamp / 1000, tz=UTC)
+        return record_context(self._coins, min(seen, batch.now))
 
     def __call__(self, batch: RawBatch) -> ParsedBatch:
         now = self._clock()
@@ -122,7 +139,13 @@ class BatchParser:
             if errors.count(None) == len(errors):  # (identity: fast) no consumer error
                 errors = None
         handler = self._handler
-        results = [_TOMBSTONE if value is None else handler(value, ctx) for value in values]
+        if self._stamped:
+            results = [
+                _TOMBSTONE if value is None else handler(value, self._context_of(kind, at, ctx))
+                for value, (kind, at) in zip(values, times, strict=True)
+            ]
+        else:
+            results = [_TOMBSTONE if value is None else handler(value, ctx) for value in values]
         stamps = [stamp if kind != TIMESTAMP_NOT_AVAILABLE else None for kind, stamp in times]
         out = ParsedBatch(batch.key)
         codes: Counter[tuple[str, str]] = Counter()  # (stage, reason code) -> dead letters

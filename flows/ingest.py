@@ -32,7 +32,7 @@ from flows._parse import BatchParser, ParsedBatch, RawBatch, SinkMsg, SourceMsg,
 from flows._pg_sink import PostgresSink
 from flows._tables import TABLES
 from flows._tracing import otlp_commit_tracer
-from handlers import handler_for
+from handlers import STAMPED_TOPICS, handler_for
 from infra.programs import consumer_group, ingest_program
 from infra.settings import Settings, SettingsError
 
@@ -66,7 +66,15 @@ def build_ingest_flow(
         messages = op.input("kafka_in", flow, source)
         raw = op.flat_map_batch("batch", messages, raw_batches)
     parsed = op.map(
-        "parse", raw, BatchParser(topic, handler, settings.coin_table(), kafka.topics.deadletter)
+        "parse",
+        raw,
+        BatchParser(
+            topic,
+            handler,
+            settings.coin_table(),
+            kafka.topics.deadletter,
+            stamped=topic in STAMPED_TOPICS,
+        ),
     )
     letters: Stream[SinkMsg] = op.flat_map("dead_letters", parsed, lambda b: b.dead_letters)
     if db_sink is None:

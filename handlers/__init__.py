@@ -15,7 +15,7 @@ from handlers._candle import (
     candle_ticks,
     parse_candle,
 )
-from handlers._context import DEFAULT_MAX_FUTURE, HandlerContext
+from handlers._context import DEFAULT_MAX_FUTURE, HandlerContext, record_context
 from handlers._errors import (
     ConfigError,
     CryptoVizError,
@@ -23,7 +23,7 @@ from handlers._errors import (
     HandlerError,
     UnknownTopicError,
 )
-from handlers._fields import MAX_PRICE
+from handlers._fields import MAX_PRICE, MAX_SIGNED
 from handlers._kraken import (
     KrakenControl,
     KrakenEvent,
@@ -58,10 +58,10 @@ from handlers._records import (
     TickerRecord,
     TradeRecord,
 )
-from handlers._registry import HANDLERS, Handler, handler_for
+from handlers._registry import HANDLERS, STAMPED_TOPICS, Handler, handler_for
 from handlers._symbols import Coin, CoinTable
 from handlers._ticker import parse_ticker
-from handlers._time import GENESIS, epoch_seconds, iso_utc
+from handlers._time import EPOCH, GENESIS, epoch_seconds, iso_utc
 from handlers._trade import parse_trade
 from handlers._wire import (
     AlertMessage,
@@ -79,13 +79,16 @@ from handlers._wire import (
 __all__ = [
     "CANDLE_TICK_OFFSETS_S",
     "DEFAULT_MAX_FUTURE",
+    "EPOCH",
     "GENESIS",
     "HANDLERS",
     "HISTORY_PREFIX",
     "LIVE_SOURCE",
     "MAX_PAYLOAD_BYTES",
     "MAX_PRICE",
+    "MAX_SIGNED",
     "REPLAY_PREFIX",
+    "STAMPED_TOPICS",
     "SYNTHETIC_SOURCE",
     "AlertMessage",
     "AlertRecord",
@@ -139,6 +142,7 @@ __all__ = [
     "parse_kraken_v2",
     "parse_ticker",
     "parse_trade",
+    "record_context",
     "replay_source",
     "sentiment_label",
     "to_message",

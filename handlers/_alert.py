@@ -1,4 +1,6 @@
-"""rawalert: seed, producer and prototype (``type``/``value``) alert messages."""
+"""rawalert: seed and producer alert messages, and the ``{pair, type, value, timestamp}``
+shape (``type``: ``price_spike``/``price_drop``; no price), which no seed document shows
+but which is accepted, its last price unknown."""
 
 from __future__ import annotations
 
@@ -63,8 +65,8 @@ def alert_from_object(obj: F.Obj, ctx: HandlerContext) -> AlertRecord:
     """Validate one decoded alert message; raises ``Invalid``.
 
     The direction comes from the sign of the change; an explicit ``alert_type``
-    (or prototype ``type``) must agree with it. A zero change is rejected.
-    Only prototype alerts (with ``type``) may omit the last price.
+    (or ``type``) must agree with it. A zero change is rejected.
+    Only alerts of the ``type``/``value`` shape may omit the last price.
     """
     return FIELDS.parse(obj, ctx)
 

@@ -1,4 +1,11 @@
-"""rawarticle: seed and prototype news-article messages."""
+"""rawarticle: seed and prototype news-article messages.
+
+Only an id, a title and a sentiment score are required. The seeds' examples carry no
+time (ARCHITECTURE.md) or neither time nor url (DOCUMENTATION_TECHNIQUE.md): such an
+article is stamped with ``ctx.record_time``, when the pipeline first saw it, and its
+``published_at`` stays unknown; without a url, an id that is one (the prototype's
+scraper used the link as the id) serves as the url.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +23,8 @@ MAX_SUMMARY = 20_000
 MAX_URL = 2048
 MAX_WEBSITE = 253
 MAX_MENTIONS = 256
+DEFAULT_SOURCE = "rss"
+"""The source of an article that names no website (the table's default too)."""
 POSITIVE_ABOVE = 0.6
 NEGATIVE_BELOW = 0.4
 LABELS: Mapping[str, SentimentLabel] = {
@@ -35,13 +44,18 @@ def sentiment_label(score: float) -> SentimentLabel:
     return "neutral"
 
 
-def _url_and_site(obj: F.Obj) -> tuple[str, str]:
-    url = F.required_text(obj, "url", "link", max_len=MAX_URL)
-    match = _URL.fullmatch(url)
-    if match is None:
-        raise F.fail("url", "must be an absolute http(s) URL", url)
+def _url_and_site(obj: F.Obj, article_id: str) -> tuple[str | None, str | None]:
+    """The article's url (its own, else an id that is a URL, else None) and website."""
+    url = F.text(obj, "url", "link", max_len=MAX_URL)
+    if url is None:
+        match = _URL.fullmatch(article_id) if len(article_id) <= MAX_URL else None
+        url = None if match is None else article_id
+    else:
+        match = _URL.fullmatch(url)
+        if match is None:
+            raise F.fail("url", "must be an absolute http(s) URL", url)
     website = F.text(obj, "website", max_len=MAX_WEBSITE)
-    if website is None:
+    if website is None and match is not None:
         website = match.group("host").lower().removeprefix("www.")
     return url, website
 
@@ -81,15 +95,21 @@ def article_from_object(obj: F.Obj, ctx: HandlerContext) -> ArticleRecord:
     """Validate one decoded article message; raises ``Invalid``.
 
     ``cryptocurrencies_mentioned`` is canonicalised (unknown names dropped); when
-    the field is absent the coins are found in the title and summary instead.
+    the field is absent the coins are found in the title and summary instead. The
+    record's time is the article's own (``published_at``, else ``timestamp``), else
+    ``ctx.record_time``; an article with neither is refused.
     """
     article_id = F.required_text(obj, "id", "article_id", max_len=MAX_ID)
     title = F.required_text(obj, "title", max_len=MAX_TITLE)
-    url, website = _url_and_site(obj)
+    url, website = _url_and_site(obj, article_id)
     summary = _summary(obj)
-    time = F.time(obj, "published_at", ctx=ctx) or F.time(obj, "timestamp", ctx=ctx)
+    published = F.time(obj, "published_at", ctx=ctx) or F.time(obj, "timestamp", ctx=ctx)
+    time = published or ctx.record_time
     if time is None:
-        raise F.Invalid("missing published_at/timestamp", "published_at")
+        raise F.Invalid(
+            "missing published_at/timestamp, and no record time to stamp the article with",
+            "published_at",
+        )
     sentiment = F.mapping(obj, "sentiment")
     if sentiment is None:
         raise F.missing(("score",), "sentiment.")
@@ -99,6 +119,7 @@ def article_from_object(obj: F.Obj, ctx: HandlerContext) -> ArticleRecord:
     return ArticleRecord(
         article_id=article_id,
         time=time,
+        published_at=published,
         title=title,
         url=url,
         website=website,
@@ -108,7 +129,7 @@ def article_from_object(obj: F.Obj, ctx: HandlerContext) -> ArticleRecord:
         sentiment_label=label or sentiment_label(score),
         subjectivity=None if subjectivity is None else float(subjectivity),
         receive_time=F.time(obj, "receive_ts", ctx=ctx),
-        source=F.source(obj, website),
+        source=F.source(obj, website or DEFAULT_SOURCE),
     )
 
 

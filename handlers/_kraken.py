@@ -247,7 +247,7 @@ def _v1_ticker(payload: object, pair: object, ctx: HandlerContext) -> TickerMess
     if opening:
         change = ((message.last - opening) / opening * 100).quantize(_CENT, context=_WIDE)
         if change.copy_abs() <= F.MAX_SIGNED:
-            message = msgspec.structs.replace(message, change_pct=change)
+            message = msgspec.structs.replace(message, change_24h_pct=change)
     return message
 
 
@@ -339,6 +339,6 @@ def parse_kraken_v1(frame: bytes, ctx: HandlerContext) -> KrakenEvent:
     """One legacy Kraken WebSocket v1 frame (event object or channel array); never raises.
 
     v1 tickers carry no exchange time, so their ``timestamp`` is ``ctx.now``; their
-    ``change_pct`` is computed against the 24h open, rounded to 0.01.
+    ``change_24h_pct`` is computed against the 24h open, rounded to 0.01.
     """
     return _guarded(_parse_kraken_v1, frame, ctx)

@@ -23,7 +23,11 @@ def _plain(value: Decimal) -> str:
 
 
 class TickerRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """One ticker update. ``time`` is the exchange time when known, else the message time."""
+    """One ticker update. ``time`` is the exchange time when known, else the message time.
+
+    ``pct_change``: percent change from the pair's previous price (the prototype's
+    field); ``change_24h_pct``: the exchange's percent change over 24 hours.
+    """
 
     pair: str
     time: datetime
@@ -36,7 +40,8 @@ class TickerRecord(msgspec.Struct, frozen=True, kw_only=True):
     vwap: Decimal | None = None
     low: Decimal | None = None
     high: Decimal | None = None
-    change_pct: Decimal | None = None
+    change_24h_pct: Decimal | None = None
+    pct_change: Decimal | None = None
     exchange_time: datetime | None = None
     receive_time: datetime | None = None
     source: str = "kraken"
@@ -71,13 +76,18 @@ class TradeRecord(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ArticleRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """One news article with its sentiment; ``time`` is the publication time when known."""
+    """One news article with its sentiment.
+
+    ``time`` is the article's own time (``published_at``) when it has one, else when
+    the pipeline first saw it (its Kafka record time).
+    """
 
     article_id: str
     time: datetime
+    published_at: datetime | None = None
     title: str
-    url: str
-    website: str
+    url: str | None = None
+    website: str | None = None
     summary: str = ""
     cryptocurrencies_mentioned: tuple[str, ...] = ()
     sentiment_score: float
@@ -88,7 +98,8 @@ class ArticleRecord(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AlertRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """A significant price move. ``last_price`` is ``None`` only for prototype alerts."""
+    """A significant price move. ``last_price`` is ``None`` only for alerts of the
+    ``{pair, type, value, timestamp}`` shape, which carries no price."""
 
     pair: str
     time: datetime

@@ -30,6 +30,12 @@ HANDLERS: Mapping[str, Handler] = MappingProxyType(
     }
 )
 
+STAMPED_TOPICS: frozenset[str] = frozenset({"rawarticle"})
+"""Topics whose handler reads ``ctx.record_time`` (an article may carry no time of its
+own): the platform gives each of their messages its own context,
+:func:`handlers.record_context` of its Kafka record time. The other handlers share one
+context per batch."""
+
 
 def handler_for(topic: str) -> Handler:
     """The handler for a raw topic; raises :class:`UnknownTopicError` for any other name."""

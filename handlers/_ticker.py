@@ -1,4 +1,9 @@
-"""rawticker: seed, prototype (``pct_change``) and producer (v2-based) ticker messages."""
+"""rawticker: seed, prototype (``pct_change``) and producer (v2-based) ticker messages.
+
+Two changes, each under its own name: ``pct_change``, the prototype's change from the
+previous price of the pair (in percent), and ``change_24h_pct``, the exchange's change
+over 24 hours (read from ``change_pct`` too, its name in our earlier messages).
+"""
 
 from __future__ import annotations
 
@@ -28,7 +33,8 @@ FIELDS = F.Fields(
     F.Field("vwap", ("vwap",), "amount"),
     F.Field("low", ("low",), "amount"),
     F.Field("high", ("high",), "amount"),
-    F.Field("change_pct", ("change_pct", "pct_change"), "signed"),
+    F.Field("change_24h_pct", ("change_24h_pct", "change_pct"), "signed"),
+    F.Field("pct_change", ("pct_change",), "signed"),
     F.Field("receive_time", ("receive_ts",), F.check_time),
     F.Field("source", ("source",), F.check_source),
     # The record's time is the exchange time when known, else the message's timestamp.

@@ -38,7 +38,11 @@ from handlers._trade import FIELDS as TRADE_FIELDS
 
 
 class TickerMessage(msgspec.Struct, frozen=True, kw_only=True):
-    """``rawticker``. ``timestamp`` is the exchange time when known, else the receive time."""
+    """``rawticker``. ``timestamp`` is the exchange time when known, else the receive time.
+
+    ``pct_change`` is the change from the pair's previous price (the producer sets it,
+    see ``flows.producers.workers``); ``change_24h_pct`` the exchange's 24-hour change.
+    """
 
     pair: str
     last: Decimal
@@ -51,7 +55,8 @@ class TickerMessage(msgspec.Struct, frozen=True, kw_only=True):
     vwap: Decimal | None = None
     low: Decimal | None = None
     high: Decimal | None = None
-    change_pct: Decimal | None = None
+    change_24h_pct: Decimal | None = None
+    pct_change: Decimal | None = None
     exchange_ts: str | None = None
     receive_ts: float | None = None
     source: str | None = None
@@ -84,16 +89,21 @@ class ArticleSentiment(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ArticleMessage(msgspec.Struct, frozen=True, kw_only=True):
-    """``rawarticle``. ``summary`` is repeated at top level for prototype consumers."""
+    """``rawarticle``. ``summary`` is repeated at top level for prototype consumers.
+
+    ``published_at`` and ``timestamp`` are the publication time (ISO-8601, epoch
+    seconds), both null when the feed gave none: ingestion then stamps the article
+    with its Kafka record time.
+    """
 
     id: str
     title: str
-    url: str
-    website: str
+    url: str | None = None
+    website: str | None = None
     content: ArticleContent = ArticleContent()
     summary: str = ""
     published_at: str | None = None
-    timestamp: float
+    timestamp: float | None = None
     cryptocurrencies_mentioned: tuple[str, ...] = ()
     sentiment: ArticleSentiment
     receive_ts: float | None = None
@@ -212,7 +222,7 @@ def to_message(record: Record) -> WireMessage:
     Its ``source`` is left unset for the live feed's (``kraken``, what an unset one
     reads back as), so live messages carry no label.
 
-    Raises :class:`HandlerError` for an alert without a last price (prototype
+    Raises :class:`HandlerError` for an alert without a last price (``type``/``value``
     alerts cannot be re-encoded).
     """
     if isinstance(record, TickerRecord):
@@ -227,8 +237,8 @@ def to_message(record: Record) -> WireMessage:
             website=record.website,
             content=ArticleContent(summary=record.summary),
             summary=record.summary,
-            published_at=iso_utc(record.time),
-            timestamp=epoch_seconds(record.time),
+            published_at=_iso(record.published_at),
+            timestamp=_epoch(record.published_at),
             cryptocurrencies_mentioned=record.cryptocurrencies_mentioned,
             sentiment=ArticleSentiment(
                 score=record.sentiment_score,

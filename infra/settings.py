@@ -85,19 +85,20 @@ class Topics(msgspec.Struct, frozen=True, kw_only=True):
     deadletter: Annotated[
         str, env("CRYPTOVIZ_DEAD_LETTER_TOPIC", "dead-letter topic of every ingestion flow")
     ] = "deadletter"
+    # The result topics keep the names STRATEGIE_INTEGRATION.md gives them.
     sentiment: Annotated[
         str,
         env(
             "CRYPTOVIZ_SENTIMENT_TOPIC", "Spark's committed sentiment rows, relayed live by the API"
         ),
-    ] = "sentiment"
+    ] = "analyzed-sentiment"
     prediction: Annotated[
         str,
         env(
             "CRYPTOVIZ_PREDICTION_TOPIC",
             "Spark's committed prediction rows, relayed live by the API",
         ),
-    ] = "prediction"
+    ] = "predicted-price"
 
     def of(self, logical: str) -> str:
         """The Kafka topic of a logical name (``"rawticker"``, ``"deadletter"``...)."""

@@ -1,6 +1,7 @@
 """Publish each micro-batch's result rows to Kafka, after they are committed.
 
-The database is the record; these topics (``sentiment``, ``prediction``) feed the
+The database is the record; these topics (``analyzed-sentiment``, ``predicted-price``
+by default, the names STRATEGIE_INTEGRATION.md gives them) feed the
 API's live WebSocket routes (``/ws/sentiment/{symbol}/``, ``/ws/prediction/{symbol}/``).
 A row is published after its transaction commits, keyed by its coin, as a JSON
 object of the table's columns. Delivery is at-least-once: a replayed micro-batch

@@ -1,21 +1,20 @@
 """Kafka sources and the parsing of raw ticker and article messages into typed columns.
 
 Messages are the wire shapes of ``handlers/_wire.py`` and the seeds' shapes.
-Numbers and times are read as JSON text first and converted with ``try_cast``,
-so ``99950.5`` and ``"99950.5"`` both work and a malformed value gives null
-(the row is then skipped) instead of failing the query under ANSI mode.
 Ingestion (Bytewax) owns validation and dead letters; here invalid rows are
-simply not analysed. Spark must not analyse what ingestion refuses, though: the
-handlers' plausibility bounds are applied here too (:func:`plausible`), or a
-single junk tick stamped in the year 5138 would move the event-time watermark
-there and every later tick would be dropped as late (the chaos run found that).
+simply not analysed. Spark must not analyse what ingestion refuses, though.
 
-Event time, never processing time:
-
-* ticks: ``timestamp`` (the exchange time when known, else the receive time),
-  then ``receive_ts``, then the Kafka record timestamp;
-* articles: ``published_at`` (ISO-8601), then ``timestamp``, then the Kafka
-  record timestamp (the seeds' article shape has neither field).
+* Articles (a few per minute) are parsed by the ingestion handler itself, in a
+  Python UDF (:func:`parse_articles`): same verdict, time and coins as the stored row.
+* Ticks (the hot stream) stay in the JVM: numbers and times are read as JSON text
+  and converted with ``try_cast``, so ``99950.5`` and ``"99950.5"`` both work and a
+  malformed value gives null (the row is then skipped) instead of failing the query
+  under ANSI mode, and the handlers' plausibility bounds are applied too
+  (:func:`plausible`), or a single junk tick stamped in the year 5138 would move the
+  event-time watermark there and every later tick would be dropped as late (the
+  chaos run found that). Event time, never processing time: ``timestamp`` (the
+  exchange time when known, else the receive time), then ``receive_ts``, then the
+  Kafka record timestamp.
 
 Epoch values of 1e11 or more are milliseconds, as in ``handlers._time``.
 """
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from handlers import DEFAULT_MAX_FUTURE, GENESIS
 from handlers import MAX_PRICE as HANDLER_MAX_PRICE
-from spark_batch.symbols import SymbolMaps, Symbols, article_coins_udf, pair_column
+from spark_batch.symbols import SymbolMaps, Symbols, article_udf, pair_column
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -46,25 +45,6 @@ def ticker_schema() -> StructType:
             T.StructField("last", text),
             T.StructField("timestamp", text),
             T.StructField("receive_ts", text),
-        ]
-    )
-
-
-def article_schema() -> StructType:
-    from pyspark.sql import types as T
-
-    text = T.StringType()
-    return T.StructType(
-        [
-            T.StructField("id", text),
-            T.StructField("article_id", text),
-            T.StructField("title", text),
-            T.StructField("summary", text),
-            T.StructField("content", T.StructType([T.StructField("summary", text)])),
-            T.StructField("published_at", text),
-            T.StructField("timestamp", text),
-            T.StructField("cryptocurrencies_mentioned", T.ArrayType(text)),
-            T.StructField("sentiment", T.StructType([T.StructField("score", text)])),
         ]
     )
 
@@ -144,30 +124,21 @@ def parse_ticks(raw: DataFrame, maps: SymbolMaps, quote: str) -> DataFrame:
 
 
 def parse_articles(raw: DataFrame, symbols: Symbols) -> DataFrame:
-    """``(article_id, event_time, score, coins)`` for every article with a score in [0, 1]."""
+    """``(article_id, event_time, score, coins)`` for every article ingestion accepts.
+
+    Each Kafka record goes through the ingestion handler itself
+    (:func:`spark_batch.symbols.article_udf`: ``handlers.parse_article`` on its bytes
+    and its Kafka record time), so Spark counts exactly the articles that ingestion
+    stores, at the time it stores them under (an article without a time of its own:
+    its Kafka record time), with the same coins.
+    """
     from pyspark.sql import functions as F
 
-    msg = F.from_json(F.col("value").cast("string"), article_schema())
-    coins = article_coins_udf(symbols)
-    parsed = raw.select(msg.alias("m"), F.col("timestamp").alias("kafka_time")).select(
-        F.coalesce(F.col("m.id"), F.col("m.article_id")).alias("article_id"),
-        F.coalesce(
-            event_time(F.col("m.published_at")),
-            event_time(F.col("m.timestamp")),
-            F.col("kafka_time"),
-        ).alias("event_time"),
-        F.col("m.sentiment.score").try_cast("double").alias("score"),
-        coins(
-            F.col("m.cryptocurrencies_mentioned"),
-            F.col("m.title"),
-            # The handler prefers a non-empty content.summary, then the top-level one.
-            F.coalesce(F.nullif(F.col("m.content.summary"), F.lit("")), F.col("m.summary")),
-        ).alias("coins"),
-        "kafka_time",
+    parse = article_udf(symbols)
+    parsed = raw.select(parse(F.col("value"), F.unix_micros("timestamp")).alias("a"))
+    return parsed.where(F.col("a").isNotNull()).select(
+        F.col("a.article_id").alias("article_id"),
+        F.timestamp_micros(F.col("a.time_us")).alias("event_time"),
+        F.col("a.score").alias("score"),
+        F.col("a.coins").alias("coins"),
     )
-    return parsed.where(
-        F.col("article_id").isNotNull()
-        & F.col("event_time").isNotNull()
-        & plausible(F.col("event_time"), F.col("kafka_time"))
-        & F.col("score").between(0.0, 1.0)
-    ).drop("kafka_time")

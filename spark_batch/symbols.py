@@ -10,8 +10,8 @@ oracle that builds plain dictionaries, and those dictionaries travel instead:
   canonical pair, each entry computed by ``CoinTable.pair``). No Python worker is
   involved. :func:`canonical_pair` is the same rule in Python, for tests;
 * articles (a few hundred per window) go through a Python UDF that rebuilds the
-  ``CoinTable`` once per worker from the parsed TOML (a plain dict) and applies
-  exactly the article handler's rule (:func:`article_coins`).
+  ``CoinTable`` once per worker from the parsed TOML (a plain dict) and runs the
+  article handler itself on each record (:func:`article_udf`).
 """
 
 from __future__ import annotations
@@ -19,14 +19,15 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from handlers import CoinTable
+from handlers import EPOCH, ArticleRecord, CoinTable, parse_article, record_context
 from infra.settings import SettingsError, load_coin_table
 
 if TYPE_CHECKING:
@@ -193,35 +194,52 @@ def _table_from_json(data_json: str) -> CoinTable:
     return CoinTable.from_mapping(json.loads(data_json))
 
 
-def article_coins(
-    table: CoinTable, mentioned: Iterable[object] | None, title: str | None, summary: str | None
-) -> list[str]:
-    """Canonical coins of an article, exactly as the article handler derives them.
+ArticleRow = tuple[str, int, float, list[str]]
+"""(article_id, time in epoch microseconds, sentiment score, canonical coins)."""
 
-    A ``cryptocurrencies_mentioned`` list is canonicalised (unknown names dropped,
-    first mention first); without one, the coins are found in the title and summary.
+
+def parsed_article(
+    table: CoinTable, value: bytes | None, kafka_us: int | None
+) -> ArticleRow | None:
+    """One ``rawarticle`` record as ingestion reads it, or None where ingestion refuses it.
+
+    ``kafka_us`` is the record's Kafka time (epoch microseconds): the article's time
+    when it has none of its own, and the "now" that bounds future times, as in
+    ``flows._parse.BatchParser``.
     """
-    if mentioned is None:
-        return list(table.mentions(f"{title or ''}\n{summary or ''}"))
-    symbols: dict[str, None] = {}
-    for item in mentioned:
-        symbol = table.coin(item)
-        if symbol is not None:
-            symbols.setdefault(symbol, None)
-    return list(symbols)
+    if value is None or kafka_us is None:
+        return None
+    seen = EPOCH + timedelta(microseconds=kafka_us)
+    record = parse_article(bytes(value), record_context(table, seen))
+    if not isinstance(record, ArticleRecord):
+        return None
+    micros = (record.time - EPOCH) // timedelta(microseconds=1)
+    return (
+        record.article_id,
+        micros,
+        record.sentiment_score,
+        list(record.cryptocurrencies_mentioned),
+    )
 
 
-def article_coins_udf(symbols: Symbols) -> Callable[[Column, Column, Column], Column]:
-    """A Spark UDF ``(mentioned array<string>, title, summary) -> array<string>``."""
+def article_udf(symbols: Symbols) -> Callable[[Column, Column], Column]:
+    """A Spark UDF ``(value binary, kafka time in epoch µs) -> struct`` (null if refused):
+    ``article_id``, ``time_us``, ``score``, ``coins`` (see :func:`parsed_article`)."""
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
     data_json = json.dumps(symbols.data, sort_keys=True)
 
-    def coins(mentioned: list[str] | None, title: str | None, summary: str | None) -> list[str]:
-        return article_coins(_table_from_json(data_json), mentioned, title, summary)
+    def parse(value: bytes | None, kafka_us: int | None) -> ArticleRow | None:
+        return parsed_article(_table_from_json(data_json), value, kafka_us)
 
-    udf: Callable[[Column, Column, Column], Column] = F.udf(
-        coins, T.ArrayType(T.StringType()), useArrow=False
+    row = T.StructType(
+        [
+            T.StructField("article_id", T.StringType(), False),
+            T.StructField("time_us", T.LongType(), False),
+            T.StructField("score", T.DoubleType(), False),
+            T.StructField("coins", T.ArrayType(T.StringType(), False), False),
+        ]
     )
+    udf: Callable[[Column, Column], Column] = F.udf(parse, row, useArrow=False)
     return udf

@@ -16,7 +16,7 @@ from litestar.params import Parameter
 from api.context import ApiContext
 from api.live import MULTIPLEX_PATH, LiveType, channel_of, socket_path
 from api.models import LiveLinks
-from api.params import Page, Periode, page_request
+from api.params import Page, Periode, page_request, refuse_page_numbers
 
 
 class Timestamped(Protocol):
@@ -37,8 +37,9 @@ PeriodeQuery = Annotated[
 DateDebutQuery = Annotated[
     str | None,
     Parameter(
-        description="Range start: ISO-8601 with a time zone (2024-01-15T14:30:00Z) or Unix "
-        "epoch seconds. Alone: open range from then on.",
+        description="Range start: ISO-8601 (2024-01-15T14:30:00Z, 2024-01-15T16:30:00+02:00; "
+        "UTC when it has no offset: 2024-01-15, 2024-01-15T14:30:00) or Unix epoch seconds. "
+        "Alone: open range from then on. The body's date_debut/date_fin state the range used.",
         max_length=64,
     ),
 ]
@@ -61,6 +62,18 @@ CursorQuery = Annotated[
         max_length=1024,
     ),
 ]
+PageNumberQuery = Annotated[
+    str | None,
+    Parameter(
+        description="Not supported (the prototype's page numbers): only `1` is accepted; "
+        "other values are a 400 pointing at the `next` cursor.",
+        max_length=64,
+    ),
+]
+PageSizeQuery = Annotated[
+    str | None,
+    Parameter(description="Not supported: a 400 pointing at `limit`.", max_length=64),
+]
 
 HorizonQuery = Annotated[
     int | None,
@@ -71,7 +84,7 @@ HorizonQuery = Annotated[
     ),
 ]
 
-_RANGE_PARAMS = frozenset({"periode", "date_debut", "date_fin", "cursor"})
+_RANGE_PARAMS = frozenset({"periode", "date_debut", "date_fin", "cursor", "page"})
 
 
 class PagingParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -82,22 +95,33 @@ class PagingParams(msgspec.Struct, frozen=True, kw_only=True):
     date_fin: str | None = None
     limit: int | None = None
     cursor: str | None = None
+    page: str | None = None
+    page_size: str | None = None
 
 
-def _paging_params(
+def _paging_params(  # keyword-only: Litestar passes each query parameter by name
+    *,
     periode: PeriodeQuery = None,
     date_debut: DateDebutQuery = None,
     date_fin: DateFinQuery = None,
     limit: LimitQuery = None,
     cursor: CursorQuery = None,
+    page: PageNumberQuery = None,
+    page_size: PageSizeQuery = None,
 ) -> PagingParams:
     return PagingParams(
-        periode=periode, date_debut=date_debut, date_fin=date_fin, limit=limit, cursor=cursor
+        periode=periode,
+        date_debut=date_debut,
+        date_fin=date_fin,
+        limit=limit,
+        cursor=cursor,
+        page=page,
+        page_size=page_size,
     )
 
 
 PAGING = Provide(_paging_params, sync_to_thread=False)
-"""The ``paging_params`` dependency of every paged listing (the five query parameters)."""
+"""The ``paging_params`` dependency of every paged listing (its query parameters)."""
 
 
 def _range_params(
@@ -110,15 +134,19 @@ RANGE = Provide(_range_params, sync_to_thread=False)
 """The ``range_params`` dependency of a summary over a range (no pages: no limit or cursor)."""
 
 
-def paging(ctx: ApiContext, scope: str, params: PagingParams) -> Page:
-    """The page a listing's request asks for; ``scope`` ties its cursors to the listing."""
+def paging(ctx: ApiContext, scope: str, params: PagingParams, *, limit: int | None = None) -> Page:
+    """The page a listing's request asks for; ``scope`` ties its cursors to the listing.
+
+    ``limit`` is the listing's default page size, when not the API's.
+    """
     s = ctx.settings
+    refuse_page_numbers(params.page, params.page_size)
     return page_request(
         scope=scope,
         periode=params.periode,
         date_debut=params.date_debut,
         date_fin=params.date_fin,
-        limit=params.limit,
+        limit=params.limit if params.limit is not None else limit,
         cursor=params.cursor,
         now=ctx.now(),
         max_range=timedelta(days=s.max_range_days),

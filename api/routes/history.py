@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Router, get
@@ -30,20 +31,25 @@ from api.models import (
     PriceHistory,
     PricePoint,
     SentimentHistory,
+    SentimentHour,
+    SentimentHourlyHistory,
     TickerHistory,
     TickerPoint,
     TradeHistory,
 )
+from api.params import TimeRange, floor_to
 from api.queries import (
     ALERT_BY_PAIR_PAGE,
     ALERT_PAGE,
     ARTICLE_BY_SYMBOL_PAGE,
     ARTICLE_PAGE,
     PREDICTION_PAGE,
+    SENTIMENT_HOURS,
     SENTIMENT_PAGE,
     TICKER_PAGE,
     TRADE_PAGE,
     PageQuery,
+    SentimentHourRow,
     fetch_page,
 )
 from api.routes.common import (
@@ -54,6 +60,7 @@ from api.routes.common import (
     live_links,
     paging,
 )
+from handlers import sentiment_label
 
 PairQuery = Annotated[
     str, Parameter(description="Pair such as BTC/USD (aliases such as XBT/USD work too).")
@@ -171,6 +178,29 @@ def _coin_price(
 # -- the one handler ------------------------------------------------------------------
 
 
+async def serve_listing(
+    listing: Listing,
+    body: type[msgspec.Struct],
+    *,
+    request: Request[Any, Any, Any],
+    ctx: ApiContext,
+    subject: Subject,
+    paging_params: PagingParams,
+) -> Any:
+    """One page of ``listing`` as ``body`` (or its live links, for ``periode=live``)."""
+    key = subject.key
+    if paging_params.periode == "live":
+        return live_links(request, listing.series, key)
+    page = paging(ctx, f"{listing.series}|{subject.scope}", paging_params)
+    query = listing.page if key is not None or listing.page_all is None else listing.page_all
+    # "now": rows stamped after the clock are not served (forecasts: see PREDICTION_PAGE).
+    filters = {**subject.filters, "now": ctx.now()}
+    rows = await fetch_page(ctx.db, query, page, key, listing.keys, filters=filters)
+    if listing.point is not None:
+        rows = [listing.point(r) for r in rows]
+    return body(**subject.fields, **envelope(request, page, rows, listing.keys))
+
+
 def history_route(
     path: str,
     name: str,
@@ -189,17 +219,9 @@ def history_route(
         subject: NamedDependency[Subject],
         paging_params: NamedDependency[PagingParams],
     ) -> Any:
-        key = subject.key
-        if paging_params.periode == "live":
-            return live_links(request, listing.series, key)
-        page = paging(ctx, f"{listing.series}|{subject.scope}", paging_params)
-        query = listing.page if key is not None or listing.page_all is None else listing.page_all
-        # "now": rows stamped after the clock are not served (forecasts: see PREDICTION_PAGE).
-        filters = {**subject.filters, "now": ctx.now()}
-        rows = await fetch_page(ctx.db, query, page, key, listing.keys, filters=filters)
-        if listing.point is not None:
-            rows = [listing.point(r) for r in rows]
-        return body(**subject.fields, **envelope(request, page, rows, listing.keys))
+        return await serve_listing(
+            listing, body, request=request, ctx=ctx, subject=subject, paging_params=paging_params
+        )
 
     # Litestar reads the name (the OpenAPI operationId) and the response type from
     # the function itself.
@@ -214,7 +236,91 @@ def history_route(
     )(handler)
 
 
-_BY_QUERY = "Same as {}, for the prototype's clients."
+# -- sentiment: hour by hour (the seed's series), or the Spark windows -----------------
+
+HOUR = timedelta(hours=1)
+ResolutionQuery = Annotated[
+    Literal["1h", "window"],
+    Parameter(
+        description="`1h` (default): one row per hour of the range, hours without articles "
+        "included (score and label null, article_count 0), from `sentiment_hourly`. "
+        "`window`: the Spark sentiment windows as stored."
+    ),
+]
+
+
+def _hour_start_at_or_after(moment: datetime) -> datetime:
+    start = floor_to(moment, HOUR)
+    return start if start == moment else start + HOUR
+
+
+def _hour(row: SentimentHourRow) -> SentimentHour:
+    score = row.sentiment_score
+    return SentimentHour(
+        timestamp=row.timestamp,
+        sentiment_score=score,
+        sentiment_label=None if score is None else sentiment_label(score),
+        article_count=row.article_count,
+        window_count=row.window_count,
+    )
+
+
+async def _sentiment_hours(
+    request: Request[Any, Any, Any], ctx: ApiContext, subject: Subject, params: PagingParams
+) -> SentimentHourlyHistory:
+    """The hours that begin within the range (``[date_debut, date_fin)``), newest first.
+
+    A page holds up to ``max_limit`` hours by default, so ``periode=7d`` (168 hours)
+    and ``periode=30d`` (720) come whole; longer ranges continue with ``next``.
+    """
+    key = subject.key
+    assert key is not None
+    page = paging(ctx, f"sentiment-hours|{key}", params, limit=ctx.settings.max_limit)
+    end = page.range.end or ctx.now()
+    newest = _hour_start_at_or_after(end) - HOUR
+    oldest = newest - page.limit * HOUR  # limit + 1 hours: the last one says "more"
+    if page.range.start is not None:
+        oldest = max(oldest, _hour_start_at_or_after(page.range.start))
+    rows: list[SentimentHour] = []
+    if oldest <= newest:
+        found = await ctx.db.fetch(
+            SENTIMENT_HOURS, {"key": key, "newest": newest, "oldest": oldest}
+        )
+        rows = [_hour(r) for r in found]
+    served = msgspec.structs.replace(page, range=TimeRange(page.range.start, end))
+    return SentimentHourlyHistory(crypto_symbol=key, **envelope(request, served, rows))
+
+
+@get(
+    "/sentiment/{symbol:str}/historique/",
+    dependencies={"subject": Provide(_path_coin, sync_to_thread=False)},
+    responses=HISTORY_ERRORS,
+    summary="Sentiment history of a coin, hour by hour",
+    description="One row per hour of the range (`periode=7d`: 168 rows), as the seeds "
+    "document it; `resolution=window` gives the Spark windows instead. `periode=live` "
+    "answers with the WebSocket URLs.",
+)
+async def sentiment_history(
+    request: Request[Any, Any, Any],
+    ctx: NamedDependency[ApiContext],
+    subject: NamedDependency[Subject],
+    paging_params: NamedDependency[PagingParams],
+    resolution: ResolutionQuery = "1h",
+) -> SentimentHourlyHistory | SentimentHistory | LiveLinks:
+    if resolution == "window" or paging_params.periode == "live":
+        result: SentimentHistory | LiveLinks = await serve_listing(
+            SENTIMENT,
+            SentimentHistory,
+            request=request,
+            ctx=ctx,
+            subject=subject,
+            paging_params=paging_params,
+        )
+        return result
+    return await _sentiment_hours(request, ctx, subject, paging_params)
+
+
+_BY_QUERY = "Same as {}, the pair given as a query parameter."
 
 history_router = Router(
     path="/api/v1",
@@ -254,14 +360,7 @@ history_router = Router(
             _query_pair,
             summary="Trade history of a pair given as ?pair=",
         ),
-        history_route(
-            "/sentiment/{symbol:str}/historique/",
-            "sentiment_history",
-            SENTIMENT,
-            SentimentHistory,
-            _path_coin,
-            summary="Sentiment history of a coin",
-        ),
+        sentiment_history,
         history_route(
             "/prediction/{symbol:str}/historique/",
             "prediction_history",

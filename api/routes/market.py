@@ -91,8 +91,8 @@ async def latest_price(
         and row.timestamp - ref_ts <= timedelta(days=1) + REFERENCE_TOLERANCE
     ):
         change, source = (row.last - ref_last) / ref_last * 100.0, "computed"
-    elif row.change_pct is not None:
-        change, source = row.change_pct, "exchange"
+    elif row.change_24h_pct is not None:
+        change, source = row.change_24h_pct, "exchange"
     return LatestPrice(
         crypto_symbol=coin,
         pair=pair,

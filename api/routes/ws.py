@@ -1,6 +1,8 @@
-"""WebSocket routes: the seeds' per-series sockets and the multiplexed ``/ws/live``.
+"""WebSocket routes: the per-series sockets, the multiplexed ``/ws/live`` and
+ARCHITECTURE.md's ``/ws/raw-ticker``.
 
-Each message is a :class:`~api.live.LiveMessage` JSON text frame. ``/ws/live``
+Each message is a :class:`~api.live.LiveMessage` JSON text frame, except on
+``/ws/raw-ticker``: every pair's ticks, each the producer's message itself. ``/ws/live``
 takes JSON commands::
 
     {"action": "subscribe", "channels": ["ticker:XBT/USD", "sentiment:bitcoin", "alert"]}
@@ -8,7 +10,7 @@ takes JSON commands::
 
 and answers each with ``{"type": "subscribed", "channels": [...]}`` (the canonical
 names now followed) or ``{"type": "error", "detail": "..."}``; a bad command never
-closes the socket. Channel names: ``ticker:PAIR``, ``trade:PAIR``, ``alert`` or
+closes the socket. Channel names: ``ticker`` or ``ticker:PAIR``, ``trade:PAIR``, ``alert`` or
 ``alert:PAIR``, ``article`` or ``article:SYMBOL``, ``sentiment:SYMBOL``,
 ``prediction:SYMBOL``. An unknown symbol on a dedicated socket closes it with code
 4404 and the reason.
@@ -32,6 +34,7 @@ from api.context import ApiContext
 from api.errors import ApiError
 from api.live import (
     MULTIPLEX_PATH,
+    RAW_TICKER_PATH,
     SOCKETS,
     ClientFeed,
     LiveType,
@@ -39,6 +42,7 @@ from api.live import (
     Subscriptions,
     channel_of,
     parse_channel,
+    unwrap,
 )
 from api.telemetry import route_of
 
@@ -70,8 +74,12 @@ async def _serve(
     initial: list[str],
     *,
     multiplex: bool,
+    raw: bool = False,
 ) -> None:
-    """Relay the subscribed channels to ``socket`` until either side stops."""
+    """Relay the subscribed channels to ``socket`` until either side stops.
+
+    ``raw``: send each message's ``data`` (the producer's message) without its envelope.
+    """
     route = route_of(socket.scope)
     t = ctx.telemetry
     feed = ClientFeed(ctx.settings.ws_backlog, t.ws_dropped.labels(route).inc)
@@ -91,7 +99,7 @@ async def _serve(
     async def send_loop() -> None:
         while True:
             data = await feed.get()
-            await socket.send_data(data, mode="text")
+            await socket.send_data(unwrap(data) if raw else data, mode="text")
             sent.inc()
 
     async def receive_loop() -> None:
@@ -167,7 +175,7 @@ _SUBJECTS: Final[dict[SocketSubject, tuple[str, Designate]]] = {
 
 
 def series_socket(kind: LiveType, subject: SocketSubject) -> WebsocketRouteHandler:
-    """The seeds' dedicated socket of one series (``/ws/ticker/BASE/QUOTE/``...).
+    """The dedicated socket of one series (``/ws/ticker/BASE/QUOTE/``...).
 
     The path designates one channel; an unknown pair or coin closes the socket with
     :data:`CLOSE_UNKNOWN_SYMBOL` and the reason.
@@ -199,4 +207,18 @@ async def ws_live(
     await _serve(socket, ctx, channels, [], multiplex=True)
 
 
-WS_HANDLERS = [*(series_socket(kind, subject) for kind, subject in SOCKETS.items()), ws_live]
+@websocket(RAW_TICKER_PATH)
+async def ws_raw_ticker(
+    socket: WebSocket[Any, Any, Any],
+    ctx: NamedDependency[ApiContext],
+    channels: NamedDependency[ChannelsPlugin],
+) -> None:
+    """Every pair's ticks, each the producer's ``rawticker`` message as is."""
+    await _serve(socket, ctx, channels, [channel_of("ticker", None)], multiplex=False, raw=True)
+
+
+WS_HANDLERS = [
+    *(series_socket(kind, subject) for kind, subject in SOCKETS.items()),
+    ws_live,
+    ws_raw_ticker,
+]

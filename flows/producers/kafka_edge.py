@@ -75,9 +75,10 @@ Headers = list[tuple[str, str | bytes | None]]
 def message_key(msg: WireMessage) -> bytes | None:
     if isinstance(msg, ArticleMessage):
         # Articles are not about one pair: the first coin named keeps one coin's news
-        # in order; articles naming none go by site.
+        # in order; articles naming none go by site (none: any partition).
         first = msg.cryptocurrencies_mentioned[0] if msg.cryptocurrencies_mentioned else None
-        return (first or msg.website).encode()
+        key = first or msg.website
+        return None if key is None else key.encode()
     return msg.pair.encode()
 
 
@@ -85,6 +86,8 @@ def to_record(msg: WireMessage, topics: Topics, parent: str | None = None) -> Ke
     """``msg`` as a keyed :class:`OutRecord` for :class:`KafkaProducerSink`, on its topic
     of the topic map (``Settings.kafka.topics``)."""
     seconds = msg.receive_ts if msg.receive_ts is not None else msg.timestamp
+    if seconds is None:  # an article with neither (producers always set receive_ts)
+        seconds = time.time()
     record = OutRecord(
         topic=topics.of(message_topic(msg)),
         key=message_key(msg),

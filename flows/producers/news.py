@@ -227,7 +227,7 @@ def article_from_entry(
         content=ArticleContent(summary=summary),
         summary=summary,
         published_at=None if published is None else iso_utc(published),
-        timestamp=epoch_seconds(published or now),
+        timestamp=None if published is None else epoch_seconds(published),
         cryptocurrencies_mentioned=coins.mentions(f"{title}\n{summary}"),
         sentiment=ArticleSentiment(
             score=score, label=sentiment_label(score), subjectivity=subjectivity
@@ -264,7 +264,8 @@ def parse_feed(
             out.articles.append(result)
         else:
             out.skipped.append(result)
-    out.articles.sort(key=lambda a: a.message.timestamp)
+    # Undated entries (no timestamp: ingestion stamps them) sort as received, i.e. last.
+    out.articles.sort(key=lambda a: a.message.timestamp or epoch_seconds(now))
     return out
 
 

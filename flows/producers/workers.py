@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Set
 from datetime import UTC, datetime
+from decimal import Context, Decimal
 from typing import Any
 
 import bytewax.operators as op
@@ -46,11 +47,13 @@ from flows.producers.settings import (
 )
 from flows.producers.synthetic import SyntheticSource
 from handlers import (
+    MAX_SIGNED,
     AlertMessage,
     CoinTable,
     ConfigError,
     HandlerContext,
     Rejection,
+    TickerMessage,
     TickerRecord,
     WireMessage,
     parse_ticker,
@@ -127,13 +130,43 @@ def build_producer_flow(
         source = make_source(producer, coins, tracking)
     messages = op.input(step, flow, source)
     topics = settings.kafka.topics
+    previous = PreviousPrice()
 
     def record(msg: WireMessage) -> Keyed:
-        return to_record(msg, topics)
+        return to_record(previous(msg), topics)
 
     op.output("kafka", op.map("to_kafka", messages, record), _sink(settings, producer, sink, name))
     return flow
 
+
+class PreviousPrice:
+    """Sets each ticker's ``pct_change``: the percent change from the previous price of
+    its pair that this producer sent (the prototype's field; ``None`` for a pair's first
+    tick since the start). Other messages pass unchanged.
+
+    Sources are one partition each, so one producer sees every tick of its pairs in
+    order; the state is not recovered (after a restart the first tick has none).
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, Decimal] = {}
+
+    def __call__(self, msg: WireMessage) -> WireMessage:
+        if not isinstance(msg, TickerMessage):
+            return msg
+        before = self._last.get(msg.pair)
+        self._last[msg.pair] = msg.last
+        if before is None:
+            return msg
+        change = ((msg.last - before) / before * 100).quantize(PCT_CHANGE_UNIT, context=_WIDE)
+        if change.copy_abs() > MAX_SIGNED:  # a junk price: the handlers would refuse it
+            return msg
+        return msgspec.structs.replace(msg, pct_change=change)
+
+
+PCT_CHANGE_UNIT = Decimal("0.000001")
+"""Tick-to-tick moves are small: six decimals of a percent (the handlers accept 18)."""
+_WIDE = Context(prec=60)
 
 Payload = tuple[bytes | None, str | None]
 """A ``rawticker`` message value and its ``traceparent`` header (if any)."""

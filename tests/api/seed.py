@@ -34,7 +34,8 @@ TICKER_COLUMNS = (
     "vwap",
     "low",
     "high",
-    "change_pct",
+    "change_24h_pct",
+    "pct_change",
 )
 
 

@@ -60,7 +60,8 @@ def test_ticker_history_exact_body(client: Client, market: None) -> None:
                 "vwap": None,
                 "low": None,
                 "high": None,
-                "change_pct": None,
+                "change_24h_pct": None,
+                "pct_change": None,
             },
             {
                 "timestamp": iso(NOW - 2 * H),
@@ -73,7 +74,8 @@ def test_ticker_history_exact_body(client: Client, market: None) -> None:
                 "vwap": 41900.25,
                 "low": 41000.0,
                 "high": 43000.0,
-                "change_pct": 1.25,
+                "change_24h_pct": 1.25,
+                "pct_change": None,
             },
         ],
         "limit": 100,
@@ -196,10 +198,106 @@ def test_sentiment_history_exact_and_aliases(client: Client, db: Conn) -> None:
          "article_count": 2},
     ]  # fmt: skip
     for name in ("BTC", "btc", "bitcoin", "XBT", "$btc"):
-        body = client.get(f"/api/v1/sentiment/{quote(name)}/historique/?periode=24h").json()
-        assert body["crypto_symbol"] == "BTC"
+        url = f"/api/v1/sentiment/{quote(name)}/historique/?periode=24h&resolution=window"
+        body = client.get(url).json()
+        assert (body["crypto_symbol"], body["resolution"]) == ("BTC", "window")
         assert body["count"] == 2
         assert body["data"] == expected
+
+
+def _hour(ts: datetime, score: float | None = None, label: str | None = None,
+          articles: int = 0, windows: int = 0) -> dict[str, Any]:  # fmt: skip
+    return {"timestamp": iso(ts), "sentiment_score": score, "sentiment_label": label,
+            "article_count": articles, "window_count": windows}  # fmt: skip
+
+
+def test_sentiment_history_is_one_row_per_hour_with_the_empty_hours(
+    client: Client, db: Conn
+) -> None:
+    seed.sentiments(
+        db,
+        [
+            (NOW - H, NOW - H - timedelta(minutes=5), "BTC", 0.75, "positive", "rss", 0.8, 4),
+            (NOW - H + timedelta(minutes=5), NOW - H, "BTC", 0.65, "positive", "rss", 0.8, 2),
+            (NOW - 3 * H, NOW - 4 * H, "BTC", 0.3, "negative", "rss", 0.6, 2),
+            (NOW - 8 * 24 * H, NOW - 8 * 24 * H, "BTC", 0.9, "positive", "rss", 0.6, 9),
+            (NOW - H, NOW - 2 * H, "ETH", 0.5, "neutral", "rss", 0.5, 1),
+        ],
+    )
+    body = client.get("/api/v1/sentiment/bitcoin/historique/?periode=7d").json()
+    # The seed's example: 168 rows for 7 days, one per hour, newest first.
+    assert (body["crypto_symbol"], body["resolution"], body["count"]) == ("BTC", "1h", 168)
+    assert len(body["data"]) == 168
+    assert body["next"] is None
+    assert (body["date_debut"], body["date_fin"]) == (iso(NOW - 7 * 24 * H), iso(NOW))
+    # The hour starting at NOW begins at the range's end: not in it; the oldest is NOW - 168 h.
+    assert [row["timestamp"] for row in body["data"]] == [iso(NOW - k * H) for k in range(1, 169)]
+    assert body["data"][0] == _hour(NOW - H, 0.7, "positive", 6, 2)
+    assert body["data"][1] == _hour(NOW - 2 * H)
+    assert body["data"][2] == _hour(NOW - 3 * H, 0.3, "negative", 2, 1)
+    assert sum(row["article_count"] for row in body["data"]) == 8
+    assert client.get("/api/v1/sentiment/BTC/historique/?periode=24h").json()["count"] == 24
+    month = client.get("/api/v1/sentiment/BTC/historique/?periode=30d").json()
+    assert (month["count"], month["next"]) == (720, None)
+    assert sum(row["article_count"] for row in month["data"]) == 17
+
+
+def test_sentiment_hours_page_and_read_dates_without_offset_as_utc(
+    client: Client, db: Conn
+) -> None:
+    seed.sentiments(db, [(NOW - 30 * H, NOW - 31 * H, "BTC", 0.2, "negative", "rss", 0.5, 3)])
+    day = client.get(
+        "/api/v1/sentiment/BTC/historique/?date_debut=2026-01-14&date_fin=2026-01-14T12:00:00"
+    ).json()
+    assert (day["date_debut"], day["date_fin"]) == ("2026-01-14T00:00:00Z", "2026-01-14T12:00:00Z")
+    assert day["count"] == 12
+    assert day["data"][5] == _hour(NOW - 30 * H, 0.2, "negative", 3, 1)
+    first = client.get("/api/v1/sentiment/BTC/historique/?periode=7d&limit=100").json()
+    assert (first["count"], first["limit"]) == (100, 100)
+    rest = client.get(first["next_url"]).json()
+    assert (rest["count"], rest["next"]) == (68, None)
+    hours = [row["timestamp"] for row in first["data"] + rest["data"]]
+    assert hours == [iso(NOW - k * H) for k in range(1, 169)]
+    # An open end is now, and the body says so; an unknown coin is a 404 as elsewhere.
+    since = client.get(f"/api/v1/sentiment/BTC/historique/?date_debut={iso(NOW - 2 * H)}")
+    assert since.json()["date_fin"] == iso(NOW)
+    assert since.json()["count"] == 2
+    assert client.get("/api/v1/sentiment/NOPE/historique/").status_code == 404
+
+
+def test_dates_without_an_offset_are_utc(client: Client, market: None) -> None:
+    naive = "date_debut=2026-01-15T09:00:00&date_fin=2026-01-15T10:30:00"
+    body = client.get(f"/api/v1/ticker/BTC/USD/historique/?{naive}").json()
+    assert [row["timestamp"] for row in body["data"]] == [iso(NOW - 2 * H)]
+    assert (body["date_debut"], body["date_fin"]) == (
+        "2026-01-15T09:00:00Z",
+        "2026-01-15T10:30:00Z",
+    )
+    whole_day = client.get("/api/v1/ticker/BTC/USD/historique/?date_debut=2026-01-15").json()
+    assert whole_day["date_debut"] == "2026-01-15T00:00:00Z"
+    assert whole_day["count"] == 2
+
+
+@pytest.mark.parametrize("query", ["page=2", "page=x", "page=1&page_size=50", "page_size=10"])
+def test_page_numbers_are_refused_with_the_cursor_to_use(
+    client: Client, market: None, query: str
+) -> None:
+    r = client.get(f"/api/v1/ticker/BTC/USD/historique/?{query}")
+    assert r.status_code == 400
+    body = r.json()
+    if "page_size" in query:
+        assert body["parameter"] == "page_size"
+        assert "limit=" in body["detail"]
+    else:
+        assert body["parameter"] == "page"
+        assert "cursor=" in body["detail"]
+        assert "next_url" in body["detail"]
+
+
+def test_page_one_is_the_first_page(client: Client, market: None) -> None:
+    first = client.get("/api/v1/ticker/BTC/USD/historique/?limit=1").json()
+    assert client.get("/api/v1/ticker/BTC/USD/historique/?limit=1&page=1").json() == first
+    assert "page=" not in first["next_url"]
 
 
 def test_prediction_history_exact(client: Client, db: Conn) -> None:
@@ -376,6 +474,16 @@ def test_alert_history_exact(client: Client, db: Conn) -> None:
     only = client.get("/api/v1/alert/historique/?pair=XBT/USD").json()
     assert only["pair"] == "BTC/USD"
     assert [a["change_percent"] for a in only["data"]] == [1.5, -1.2]
+
+
+def test_prototype_alert_without_a_price_is_served_with_null(client: Client, db: Conn) -> None:
+    seed.alerts(db, [(NOW - H, "SOL/USD", None, -3.5, None, "down", None, None)])
+    body = client.get("/api/v1/alert/historique/?pair=SOL/USD")
+    assert body.status_code == 200
+    assert body.json()["data"][0]["last_price"] is None
+    schema = client.get("/docs/openapi.json").json()["components"]["schemas"]
+    last_price = schema["AlertPoint"]["properties"]["last_price"]
+    assert {"type": "null"} in last_price["oneOf"]
 
 
 def test_periode_live_answers_with_websocket_urls(client: Client) -> None:

@@ -125,8 +125,51 @@ def test_kafka_message_reaches_subscribed_client_with_its_trace(
     assert relay.attributes is not None
     assert relay.attributes["messaging.system"] == "kafka"
     assert relay.attributes["messaging.destination.name"] == topic
-    assert tuple(relay.attributes["cryptoviz.live.channels"]) == ("ticker:BTC/USD",)  # type: ignore[arg-type]
+    channels = tuple(relay.attributes["cryptoviz.live.channels"])  # type: ignore[arg-type]
+    assert channels == ("ticker:BTC/USD", "ticker")
     assert message["traceparent"] == traceparent(0xABC000 + seq, relay.context.span_id)
+
+
+def test_raw_ticker_socket_streams_every_pair_in_the_producer_shape(
+    app_factory: AppFactory, new_topic: Callable[..., str], kafka_bootstrap: str
+) -> None:
+    topic = new_topic("rawticker", 1)
+    api = test_api_settings(
+        live_enabled=True, live_topics=LiveTopics(**{**_none(), "ticker": topic})
+    )
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    with (
+        TestClient(app_factory(api)) as client,
+        client.websocket_connect("/ws/raw-ticker") as ws,
+    ):
+        wait_live(client, 1)
+
+        def make(seq: int) -> tuple[bytes, list[tuple[str, str | bytes | None]]]:
+            return f'{{"pair": "BTC/USD", "last": 34000.12, "timestamp": {seq}}}'.encode(), []
+
+        def received(timeout: float) -> dict[str, Any] | None:
+            try:
+                return ws.receive_json(timeout=timeout)  # type: ignore[no-any-return]
+            except Exception:
+                return None
+
+        first = produce_until(producer, topic, make, received)
+        # Then other pairs, in order, each exactly as produced: no envelope.
+        others = [b'{"pair":"ETH/USD","last":2400.5,"timestamp":1764310292}',
+                  b'{"pair": "XBT/USD", "last": 1, "timestamp": 1}',
+                  b'{"pair": "NOPE/USD", "last": 1, "timestamp": 1}',
+                  b'{"pair":"SOL/USD","last":150,"timestamp":1764310293}']  # fmt: skip
+        for value in others:
+            producer.produce(topic, value)
+        producer.flush(5)
+        got: list[bytes] = []
+        while len(got) < 3:
+            text = ws.receive_text(timeout=10)
+            if '"BTC/USD"' not in text:  # (a late one of the first attempts)
+                got.append(text.encode())
+    assert set(first) == {"pair", "last", "timestamp"}
+    # NOPE is no coin of the table: not relayed, as on every socket.
+    assert got == [others[0], others[1], others[3]]
 
 
 def _none() -> dict[str, str | None]:

@@ -41,18 +41,22 @@ def resolve(
         "2026-01-15T05:00:00-05:00",
         "1768471200",
         "1768471200.0",
+        "2026-01-15T10:00:00",  # no offset: UTC, as the prototype read it
+        "2026-01-15T10:00",
     ],
 )
 def test_date_forms(raw: str) -> None:
     assert parse_date("date_debut", raw) == datetime(2026, 1, 15, 10, tzinfo=UTC)
 
 
+def test_a_date_alone_is_utc_midnight() -> None:
+    assert parse_date("date_debut", "2026-01-15") == datetime(2026, 1, 15, tzinfo=UTC)
+
+
 @pytest.mark.parametrize(
     ("raw", "words"),
     [
         ("", "empty"),
-        ("2026-01-15T10:00:00", "time zone"),
-        ("2026-01-15", "time zone"),
         ("15/01/2026", "ISO-8601"),
         ("1e10", "ISO-8601"),
         ("9" * 13, "ISO-8601"),

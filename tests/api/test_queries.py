@@ -23,6 +23,7 @@ PARAMETERS: dict[str, Any] = {
     "n": 10, "width": timedelta(hours=1), "id": 1, "name": "n", "active": True,
     "time_range": "1h", "chart_type": "line", "indicators": [], "horizon": 300, "now": T0,
     "until": T0, "shown_first": "shown_first", "naive": "naive_last_value",
+    "newest": T0, "oldest": T0 - timedelta(days=1),
 }  # fmt: skip
 """A value for every parameter name the statements use (cursor keys: after_<column>)."""
 

@@ -64,7 +64,8 @@ def test_a_session_ended_by_an_error_is_logged(caplog: pytest.LogCaptureFixture)
 def test_one_socket_per_series_from_one_table() -> None:
     paths = sorted(path for h in ws.WS_HANDLERS for path in h.paths)
     assert paths == sorted([
-        "/ws/alert", "/ws/live", "/ws/prediction/{symbol:str}", "/ws/sentiment/{symbol:str}",
+        "/ws/alert", "/ws/live", "/ws/prediction/{symbol:str}", "/ws/raw-ticker",
+        "/ws/sentiment/{symbol:str}",
         "/ws/ticker/{base:str}/{quote:str}", "/ws/trade/{base:str}/{quote:str}",
     ])  # fmt: skip
     assert set(SOCKETS) == {"ticker", "trade", "sentiment", "prediction", "alert"}

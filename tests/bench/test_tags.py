@@ -23,12 +23,13 @@ from bench.tags import (
 )
 from flows.producers.news import html_to_text, parse_feed
 from flows.producers.settings import FeedSpec
-from handlers import ArticleRecord, HandlerContext, encode_message, parse_article
-from spark_batch.symbols import article_coins
+from handlers import ArticleRecord, encode_message, parse_article, record_context
+from spark_batch.symbols import parsed_article
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
 NOW = datetime(2026, 10, 1, tzinfo=UTC)
+NOW_US = int(NOW.timestamp()) * 1_000_000
 TABLE = load_table()
 SET = load_set()
 PER_FILE_FLOOR = 0.92
@@ -100,7 +101,6 @@ def _feed(title: str, summary: str) -> bytes:
 
 def test_producer_handler_and_spark_tag_every_headline_alike() -> None:
     feed = FeedSpec(name="t", url="https://news.example.com/feed")
-    ctx = HandlerContext(coins=TABLE, now=NOW)
     for headline in SET:
         expected = TABLE.mentions(headline.text)
         # tags() stops scoring once a decision is known; explain() scores in full: same tags.
@@ -112,11 +112,12 @@ def test_producer_handler_and_spark_tag_every_headline_alike() -> None:
         # The ingestion handler, on a message that carries no tags (seed/prototype shape).
         untagged = msgspec.json.decode(encode_message(message))
         del untagged["cryptocurrencies_mentioned"]
-        record = parse_article(msgspec.json.encode(untagged), ctx)
+        record = parse_article(msgspec.json.encode(untagged), record_context(TABLE, NOW))
         assert isinstance(record, ArticleRecord), record
         assert record.cryptocurrencies_mentioned == expected, headline.title
-        spark = article_coins(TABLE, None, headline.title, headline.summary)
-        assert tuple(spark) == expected, headline.title
+        spark = parsed_article(TABLE, msgspec.json.encode(untagged), NOW_US)
+        assert spark is not None, headline.title
+        assert tuple(spark[3]) == expected, headline.title
 
 
 @pytest.mark.skipif(not (SHARED / "fixtures" / "real").is_dir(), reason="../shared not present")

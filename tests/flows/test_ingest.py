@@ -85,3 +85,44 @@ def test_a_dead_letter_too_large_for_kafka_is_cut_and_says_so() -> None:
     small = dead_letter(_msg(b"{}", 4), reason="bad", stage="parse", topic="dlq")
     assert small.value == b"{}"
     assert "dlq.truncated" not in header_map(small.headers)
+
+
+def test_an_undated_article_is_stamped_with_its_kafka_record_time(settings: Settings) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME
+
+    from flows._parse import BatchParser, RawBatch
+    from handlers import STAMPED_TOPICS, ArticleRecord, handler_for
+
+    assert "rawarticle" in STAMPED_TOPICS
+    now = datetime(2026, 10, 1, 12, tzinfo=UTC)
+    seen = now - timedelta(minutes=5)
+    value = b'{"id":"a-1","title":"Bitcoin up","sentiment":{"score":0.7}}'
+
+    def msg(offset: int, at: datetime | None) -> KafkaSourceMessage[Any, Any]:
+        stamp = None if at is None else (TIMESTAMP_LOG_APPEND_TIME, int(at.timestamp() * 1000))
+        return KafkaSourceMessage(
+            key=None, value=value, topic="rawarticle", partition=0, offset=offset, timestamp=stamp
+        )
+
+    parser = BatchParser(
+        "rawarticle", handler_for("rawarticle"), settings.coin_table(), "deadletter",
+        clock=lambda: now, stamped=True,
+    )  # fmt: skip
+    # Its own record time; one set ahead of the batch's clock is capped at the clock; none:
+    # the clock.
+    batch = parser(RawBatch("0", [msg(0, seen), msg(1, now + timedelta(hours=3)), msg(2, None)]))
+    assert batch.dead_letters == []
+    assert all(isinstance(r, ArticleRecord) for r in batch.records)
+    times = [r.time for r in batch.records if isinstance(r, ArticleRecord)]
+    assert times == [seen, now, now]
+    assert all(r.published_at is None for r in batch.records if isinstance(r, ArticleRecord))
+    # Unstamped (the other topics' way), the same message has no time: a dead letter.
+    plain = BatchParser(
+        "rawarticle", handler_for("rawarticle"), settings.coin_table(), "deadletter",
+        clock=lambda: now,
+    )  # fmt: skip
+    batch = plain(RawBatch("0", [msg(0, seen)]))
+    assert batch.records == []
+    assert len(batch.dead_letters) == 1

@@ -20,15 +20,16 @@ FILLED_BY_THE_DATABASE = {"ingest_time"}
 EXAMPLES: dict[str, Record] = {
     "rawticker": TickerRecord(
         pair="BTC/USD", time=T0, last=Decimal("71749.5"), bid=Decimal("71749.4"),
-        volume_24h=Decimal("636.89"), change_pct=Decimal("-1.25"), exchange_time=T0,
-        receive_time=T0, source="replay",
+        volume_24h=Decimal("636.89"), change_24h_pct=Decimal("-1.25"),
+        pct_change=Decimal("0.01"), exchange_time=T0, receive_time=T0, source="replay",
     ),
     "rawtrade": TradeRecord(
         pair="ETH/USD", time=T0, price=Decimal("2400.5"), volume=Decimal("0.25"), side="s",
         ord_type="m", receive_time=T0,
     ),
     "rawarticle": ArticleRecord(
-        article_id="coindesk-1", time=T0, title="Bitcoin rallies", url="https://x.com/1",
+        article_id="coindesk-1", time=T0, published_at=T0, title="Bitcoin rallies",
+        url="https://x.com/1",
         website="x.com", summary="BTC up.", cryptocurrencies_mentioned=("BTC", "ETH"),
         sentiment_score=0.75, sentiment_label="positive", subjectivity=0.4, source="rss",
     ),

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from handlers import ArticleRecord, Rejection, parse_article, sentiment_label
-from tests.handlers._support import ctx, encode, ok, rejected, seed, utc, variant
+from handlers import ArticleRecord, Rejection, parse_article, record_context, sentiment_label
+from tests.handlers._support import COINS, ctx, encode, ok, rejected, seed, utc, variant
 
 
 def test_seed_article() -> None:
@@ -15,6 +15,7 @@ def test_seed_article() -> None:
     assert record == ArticleRecord(
         article_id="cointelegraph_1764313285",
         time=utc(2025, 11, 28, 7, 1, 25),
+        published_at=utc(2025, 11, 28, 7, 1, 25),
         title="Bitcoiners accuse JPMorgan...",
         url="https://cointelegraph.com/news/bitcoiners-accuse-jpmorgan",
         website="cointelegraph.com",
@@ -31,6 +32,7 @@ def test_prototype_article() -> None:
     assert record == ArticleRecord(
         article_id="https://coindesk.com/article-123",
         time=utc(2024, 1, 15, 14, 30),
+        published_at=utc(2024, 1, 15, 14, 30),
         title="Bitcoin hits new all-time high amid institutional adoption",
         url="https://www.coindesk.com/article-123",
         website="coindesk.com",
@@ -41,6 +43,70 @@ def test_prototype_article() -> None:
         subjectivity=0.35,
         source="coindesk.com",
     )
+
+
+SEEN = utc(2026, 9, 30, 12, 0, 0, 500000)
+"""A Kafka record time."""
+
+
+def test_architecture_article_without_a_time_is_stamped_when_first_seen() -> None:
+    payload = encode(seed("rawarticle", "architecture"))
+    record = ok(parse_article(payload, record_context(COINS, SEEN)), ArticleRecord)
+    assert record == ArticleRecord(
+        article_id="cointelegraph_1764313285",
+        time=SEEN,
+        published_at=None,
+        title="Bitcoiners accuse JPMorgan...",
+        url="https://cointelegraph.com/news/...",
+        website="cointelegraph.com",
+        summary="...",
+        cryptocurrencies_mentioned=("BTC", "ETH"),
+        sentiment_score=0.993,
+        sentiment_label="positive",
+        source="cointelegraph.com",
+    )
+
+
+def test_documentation_article_without_url_takes_its_id_as_url() -> None:
+    payload = encode(seed("rawarticle", "documentation"))
+    record = ok(parse_article(payload, record_context(COINS, SEEN)), ArticleRecord)
+    assert record == ArticleRecord(
+        article_id="https://coindesk.com/article-123",
+        time=SEEN,
+        published_at=None,
+        title="Bitcoin hits new all-time high...",
+        url="https://coindesk.com/article-123",
+        website="coindesk.com",
+        cryptocurrencies_mentioned=("BTC",),
+        sentiment_score=0.8,
+        sentiment_label="positive",
+        source="coindesk.com",
+    )
+
+
+def test_article_without_url_or_website_has_neither() -> None:
+    payload = variant("rawarticle", "documentation", id="coindesk-123")
+    record = ok(parse_article(payload, record_context(COINS, SEEN)), ArticleRecord)
+    assert (record.url, record.website, record.source) == (None, None, "rss")
+
+
+def test_an_article_time_of_its_own_wins_over_the_record_time() -> None:
+    record = ok(parse_article(encode(seed("rawarticle", "seed")), ctx()), ArticleRecord)
+    stamped = parse_article(encode(seed("rawarticle", "seed")), record_context(COINS, SEEN))
+    assert stamped == record
+
+
+def test_article_without_any_time_is_refused_only_without_a_record_time() -> None:
+    payload = encode(seed("rawarticle", "architecture"))
+    assert parse_article(payload, ctx()) == Rejection(
+        reason="missing published_at/timestamp, and no record time to stamp the article with",
+        field="published_at",
+    )
+
+
+def test_record_context_judges_future_times_from_the_record_time() -> None:
+    later = variant("rawarticle", "seed", timestamp=SEEN.timestamp() + 2 * 86400)
+    assert rejected(parse_article(later, record_context(COINS, SEEN))).field == "timestamp"
 
 
 def _article(name: str = "seed", **changes: Any) -> ArticleRecord:
@@ -93,6 +159,14 @@ def test_mentions_default_to_the_prose() -> None:
         ({"title": "  padded title  "}, "title", "padded title"),
         ({"id": None, "article_id": "a-1"}, "article_id", "a-1"),
         ({"url": None, "link": "https://x.io/"}, "url", "https://x.io/"),
+        ({"url": None}, "url", None),
+        ({"url": None, "website": None}, "website", None),
+        (
+            {"url": None, "website": None, "id": "https://www.CoinDesk.com/a"},
+            "website",
+            "coindesk.com",
+        ),
+        ({"timestamp": 1764313285}, "published_at", utc(2025, 11, 28, 7, 1, 25)),
         ({"receive_ts": 1764313286.25}, "receive_time", utc(2025, 11, 28, 7, 1, 26, 250000)),
         ({"summary": "s" * 20_000, "content": None}, "summary", "s" * 20_000),
     ],
@@ -109,7 +183,6 @@ REJECTIONS: list[tuple[dict[str, Any], str, str]] = [
     ({"title": "   "}, "title", "field 'title': must not be empty, got '   '"),
     ({"title": "t" * 1001}, "title", "field 'title': must be at most 1000 characters, got 1001"),
     ({"title": "a\x00b"}, "title", "field 'title': must not contain NUL characters"),
-    ({"url": None}, "url", "missing field 'url' or 'link'"),
     (
         {"url": "ftp://x.org/a"},
         "url",
@@ -129,7 +202,11 @@ REJECTIONS: list[tuple[dict[str, Any], str, str]] = [
         "field 'content.summary': must be at most 20000 characters, got 20001",
     ),
     ({"summary": 3}, "summary", "field 'summary': must be a string, got 3"),
-    ({"timestamp": None}, "published_at", "missing published_at/timestamp"),
+    (
+        {"timestamp": None},
+        "published_at",
+        "missing published_at/timestamp, and no record time to stamp the article with",
+    ),
     (
         {"published_at": "2024-01-15T14:30:00"},
         "published_at",

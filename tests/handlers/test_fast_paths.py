@@ -100,7 +100,8 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
 }
 FIELD_NAMES = sorted(
     {"pair", "symbol", "last", "exchange_ts", "timestamp", "bid", "ask", "volume_24h", "bid_qty"}
-    | {"ask_qty", "vwap", "low", "high", "change_pct", "pct_change", "receive_ts", "source"}
+    | {"ask_qty", "vwap", "low", "high", "change_pct", "change_24h_pct", "pct_change"}
+    | {"receive_ts", "source"}
     | {"price", "volume", "qty", "side", "trade_id", "ord_type", "unknown"}
     | {"alert_type", "type", "last_price", "change", "change_percent", "value", "threshold"}
     | {"reference_price", "window_s"}
@@ -150,7 +151,7 @@ def test_one_pass_reading_matches_the_sequential_reading(
         # Two keys of one field: the first one listed wins, even if the other is invalid.
         ("rawticker", {"symbol": "ETH/EUR"}, "BTC/USD"),
         ("rawticker", {"symbol": 5}, "BTC/USD"),
-        ("rawticker", {"change_pct": 1, "pct_change": "x"}, "BTC/USD"),
+        ("rawticker", {"change_24h_pct": 1, "change_pct": "x"}, "BTC/USD"),
         ("rawtrade", {"qty": -1}, "ETH/USD"),
         # A null key gives way to its alias.
         ("rawticker", {"pair": None, "symbol": "ETH/EUR"}, "ETH/EUR"),

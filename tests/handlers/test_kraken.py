@@ -92,7 +92,7 @@ def test_v2_ticker_snapshot_keeps_wire_precision() -> None:
         vwap=D("0.10100"),
         low=D("0.09980"),
         high=D("0.10250"),
-        change_pct=D("-1.18"),
+        change_24h_pct=D("-1.18"),
         exchange_ts="2026-05-01T10:00:02.123456Z",
         receive_ts=1777629605.0,
     )
@@ -202,7 +202,7 @@ def test_v1_ticker() -> None:
                 vwap=D("51750.5"),
                 low=D("50500.0"),
                 high=D("52600.0"),
-                change_pct=D("4.00"),
+                change_24h_pct=D("4.00"),
                 receive_ts=now,
             ),
         )
@@ -358,11 +358,11 @@ def test_v1_ticker_without_open_or_with_zero_open_has_no_change() -> None:
             continue
         (message,) = event.messages
         assert isinstance(message, TickerMessage)
-        assert message.change_pct is None
+        assert message.change_24h_pct is None
     huge = b'[1,{"c":["1000000000000","1"],"o":["1e-18","1e-18"]},"ticker","XBT/USD"]'
     (message,) = parse_kraken_v1(huge, ctx(NOW_V1)).messages
     assert isinstance(message, TickerMessage)
-    assert message.change_pct is None  # beyond the signed bound: dropped, not an error
+    assert message.change_24h_pct is None  # beyond the signed bound: dropped, not an error
 
 
 def test_unexpected_errors_become_rejections(monkeypatch: pytest.MonkeyPatch) -> None:

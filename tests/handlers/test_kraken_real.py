@@ -135,7 +135,7 @@ def test_v2_tomlin256_real_frames() -> None:
     )
     (snapshot,) = events[3].messages
     assert isinstance(snapshot, TickerMessage)
-    assert (snapshot.pair, snapshot.last, snapshot.bid, snapshot.change_pct) == (
+    assert (snapshot.pair, snapshot.last, snapshot.bid, snapshot.change_24h_pct) == (
         "BTC/USD",
         Decimal("71770.4"),
         Decimal("71770.3"),

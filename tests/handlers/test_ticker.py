@@ -29,7 +29,8 @@ def test_prototype_ticker_canonicalises_pair_and_pct_change() -> None:
     record = ok(parse_ticker(encode(seed("rawticker", "prototype")), ctx()), TickerRecord)
     assert record.pair == "BTC/USD"
     assert record.time == utc(2024, 1, 15, 9, 52, 25, 678000)
-    assert record.change_pct == Decimal("2.51")
+    assert record.pct_change == Decimal("2.51")
+    assert record.change_24h_pct is None
     assert record.bid is None
     assert record.exchange_time is None
 
@@ -48,7 +49,7 @@ def test_producer_ticker_prefers_exchange_time() -> None:
         vwap=Decimal("71318.4"),
         low=Decimal("70510.9"),
         high=Decimal("72000.0"),
-        change_pct=Decimal("1.54"),
+        change_24h_pct=Decimal("1.54"),
         exchange_time=utc(2026, 3, 15, 11, 25, 19, 200068),
         receive_time=utc(2026, 3, 15, 11, 25, 19, 400000),
     )

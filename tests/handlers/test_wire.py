@@ -20,6 +20,7 @@ from handlers import (
     ArticleMessage,
     ArticleRecord,
     ArticleSentiment,
+    HandlerContext,
     HandlerError,
     Record,
     TickerMessage,
@@ -36,7 +37,7 @@ from handlers import (
 )
 from handlers import _fields as F
 from handlers._wire import wire_form
-from tests.handlers._support import ctx, encode, seed
+from tests.handlers._support import COINS, NOW, ctx, encode, seed
 
 D = Decimal
 TICKER = TickerMessage(
@@ -51,7 +52,8 @@ TICKER = TickerMessage(
     vwap=D("0.99983"),
     low=D("0.99959"),
     high=D("1.00000"),
-    change_pct=D("0.01"),
+    change_24h_pct=D("0.01"),
+    pct_change=D("-0.000014"),
     exchange_ts="2026-09-24T03:54:18.054886Z",
     receive_ts=1790222058.2,
 )
@@ -96,7 +98,8 @@ FIELDS: list[tuple[WireMessage, str, list[str]]] = [
         "rawticker",
         [
             "pair", "last", "bid", "ask", "volume_24h", "timestamp", "bid_qty", "ask_qty",
-            "vwap", "low", "high", "change_pct", "exchange_ts", "receive_ts", "source",
+            "vwap", "low", "high", "change_24h_pct", "pct_change", "exchange_ts", "receive_ts",
+            "source",
         ],
     ),
     (
@@ -168,15 +171,18 @@ def test_every_wire_message_parses_and_converts_back(
         ("rawtrade", "producer"),
         ("rawarticle", "seed"),
         ("rawarticle", "prototype"),
+        ("rawarticle", "architecture"),
+        ("rawarticle", "documentation"),
         ("rawalert", "seed"),
         ("rawalert", "producer"),
     ],
 )
 def test_example_records_round_trip(topic: str, name: str) -> None:
     handler = HANDLERS[topic]
-    record = handler(encode(seed(topic, name)), ctx())
+    seen = HandlerContext(coins=COINS, now=NOW, record_time=NOW)
+    record = handler(encode(seed(topic, name)), seen)
     assert isinstance(record, TickerRecord | TradeRecord | ArticleRecord | AlertRecord)
-    assert handler(encode_message(to_message(record)), ctx()) == record
+    assert handler(encode_message(to_message(record)), seen) == record
 
 
 @pytest.mark.parametrize("message", [TICKER, TRADE, ALERT])
@@ -230,7 +236,8 @@ tickers = st.builds(
     vwap=st.none() | amounts,
     low=st.none() | amounts,
     high=st.none() | amounts,
-    change_pct=st.none() | signed,
+    change_24h_pct=st.none() | signed,
+    pct_change=st.none() | signed,
     exchange_time=st.none() | times,
     receive_time=st.none() | times,
 ).map(lambda r: msgspec.structs.replace(r, time=r.exchange_time or r.time))
@@ -247,13 +254,15 @@ trades = st.builds(
 )
 
 
-def _article(draw_site: str, **fields: Any) -> ArticleRecord:
-    return ArticleRecord(website=draw_site, source=draw_site, **fields)
+def _article(draw_site: str, published: bool, **fields: Any) -> ArticleRecord:
+    published_at = fields["time"] if published else None
+    return ArticleRecord(website=draw_site, source=draw_site, published_at=published_at, **fields)
 
 
 articles = st.builds(
     _article,
     st.sampled_from(["coindesk.com", "cointelegraph.com"]),
+    st.booleans(),
     article_id=clean,
     time=times,
     title=clean,
@@ -285,7 +294,9 @@ alerts = st.builds(
 @given(st.one_of(tickers, trades, articles, alerts))
 def test_records_round_trip_through_the_wire(record: Record) -> None:
     message = to_message(record)
-    parsed = HANDLERS[message_topic(message)](encode_message(message), ctx())
+    # An article without a time of its own is stamped with its record time.
+    seen = HandlerContext(coins=COINS, now=NOW, record_time=record.time)
+    parsed = HANDLERS[message_topic(message)](encode_message(message), seen)
     assert parsed == record
 
 

@@ -56,12 +56,13 @@ def _parse(content: bytes, content_type: str | None = None) -> tuple[ParsedFeed 
 
 
 def _check_articles(parsed: ParsedFeed) -> list[ArticleRecord]:
-    ctx = HandlerContext(coins=COINS, now=NOW)
+    ctx = HandlerContext(coins=COINS, now=NOW, record_time=NOW)  # as ingestion reads them
     records = []
     for article in parsed.articles:
         msg = article.message
         assert len(msg.title) <= MAX_TITLE
         assert len(msg.summary) <= MAX_SUMMARY
+        assert msg.url is not None
         assert len(msg.url) <= MAX_URL
         assert msg.url.startswith(("https://", "http://"))
         for text in (msg.title, msg.summary, msg.content.summary):

@@ -20,8 +20,8 @@ def test_defaults_start_everything_embedded() -> None:
         "rawarticle",
         "rawalert",
         "deadletter",
-        "sentiment",
-        "prediction",
+        "analyzed-sentiment",
+        "predicted-price",
     )
     assert s.state_dir.name == ".state"
     assert s.ingest.batch_size == 5000

@@ -5,6 +5,7 @@ The forecast models themselves: tests/spark_batch/test_models.py.
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -36,7 +37,7 @@ from spark_batch.settings import (
     SparkSettings,
     load_spark_settings,
 )
-from spark_batch.symbols import article_coins, canonical_pair, load_symbols, tick_symbol
+from spark_batch.symbols import canonical_pair, load_symbols, parsed_article, tick_symbol
 from spark_batch.timeutil import from_micros, parse_iso, to_micros
 from spark_batch.writer import PREDICTION
 
@@ -265,11 +266,35 @@ def test_tick_symbol_is_the_coin_part_of_a_priced_pair(
     assert tick_symbol(pair, SYMBOLS.maps, quote) == symbol
 
 
-def test_article_coins_follow_the_handler_rule() -> None:
+SEEN_US = 1_768_478_400_123_000
+"""A Kafka record time (epoch µs): 2026-01-15T12:00:00.123Z."""
+
+
+def _article(**fields: object) -> bytes:
+    base: dict[str, object] = {"id": "a-1", "title": "t", "sentiment": {"score": 0.7}}
+    return json.dumps({**base, **fields}).encode()
+
+
+def test_spark_reads_articles_with_the_ingestion_handler() -> None:
     table = SYMBOLS.table
-    assert article_coins(table, ["bitcoin", "XBT", "eth", "nope"], "t", "s") == ["BTC", "ETH"]
-    assert article_coins(table, [], "Bitcoin and SOL", "") == []
-    assert article_coins(table, None, "Bitcoin rallies", "a solution for $eth") == ["BTC", "ETH"]
+    mentioned = _article(cryptocurrencies_mentioned=["bitcoin", "XBT", "eth", "nope"])
+    assert parsed_article(table, mentioned, SEEN_US) == ("a-1", SEEN_US, 0.7, ["BTC", "ETH"])
+    prose = _article(title="Bitcoin rallies", summary="a solution for $eth")
+    assert parsed_article(table, prose, SEEN_US) == ("a-1", SEEN_US, 0.7, ["BTC", "ETH"])
+    untagged = parsed_article(table, _article(cryptocurrencies_mentioned=[]), SEEN_US)
+    assert untagged == ("a-1", SEEN_US, 0.7, [])
+    # Its own time wins over the record time; what ingestion refuses, Spark skips.
+    dated = parsed_article(table, _article(published_at="2026-01-15T11:00:00Z"), SEEN_US)
+    assert dated == ("a-1", SEEN_US - 3_600_123_000, 0.7, [])
+    for refused in (
+        _article(sentiment={"score": 1.5}),
+        _article(title=""),
+        _article(url="ftp://x"),
+        _article(timestamp=SEEN_US / 1e6 + 2 * 86400),  # more than a day after it was seen
+        b"not json",
+    ):
+        assert parsed_article(table, refused, SEEN_US) is None
+    assert parsed_article(table, None, SEEN_US) is None
 
 
 # -- lateness ----------------------------------------------------------------------

@@ -29,12 +29,13 @@ TABLE_COLUMNS: dict[str, list[tuple[str, str, bool]]] = {
         ("vwap", "numeric", True),
         ("low", "numeric", True),
         ("high", "numeric", True),
-        ("change_pct", "numeric", True),
+        ("change_24h_pct", "numeric", True),
         ("exchange_time", "timestamp with time zone", True),
         ("receive_time", "timestamp with time zone", True),
         ("ingest_time", "timestamp with time zone", False),
         ("source", "text", False),
         ("kafka_time", "timestamp with time zone", True),
+        ("pct_change", "numeric", True),
     ],
     "trade_data": [
         ("timestamp", "timestamp with time zone", False),
@@ -65,6 +66,7 @@ TABLE_COLUMNS: dict[str, list[tuple[str, str, bool]]] = {
         ("ingest_time", "timestamp with time zone", False),
         ("source", "text", False),
         ("kafka_time", "timestamp with time zone", True),
+        ("published_at", "timestamp with time zone", True),
     ],
     "alert_data": [
         ("timestamp", "timestamp with time zone", False),

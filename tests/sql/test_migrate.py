@@ -54,6 +54,7 @@ def test_layout_is_valid() -> None:
         "0005_hop_times",
         "0006_forecasts",
         "0007_config_notify",
+        "0008_prototype_contract",
     ]
     timeseries = migrations[2]
     assert timeseries.shared is None
@@ -67,9 +68,9 @@ def test_applies_plain_flavour_in_order(empty_db: str) -> None:
     progress: list[AppliedMigration] = []
     report = migrate(empty_db, on_applied=progress.append)
     assert report.flavour == "plain"
-    assert report.applied_versions == ALL_VERSIONS == (1, 2, 3, 4, 5, 6, 7)
+    assert report.applied_versions == ALL_VERSIONS == (1, 2, 3, 4, 5, 6, 7, 8)
     assert report.already_applied == ()
-    assert report.current_version == 7
+    assert report.current_version == 8
     assert progress == list(report.applied)
     with psycopg.connect(empty_db) as conn:
         rows = conn.execute(
@@ -84,6 +85,7 @@ def test_applies_plain_flavour_in_order(empty_db: str) -> None:
         (5, "hop_times", "plain", 64, True),
         (6, "forecasts", "plain", 64, True),
         (7, "config_notify", "plain", 64, True),
+        (8, "prototype_contract", "plain", 64, True),
     ]
 
 
@@ -380,12 +382,13 @@ def test_cli(empty_db: str) -> None:
         "migrations: applied 0005_hop_times (plain)",
         "migrations: applied 0006_forecasts (plain)",
         "migrations: applied 0007_config_notify (plain)",
-        "migrations: up to date at version 0007 (plain, 7 applied)",
+        "migrations: applied 0008_prototype_contract (plain)",
+        "migrations: up to date at version 0008 (plain, 8 applied)",
     ]
     again = _cli(env={"DATABASE_URL": empty_db})
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines() == [
-        "migrations: up to date at version 0007 (plain, nothing to apply)"
+        "migrations: up to date at version 0008 (plain, nothing to apply)"
     ]
 
 

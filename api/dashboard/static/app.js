@@ -25,6 +25,7 @@
   var BACKOFF_MIN_MS = 500;
   var BACKOFF_MAX_MS = 30000;
   var MAX_FEED = 30;
+  var DEFAULT_COIN = "BTC";
   // Freshness thresholds (seconds): ok below the first, warning below the second.
   var FRESHNESS = {
     ticks: [60, 600],
@@ -244,13 +245,15 @@
     var high = price.addSeries(LC.LineSeries, band);
 
     var sentiment = LC.createChart($("sentiment-chart"), Object.assign({ autoSize: true }, chartColors));
+    // Scores are in [0, 1] (the seeds' rule: > 0.6 positive, < 0.4 negative): the
+    // baseline is neutral, 0.5.
     var score = sentiment.addSeries(LC.BaselineSeries, {
-      baseValue: { type: "price", price: 0 },
+      baseValue: { type: "price", price: 0.5 },
       topLineColor: "#26a69a", topFillColor1: "rgba(38,166,154,0.35)", topFillColor2: "rgba(38,166,154,0.05)",
       bottomLineColor: "#ef5350", bottomFillColor1: "rgba(239,83,80,0.05)", bottomFillColor2: "rgba(239,83,80,0.35)",
       lineWidth: 2, priceLineVisible: false, title: "score",
       priceFormat: { type: "price", precision: 2, minMove: 0.01 },
-      autoscaleInfoProvider: function () { return { priceRange: { minValue: -1, maxValue: 1 } }; }
+      autoscaleInfoProvider: function () { return { priceRange: { minValue: 0, maxValue: 1 } }; }
     });
     var counts = sentiment.addSeries(LC.HistogramSeries, {
       color: "rgba(74,163,255,0.6)", priceLineVisible: false, title: "articles",
@@ -555,32 +558,54 @@
 
   // ------------------------------------------------------------------ sentiment
 
+  /**
+   * The selected period of sentiment: hour by hour for 7 d and 30 d (the seed's series,
+   * one request covers it: 168 or 720 rows), the Spark windows for shorter periods.
+   */
+  function sentimentURL(coin) {
+    var hourly = state.periode === "7d" || state.periode === "30d";
+    return API + "/sentiment/" + encodeURIComponent(coin) + "/historique/?periode=" + state.periode +
+      (hourly ? "" : "&resolution=window&limit=1000");
+  }
+
   function renderSentiment(body) {
+    // Windows of several sources may share a time: merge them, weighted by articles.
+    // Hours without articles have no score (a gap in the line) and a zero count.
     var byTime = {};
     ((body && body.data) || []).forEach(function (s) {
       var t = Math.floor(toSeconds(s.timestamp));
       var n = num(s.article_count) || 0;
-      var entry = byTime[t] || (byTime[t] = { weighted: 0, n: 0, plain: 0, rows: 0 });
-      entry.weighted += (num(s.sentiment_score) || 0) * n;
-      entry.plain += num(s.sentiment_score) || 0;
+      var score = num(s.sentiment_score);
+      var entry = byTime[t] || (byTime[t] = { weighted: 0, n: 0, plain: 0, rows: 0, scored: 0 });
       entry.n += n;
+      if (score === null) return;
+      entry.weighted += score * n;
+      entry.plain += score;
       entry.rows += 1;
+      entry.scored += n;
     });
     var times = Object.keys(byTime).map(Number).sort(function (a, b) { return a - b; });
     var scores = times.map(function (t) {
       var e = byTime[t];
-      return { time: t, value: e.n ? e.weighted / e.n : e.plain / e.rows };
+      if (!e.rows) return { time: t }; // whitespace: no score in this hour
+      return { time: t, value: e.scored ? e.weighted / e.scored : e.plain / e.rows };
     });
     var counts = times.map(function (t) { return { time: t, value: byTime[t].n }; });
+    state.sentimentSpan = times.length
+      ? { first: times[0], last: times[times.length - 1], rows: times.length,
+          articles: counts.reduce(function (sum, c) { return sum + c.value; }, 0) }
+      : null;
     charts.score.setData(scores);
     charts.counts.setData(counts);
     charts.sentiment.timeScale().fitContent();
-    setEmpty($("sentiment-chart"), scores.length ? null : "No sentiment in this period");
-    var total = counts.reduce(function (sum, c) { return sum + c.value; }, 0);
-    var last = scores[scores.length - 1];
+    var scored = scores.filter(function (s) { return s.value !== undefined; });
+    setEmpty($("sentiment-chart"), scored.length ? null : "No sentiment in this period");
+    var total = state.sentimentSpan ? state.sentimentSpan.articles : 0;
+    var last = scored[scored.length - 1];
+    var unit = body && body.resolution === "1h" ? " hours" : " windows";
     $("sentiment-summary").textContent = last
-      ? "latest " + (last.value >= 0 ? "+" : "") + last.value.toFixed(2) + " at " + iso(last.time) +
-        " · " + total + " article mentions over " + scores.length + " windows"
+      ? "latest " + last.value.toFixed(2) + " at " + iso(last.time) +
+        " · " + total + " article mentions over " + times.length + unit
       : "";
     if (last) state.fresh.sentiment = Math.max(state.fresh.sentiment || 0, last.time);
   }
@@ -764,7 +789,7 @@
         .then(function (body) { if (current()) renderCandles(body.data || []); }),
       getJSON(API + "/predictions/" + encodeURIComponent(coin) + "/")
         .then(function (body) { if (current()) renderPredictions(body); }),
-      getJSON(API + "/sentiment/" + encodeURIComponent(coin) + "/historique/?periode=" + state.periode + "&limit=1000")
+      getJSON(sentimentURL(coin))
         .then(function (body) { if (current()) renderSentiment(body); }),
       getJSON(API + "/articles/" + encodeURIComponent(coin) + "/?periode=30d&limit=" + MAX_FEED)
         .then(function (body) {
@@ -798,7 +823,7 @@
       var coin = state.coin;
       getJSON(API + "/predictions/" + encodeURIComponent(coin) + "/")
         .then(function (body) { if (gen === state.gen) renderPredictions(body); }).catch(function () {});
-      getJSON(API + "/sentiment/" + encodeURIComponent(coin) + "/historique/?periode=" + state.periode + "&limit=1000")
+      getJSON(sentimentURL(coin))
         .then(function (body) { if (gen === state.gen) renderSentiment(body); }).catch(function () {});
       loadStatus().catch(function () {});
     }, 1500);
@@ -829,7 +854,10 @@
     var entry = null;
     state.coins.forEach(function (c) { if (c.symbol === coin && c.active) entry = c; });
     if (!entry) {
-      // Default: the coin with the freshest ticks (BTC on a tie).
+      // Default: BTC; else (BTC inactive) the coin with the freshest ticks.
+      state.coins.forEach(function (c) { if (c.symbol === DEFAULT_COIN && c.active) entry = c; });
+    }
+    if (!entry) {
       state.coins.filter(function (c) { return c.active; }).forEach(function (c) {
         if (!entry || (c.age_s !== null && (entry.age_s === null || c.age_s < entry.age_s))) entry = c;
       });

@@ -84,8 +84,10 @@ def decoded(out: list[Keyed], topic: str) -> list[dict[str, Any]]:
 
 
 def assert_contract(out: list[Keyed], coins: CoinTable) -> None:
-    """What the producer writes is exactly what the ingestion handlers accept."""
-    ctx = HandlerContext(coins=coins, now=datetime.now(UTC))
+    """What the producer writes is exactly what the ingestion handlers accept (an undated
+    article stamped with its record time, as ingestion does)."""
+    seen = datetime.now(UTC)
+    ctx = HandlerContext(coins=coins, now=seen, record_time=seen)
     for _key, record in out:
         result = handler_for(record.topic)(record.value, ctx)
         assert not hasattr(result, "reason"), (record.value, result)

@@ -143,7 +143,9 @@ def test_feeds_poll_conditionally_back_off_alone_and_never_resend(
             runs.append((out, Run(counted, caplog.records[mark:])))
 
     (first, stats), (second, stats2) = runs
-    ctx = HandlerContext(coins=coins, now=datetime.now(UTC))
+    # As ingestion reads them: an undated article is stamped with its record time.
+    seen = datetime.now(UTC)
+    ctx = HandlerContext(coins=coins, now=seen, record_time=seen)
     records = [parse_article(r.value, ctx) for _k, r in first]
     assert all(isinstance(r, ArticleRecord) for r in records), records
     articles = {r.title: r for r in records if isinstance(r, ArticleRecord)}

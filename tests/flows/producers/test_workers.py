@@ -166,3 +166,34 @@ def test_replay_worker_process_writes_every_raw_topic(
     assert again.returncode == 0, again.stderr[-3000:]
     recount = Counter({raw: len(read_records(kafka_bootstrap, n)) for raw, n in topics.items()})
     assert recount == Counter(counts)
+
+
+def test_previous_price_sets_pct_change_from_the_pair_s_last_tick() -> None:
+    from msgspec.structs import replace
+
+    from flows.producers.workers import PreviousPrice
+    from handlers import AlertMessage, TickerMessage
+
+    tick = TickerMessage(
+        pair="BTC/USD", last=Decimal("100"), bid=None, ask=None, volume_24h=Decimal("1"),
+        timestamp=1.0, change_24h_pct=Decimal("-3.5"),
+    )  # fmt: skip
+    previous = PreviousPrice()
+    first = previous(tick)
+    assert isinstance(first, TickerMessage)
+    assert first.pct_change is None, "a pair's first tick has no previous price"
+    up = previous(replace(tick, last=Decimal("101")))
+    other = previous(replace(tick, pair="ETH/USD", last=Decimal("50")))
+    down = previous(replace(tick, last=Decimal("99.99")))
+    assert isinstance(up, TickerMessage)
+    assert isinstance(down, TickerMessage)
+    assert up.pct_change == Decimal("1.000000")
+    assert isinstance(other, TickerMessage)
+    assert other.pct_change is None
+    assert down.pct_change == Decimal("-1.000000")  # from 101, not from ETH's 50
+    assert down.change_24h_pct == Decimal("-3.5"), "the 24 h change is its own field"
+    alert = AlertMessage(
+        pair="BTC/USD", last=Decimal("1"), change=Decimal("5"), timestamp=1.0,
+        alert_type="up",
+    )  # fmt: skip
+    assert previous(alert) is alert
