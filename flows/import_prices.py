@@ -50,6 +50,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
@@ -60,7 +61,7 @@ from flows._pg_writer import BatchWriter
 from flows._tables import TICKER
 from flows.producers.replay import candle_file_pairs, read_candle_file
 from flows.producers.settings import SHARED_MARKET, ReplaySettings, load_producer_settings
-from handlers import Candle, ConfigError, TickerRecord, candle_ticks, history_source
+from handlers import Candle, ConfigError, TickerRecord, candle_ticks, history_source, pct_change
 from infra.cli import ExitCode, run_program
 from infra.settings import Settings, load_settings
 from spark_batch.backfill import backfill_actual_prices
@@ -182,6 +183,7 @@ def import_file(
     progress = Progress(f"import {path.name}", _count_rows(path), out or sys.stdout)
     batch: list[TickerRecord] = []
     lines: list[int] = []
+    previous: Decimal | None = None
 
     def flush() -> None:
         result = writer.write(batch)
@@ -203,7 +205,15 @@ def import_file(
         report.first = report.first or candle.start
         report.last = candle.start
         for at, price in candle_ticks(candle):
-            batch.append(TickerRecord(pair=pair, time=at, last=price, source=report.source))
+            # pct_change as the replay producer sets it (from the previous tick of the
+            # file's pair), so an import and a replay on the original clock write one row.
+            change = None if previous is None else pct_change(previous, price)
+            previous = price
+            batch.append(
+                TickerRecord(
+                    pair=pair, time=at, last=price, pct_change=change, source=report.source
+                )
+            )
             lines.append(number)
         if len(batch) >= batch_size:
             report.ticks += len(batch)

@@ -60,7 +60,7 @@ from handlers._records import (
 )
 from handlers._registry import HANDLERS, STAMPED_TOPICS, Handler, handler_for
 from handlers._symbols import Coin, CoinTable
-from handlers._ticker import parse_ticker
+from handlers._ticker import parse_ticker, pct_change
 from handlers._time import EPOCH, GENESIS, epoch_seconds, iso_utc
 from handlers._trade import parse_trade
 from handlers._wire import (
@@ -142,6 +142,7 @@ __all__ = [
     "parse_kraken_v2",
     "parse_ticker",
     "parse_trade",
+    "pct_change",
     "record_context",
     "replay_source",
     "sentiment_label",

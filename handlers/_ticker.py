@@ -8,6 +8,7 @@ over 24 hours (read from ``change_pct`` too, its name in our earlier messages).
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Context, Decimal
 
 from handlers import _fields as F
 from handlers._context import HandlerContext
@@ -48,3 +49,17 @@ ticker_from_object = FIELDS.parse
 def parse_ticker(payload: bytes, ctx: HandlerContext) -> TickerRecord | Rejection:
     """A ``rawticker`` payload as a :class:`TickerRecord`, or why not."""
     return run_handler(ticker_from_object, payload, ctx)
+
+
+PCT_CHANGE_UNIT = Decimal("0.000001")
+"""Tick-to-tick moves are small: six decimals of a percent (the handlers accept 18)."""
+_WIDE = Context(prec=60)
+
+
+def pct_change(before: Decimal, last: Decimal) -> Decimal | None:
+    """A ticker's ``pct_change``: the percent change from its pair's previous price (the
+    prototype's field), or ``None`` where the handlers would refuse it (a junk price)."""
+    if before == 0:
+        return None
+    change = ((last - before) / before * 100).quantize(PCT_CHANGE_UNIT, context=_WIDE)
+    return None if change.copy_abs() > F.MAX_SIGNED else change

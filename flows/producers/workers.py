@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Set
 from datetime import UTC, datetime
-from decimal import Context, Decimal
+from decimal import Decimal
 from typing import Any
 
 import bytewax.operators as op
@@ -47,7 +47,6 @@ from flows.producers.settings import (
 )
 from flows.producers.synthetic import SyntheticSource
 from handlers import (
-    MAX_SIGNED,
     AlertMessage,
     CoinTable,
     ConfigError,
@@ -57,6 +56,7 @@ from handlers import (
     TickerRecord,
     WireMessage,
     parse_ticker,
+    pct_change,
 )
 from infra.programs import consumer_group
 from infra.settings import Settings, SettingsError
@@ -158,15 +158,9 @@ class PreviousPrice:
         self._last[msg.pair] = msg.last
         if before is None:
             return msg
-        change = ((msg.last - before) / before * 100).quantize(PCT_CHANGE_UNIT, context=_WIDE)
-        if change.copy_abs() > MAX_SIGNED:  # a junk price: the handlers would refuse it
-            return msg
-        return msgspec.structs.replace(msg, pct_change=change)
+        change = pct_change(before, msg.last)
+        return msg if change is None else msgspec.structs.replace(msg, pct_change=change)
 
-
-PCT_CHANGE_UNIT = Decimal("0.000001")
-"""Tick-to-tick moves are small: six decimals of a percent (the handlers accept 18)."""
-_WIDE = Context(prec=60)
 
 Payload = tuple[bytes | None, str | None]
 """A ``rawticker`` message value and its ``traceparent`` header (if any)."""
