@@ -29,16 +29,14 @@ from collections import deque
 from collections.abc import Set
 from dataclasses import dataclass, field
 from decimal import Context, Decimal
-from typing import Literal
 
 from flows.producers import _metrics as m
 from flows.producers.alert_log import AlertKey
 from flows.producers.settings import AlertSettings
-from handlers import LIVE_SOURCE, AlertMessage, TickerRecord, epoch_seconds
+from handlers import LIVE_SOURCE, AlertMessage, AlertType, TickerRecord, epoch_seconds
 
 log = logging.getLogger(__name__)
 
-Direction = Literal["up", "down"]
 _PCT = Decimal("0.0001")
 _WIDE = Context(prec=60)
 
@@ -54,8 +52,8 @@ class AlertState:
 
     ticks: deque[tuple[float, Decimal]] = field(default_factory=deque)
     """(time, price), oldest first; the first one may lie before the window (the anchor)."""
-    active: Direction | None = None
-    """Direction of the excursion beyond the threshold currently in progress."""
+    active: AlertType | None = None
+    """AlertType of the excursion beyond the threshold currently in progress."""
     last_fired: dict[str, float] = field(default_factory=dict)
     """Time of the last alert per direction (cool-down)."""
 
@@ -87,7 +85,7 @@ class AlertDetector:
         if change.copy_abs() < threshold:
             state.active = None
             return state, None
-        direction: Direction = "up" if change > 0 else "down"
+        direction: AlertType = "up" if change > 0 else "down"
         if state.active == direction:
             return state, None
         state.active = direction
