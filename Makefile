@@ -91,6 +91,9 @@ backtest: $(STAMP) ## Walk-forward backtest of the forecast models on the real c
 chaos: $(STAMP) ## Full-size chaos run: the pipeline twice, once under faults; tables compared (docs/RELIABILITY.md; CLUSTER=1: the scaled-out shape's faults)
 	@$(PY) -m bench.chaos $(if $(CLUSTER),--cluster,)
 
+test-cluster-chaos: $(STAMP) ## The reduced cluster chaos run as a test (left out of `make test` until it is reliable: issue 15)
+	@CRYPTOVIZ_CLUSTER_CHAOS_TEST=1 $(PY) -m pytest tests/bench/test_chaos_cluster.py -q
+
 soak: $(STAMP) ## Load and soak: 20,000 msgs/s for 10 minutes through the pipeline, API under load (docs/RELIABILITY.md)
 	@$(PY) -m bench.soak
 
@@ -100,4 +103,4 @@ reliability: chaos soak ## Every reliability run at full size (plus the 1M-frame
 clean-state: ## Delete local state (.state/: broker log, database, recovery, checkpoints)
 	rm -rf .state
 
-.PHONY: help venv up migrate import lint test bench peers backtest chaos soak reliability clean-state chromium
+.PHONY: help venv up migrate import lint test bench peers backtest chaos test-cluster-chaos soak reliability clean-state chromium
