@@ -82,9 +82,9 @@ def test_a_quiet_later_connection_of_the_live_client_is_no_failure() -> None:
 @pytest.mark.spark
 @pytest.mark.skipif(
     os.environ.get("CRYPTOVIZ_CLUSTER_CHAOS_TEST") != "1",
-    reason="not yet reliable enough for `make test` (issue 15 open: it failed 3 of 5 runs on "
-    "a loaded 2-core machine on harness faults, tables always identical); run it with "
-    "`make test-cluster-chaos`",
+    reason="not yet reliable enough for `make test` (issue 15 open: its 5 runs so far on a "
+    "loaded 2-core machine all failed on harness faults, the tables matching the reference "
+    "in every run that reached the comparison); run it with `make test-cluster-chaos`",
 )
 # Two runs of the whole clustered stack (nine JVMs, eleven Python workers) and six faults
 # waited out one by one: 13-20 minutes on a loaded 2-core machine, past the suite's 600 s.
