@@ -38,6 +38,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedKafkaC
 
 
 def test_three_brokers_and_replicated_topics(cluster: EmbeddedKafkaCluster) -> None:
+    # A broker restarted by the test before (rolling restart, leader kill) may take a
+    # moment to register again: wait for the three, then check who they are.
+    cluster.wait_brokers(3)
     assert cluster.brokers() == [1, 2, 3]
     assert ensure_topics(cluster.bootstrap, ("replicated",), 3, 3) == ["replicated"]
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
