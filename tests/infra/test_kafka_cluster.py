@@ -55,8 +55,14 @@ def test_three_brokers_and_replicated_topics(cluster: EmbeddedKafkaCluster) -> N
     # The internal topics too: consumer offsets survive a broker loss.
     produce(cluster.bootstrap, "replicated", [b"x"])
     read_all(cluster.bootstrap, "replicated")
-    offsets = admin.list_topics("__consumer_offsets", timeout=10).topics["__consumer_offsets"]
-    assert {len(p.replicas) for p in offsets.partitions.values()} == {3}
+
+    def replica_counts() -> set[int] | None:
+        # The group's first commit creates the topic; every broker learns its partitions
+        # from the metadata log a moment later (once in the suite: none listed yet).
+        meta = admin.list_topics("__consumer_offsets", timeout=10).topics["__consumer_offsets"]
+        return {len(p.replicas) for p in meta.partitions.values()} or None
+
+    assert wait_for(replica_counts, 60, "__consumer_offsets partitions listed") == {3}
 
 
 def test_losing_the_busiest_leader_loses_no_acknowledged_message(
