@@ -144,6 +144,10 @@ class EmbeddedKafka:
                     # Room for the hostile-input suite's large payloads (they are rejected later).
                     "message.max.bytes=16777216",
                     "log.retention.hours=168",
+                    # The cleaner allocates its dedupe buffer (128 MiB by default) at start:
+                    # a 256 MiB test broker died of it. Only the small compacted internal
+                    # topics are cleaned here, and 16 MiB holds ~500k keys per pass.
+                    "log.cleaner.dedupe.buffer.size=16777216",
                     *([] if q is None else _QUORUM_TIMEOUTS),
                 ]
             )
