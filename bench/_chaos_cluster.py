@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -299,44 +300,72 @@ def _probe_clients(run: ClusterRun, workers: list[int]) -> dict[int, websocket.W
     return held
 
 
+_MARKER = re.compile(r"chaos-probe-[0-9a-f]{8}")
+
+
 class Probes:
-    """Live clients held on the surviving API workers, read all along.
+    """Live clients held on the surviving API workers, read all along on a thread.
 
     websocket-client answers the server's pings only inside ``recv``, and uvicorn
-    closes a socket whose ping went unanswered for 20 s: probes left unread while
-    uvicorn replaced the killed worker (a minute on a loaded machine) were closed by
-    their own, healthy worker, which is not the fault under test.
+    closes a socket whose ping went unanswered for 20 s: probes read from the
+    harness's own loop went unread while that loop waited on /proc scans and Kafka
+    flushes on a starved machine, and were closed by their own, healthy worker,
+    which is not the fault under test. A thread keeps reading them.
     """
 
     def __init__(self, sockets: dict[int, websocket.WebSocket]) -> None:
         self.sockets = sockets
         self.lost: dict[str, str] = {}
-        """Worker pid -> why its probe's connection ended."""
-        self.seen: set[int] = set()
-        """Workers whose probe received the current marker."""
+        """Worker pid -> why its probe's connection ended (and whether the worker lived)."""
+        self._markers: dict[int, set[str]] = {owner: set() for owner in sockets}
+        self._marker: str | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
         for ws in sockets.values():
             ws.settimeout(0.2)
+        self._thread = threading.Thread(target=self._run, name="chaos-probes", daemon=True)
+        self._thread.start()
 
-    def read(self, marker: str | None = None, most: int = 100) -> None:
-        """Read every open probe until it has nothing more for 0.2 s (answering pings);
-        note who got ``marker``."""
-        if not self.sockets:
-            time.sleep(0.3)
-        for owner, ws in self.sockets.items():
-            for _ in range(most):
+    @property
+    def seen(self) -> set[int]:
+        """Workers whose probe received the current marker."""
+        with self._lock:
+            marker = self._marker
+            return {o for o, got in self._markers.items() if marker is not None and marker in got}
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if all(str(owner) in self.lost for owner in self.sockets):
+                self._stop.wait(0.2)
+                continue
+            for owner, ws in self.sockets.items():
                 if str(owner) in self.lost:
-                    break
+                    continue
                 try:
-                    text = ws.recv()
+                    text = str(ws.recv())
                 except websocket.WebSocketTimeoutException:
-                    break
+                    continue
                 except (websocket.WebSocketException, OSError) as exc:
-                    self.lost[str(owner)] = f"{type(exc).__name__}: {exc}"
-                    break
-                if marker is not None and marker in str(text):
-                    self.seen.add(owner)
+                    if self._stop.is_set():
+                        return
+                    alive = "alive" if pid_alive(owner) else "gone"
+                    self.lost[str(owner)] = f"{type(exc).__name__}: {exc} (worker {alive})"
+                    continue
+                found = _MARKER.findall(text)
+                if found:
+                    with self._lock:
+                        self._markers[owner].update(found)
+
+    def read(self, marker: str | None = None) -> None:
+        """Wait a moment for the reading thread; from now on look for ``marker``."""
+        if marker is not None:
+            with self._lock:
+                self._marker = marker
+        time.sleep(0.3)
 
     def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
         for ws in self.sockets.values():
             with contextlib.suppress(Exception):
                 ws.close()
@@ -357,7 +386,7 @@ def _markers_through(
     producer = Producer({"bootstrap.servers": run.bootstrap, "acks": "all",
                          "enable.idempotence": True, "log_level": 2})  # fmt: skip
     deadline = time.monotonic() + timeout
-    marker = f"chaos-probe-{uuid.uuid4().hex[:8]}"
+    marker = f"chaos-probe-{uuid.uuid4().hex[:8]}"  # the shape _MARKER finds
 
     def reconnected() -> bool:
         return len(live.connections) > connections and live.connections[-1] > 0

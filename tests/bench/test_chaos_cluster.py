@@ -9,14 +9,25 @@ an API worker are killed. The full size is ``python -m bench.chaos --cluster``.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+import time
 import typing
 from pathlib import Path
 
 import pytest
+import websocket
+from websockets.sync.server import ServerConnection, serve
 
 from bench._chaos_checks import DeadLetters, Digest
-from bench._chaos_cluster import ClusterFault, ClusterFaultKind, ClusterOutcome, cluster_schedule
+from bench._chaos_cluster import (
+    ClusterFault,
+    ClusterFaultKind,
+    ClusterOutcome,
+    Probes,
+    cluster_schedule,
+)
 from bench.chaos import RunResult, chaos, compare
 
 
@@ -76,6 +87,50 @@ def test_a_quiet_later_connection_of_the_live_client_is_no_failure() -> None:
     never.live_connections = [12, 0, 0]
     (problem,) = compare(reference, never, 2, broker_down_s=30.0)
     assert "live client: connections [12, 0, 0]" in problem
+
+
+def test_probes_answer_pings_while_the_harness_looks_elsewhere() -> None:
+    # A server that closes a client whose pong is 1 s late, as uvicorn does after 20 s:
+    # the probe is read on its own thread, so a harness busy for 3 s loses nothing.
+    release = threading.Event()
+
+    def handler(conn: ServerConnection) -> None:
+        release.wait(10)
+        conn.send('{"probe": "chaos-probe-0123abcd"}')
+        conn.send('{"probe": "chaos-probe-ffff0000"}')
+        with contextlib.suppress(Exception):
+            conn.recv(timeout=10)
+
+    with serve(handler, "127.0.0.1", 0, ping_interval=0.3, ping_timeout=1) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = server.socket.getsockname()[1]
+        probes = Probes({4242: websocket.create_connection(f"ws://127.0.0.1:{port}/")})
+        time.sleep(3)  # the harness's loop, starved elsewhere
+        probes.read("chaos-probe-0123abcd")
+        release.set()
+        deadline = time.monotonic() + 10
+        while probes.seen != {4242} and time.monotonic() < deadline:
+            probes.read("chaos-probe-0123abcd")
+        assert probes.lost == {}
+        assert probes.seen == {4242}
+        probes.read("chaos-probe-99999999")
+        assert probes.seen == set(), "a marker nobody sent was seen"
+        probes.close()
+        server.shutdown()
+
+
+def test_a_probe_closed_by_the_server_is_lost_with_its_reason() -> None:
+    with serve(lambda conn: conn.close(), "127.0.0.1", 0) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = server.socket.getsockname()[1]
+        probes = Probes({os.getpid(): websocket.create_connection(f"ws://127.0.0.1:{port}/")})
+        deadline = time.monotonic() + 10
+        while not probes.lost and time.monotonic() < deadline:
+            probes.read()
+        probes.close()
+        server.shutdown()
+    (reason,) = probes.lost.values()
+    assert "(worker alive)" in reason
 
 
 @pytest.mark.integration
