@@ -63,6 +63,8 @@ PROBE_SYMBOL = "BTC"
 PROBE_PATH = f"/ws/prediction/{PROBE_SYMBOL}/"
 """Live channel of the cluster scenario's clients: the prediction topic is relayed live
 and ingested by nobody, so probe markers published there change no table."""
+BROKER_RESTART_S = 420.0
+"""How long a restarted broker may take to rejoin before the run fails."""
 MARKET_TABLES = ("ticker_data", "trade_data")
 """Rows the replay adds steadily: their count is the ingestion's commit clock."""
 
@@ -222,14 +224,16 @@ def inject(
         time.sleep(broker_down_s)
         window_end = started = time.monotonic()  # recovery counts from the restart
         detail["rows_while_down"] = watch.rows() - _rows_at(watch, window_start)
-        cluster.restart(victim)
+        # A broker killed mid-write recovers its logs first; on a starved machine the
+        # JVM took over 180 s (the default) to answer at all.
+        cluster.restart(victim, timeout=BROKER_RESTART_S)
         cluster.wait_in_sync(raw)
     elif fault.kind == "rolling-restart":
         took: dict[str, float] = {}
         for node in sorted(cluster.nodes):
             t = time.monotonic()
             cluster.stop_node(node)
-            cluster.restart(node)
+            cluster.restart(node, timeout=BROKER_RESTART_S)
             cluster.wait_in_sync(raw)
             took[str(node)] = round(time.monotonic() - t, 1)
         detail["per_broker_s"] = took
