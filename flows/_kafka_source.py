@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import BYTEWAX_CONSUMER_LAG_GAUGE
@@ -33,6 +34,14 @@ from flows._parse import RawBatch
 POLL_TIMEOUT_S = 0.001
 """How long one poll waits for messages (Bytewax's KafkaSource waits as long): a low
 rate is written message by message, with no batching delay."""
+IDLE_BACKOFF_MAX_S = 0.02
+"""The longest wait between polls of a partition that keeps coming back empty.
+
+Bytewax polls again 1 ms after an empty poll: about 500 polls a second of every idle
+partition, 10-60 % of a core per idle worker process, and with the clustered shape's
+eight flow processes the whole 2-core machine. After each empty poll the wait doubles
+from 1 ms up to this; the first message after a quiet spell waits at most this long,
+and a busy partition (whose polls are not empty) is polled as before."""
 
 
 class _Partition(StatefulSourcePartition[RawBatch, int]):
@@ -49,6 +58,9 @@ class _Partition(StatefulSourcePartition[RawBatch, int]):
         consumer = Consumer({**config, "stats_cb": self._stats})
         consumer.assign([TopicPartition(topic, index, offset)])
         self._consumer = consumer
+        self._idle_s = 0.0
+        """The wait after the last poll: 0 after a poll that brought messages."""
+        self._awake: datetime | None = None
 
     def _stats(self, payload: str) -> None:
         """librdkafka's statistics (every second): the lag behind the partition's end."""
@@ -59,13 +71,19 @@ class _Partition(StatefulSourcePartition[RawBatch, int]):
     def next_batch(self) -> list[RawBatch]:
         messages = self._consumer.consume(self._batch_size, POLL_TIMEOUT_S)
         if not messages:
+            self._idle_s = min(IDLE_BACKOFF_MAX_S, max(POLL_TIMEOUT_S, 2 * self._idle_s))
+            self._awake = datetime.now(UTC) + timedelta(seconds=self._idle_s)
             return []
+        self._idle_s, self._awake = 0.0, None
         for msg in reversed(messages):  # the last one with an offset (an error may have none)
             offset = msg.offset()
             if offset is not None and offset >= 0:
                 self._offset = offset + 1
                 break
         return [RawBatch(self._key, messages)]
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
 
     def snapshot(self) -> int:
         return self._offset

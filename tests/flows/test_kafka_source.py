@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from bytewax.testing import TestingSink, TestingSource
 from confluent_kafka import Message
 
 from flows._consumer import CONSUMER_CONFIG
-from flows._kafka_source import KafkaBatchSource
+from flows._kafka_source import IDLE_BACKOFF_MAX_S, POLL_TIMEOUT_S, KafkaBatchSource
 from flows._parse import RawBatch
 from flows.ingest import build_ingest_flow
 from infra.settings import Settings
@@ -72,3 +73,36 @@ def test_the_input_keeps_the_step_id_of_bytewax_kafka_input(
                                db_sink=TestingSink([]), dlq_sink=TestingSink([]))  # fmt: skip
     names = [step.step_name for step in tested.substeps]
     assert names[:2] == ["kafka_in", "batch"], "a TestingSource's items are grouped into batches"
+
+
+def test_an_idle_partition_is_polled_less_and_less_often_until_a_message_comes(
+    kafka_bootstrap: str, new_topic: Callable[..., str]
+) -> None:
+    topic = new_topic("rawticker", 1)
+    source = KafkaBatchSource([kafka_bootstrap], topic, batch_size=10,
+                              add_config=dict(CONSUMER_CONFIG))  # fmt: skip
+    partition = source.build_part("ingest.kafka_in.kafka_input", f"0-{topic}", None)
+    try:
+        assert partition.next_awake() is None, "polled at once at the start"
+        # The wait doubles from the poll's 1 ms up to the cap: each awake time lies that
+        # long after the poll returned (bounded by clock readings around the call, so
+        # the check holds on a loaded machine too).
+        expected = [0.001, 0.002, 0.004, 0.008, 0.016, IDLE_BACKOFF_MAX_S, IDLE_BACKOFF_MAX_S]
+        assert expected[0] == POLL_TIMEOUT_S
+        for wait in expected:
+            before = datetime.now(UTC)
+            assert partition.next_batch() == []
+            after = datetime.now(UTC)
+            awake = partition.next_awake()
+            assert awake is not None
+            assert before + timedelta(seconds=wait) <= awake <= after + timedelta(seconds=wait)
+
+        produce(kafka_bootstrap, topic, [b"after a quiet spell"])
+        deadline = time.monotonic() + 30
+        got: list[RawBatch] = []
+        while not got:
+            assert time.monotonic() < deadline
+            got = partition.next_batch()
+        assert partition.next_awake() is None, "a partition with messages is polled at once"
+    finally:
+        partition.close()
