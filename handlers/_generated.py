@@ -17,7 +17,15 @@ def generated(
     name: str, argument: str, expression: str, namespace: Mapping[str, object]
 ) -> Callable[[Any], Any]:
     """``def name(argument): return expression``, the expression's names in ``namespace``."""
+    return generated_body(name, argument, [f"return {expression}"], namespace)
+
+
+def generated_body(
+    name: str, arguments: str, body: list[str], namespace: Mapping[str, object]
+) -> Callable[..., Any]:
+    """``def name(arguments):`` with the statements of ``body`` (indented by the caller)."""
     scope = dict(namespace)
-    exec(f"def {name}({argument}):\n    return {expression}\n", scope)  # noqa: S102
-    function: Callable[[Any], Any] = scope[name]  # type: ignore[assignment]
+    text = "".join(f"    {line}\n" for line in body)
+    exec(f"def {name}({arguments}):\n{text}", scope)  # noqa: S102
+    function: Callable[..., Any] = scope[name]  # type: ignore[assignment]
     return function
