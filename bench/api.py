@@ -1,6 +1,7 @@
 """API benchmark: latency at a fixed rate, and saturation throughput, of four endpoints.
 
     .venv/bin/python -m bench.api [--rows 10000000] [--rate 200] [--seconds 15] [--runs 3]
+                                  [--endpoints ticker_24h_1000_rows ...] [--workers 1]
 
 1. Loads ``--rows`` ticker rows over the last 30 days for 10 pairs into a fresh
    database (generate_series, then VACUUM ANALYZE as autovacuum would).
@@ -16,7 +17,8 @@
 4. Each figure is measured ``--runs`` times in the session; the result is the median
    of each statistic over the runs (errors and timeouts: their sum), the runs beside
    it. With one worker, ``server_cpu_ms_per_request`` is the CPU the API process used
-   per answered request: steadier than req/s on a shared machine.
+   per answered request: steadier than req/s on a shared machine; with the embedded
+   server, ``postgres_cpu_ms_per_request`` is PostgreSQL's (all its processes).
 
 Servers: the embedded PostgreSQL (started here) or DATABASE_URL. Results: printed and
 written to bench/results/api.json.
@@ -43,6 +45,7 @@ from bench._results import provenance, report
 from infra._procs import free_port
 from infra.cli import run_program
 from infra.migrate import migrate
+from infra.postgres_server import EmbeddedPostgres
 from infra.stack import temporary_stack
 
 REPO = Path(__file__).resolve().parent.parent
@@ -219,18 +222,51 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds(postmaster: int) -> float:
+    """CPU of the PostgreSQL server whose postmaster is ``postmaster`` and of its
+    processes (backends, checkpointer, WAL writer...) alive now."""
+    total = cpu_seconds(postmaster)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent == postmaster:
+                total += cpu_seconds(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue  # exited meanwhile
+    return total
+
+
 def measured_saturation(
-    pid: int | None, port: int, path: str, concurrency: int, seconds: float
+    pid: int | None,
+    port: int,
+    path: str,
+    concurrency: int,
+    seconds: float,
+    postmaster: int | None = None,
 ) -> dict[str, float]:
     """:func:`saturate`, plus the CPU per request of the server process ``pid`` (when
-    it serves the requests itself: one worker; with more, child processes do)."""
+    it serves the requests itself: one worker; with more, child processes do) and of
+    the PostgreSQL server ``postmaster`` (when started here)."""
     before = cpu_seconds(pid) if pid is not None else 0.0
+    pg_before = postgres_cpu_seconds(postmaster) if postmaster is not None else 0.0
     sat = asyncio.run(saturate(port, path, concurrency, seconds))
     answered = sat["rps"] * seconds
     if pid is not None and answered:
         used = cpu_seconds(pid) - before
         sat["server_cpu_ms_per_request"] = round(used / answered * 1000, 3)
+    if postmaster is not None and answered:
+        used = postgres_cpu_seconds(postmaster) - pg_before
+        sat["postgres_cpu_ms_per_request"] = round(used / answered * 1000, 3)
     return sat
+
+
+def postmaster_pid(server: EmbeddedPostgres | None) -> int | None:
+    """The postmaster's pid of the embedded server (None: DATABASE_URL's server)."""
+    if server is None:
+        return None
+    return int((server.pgdata / "postmaster.pid").read_text().split()[0])
 
 
 def serve(url: str, workers: int, **extra_env: str) -> tuple[subprocess.Popen[bytes], int]:
@@ -282,8 +318,19 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
+    parser.add_argument(
+        "--endpoints",
+        nargs="+",
+        choices=list(ENDPOINTS),
+        default=list(ENDPOINTS),
+        metavar="KEY",
+        help=f"only these endpoints (default: all of {', '.join(ENDPOINTS)}); the uncached "
+        "candles run only with candles_1h_30d. A run of some endpoints only is printed, "
+        "not written to bench/results (it would replace the others' figures)",
+    )
     parser.add_argument("--no-write", action="store_true", help="don't update bench/results")
     args = parser.parse_args()
+    endpoints = {name: ENDPOINTS[name] for name in args.endpoints}
 
     result: dict[str, Any] = {"endpoints": {}, "saturation": {}}
     with temporary_stack(prefix="cryptoviz-bench-api-", kafka=False, prepare=False) as stack:
@@ -291,10 +338,11 @@ def main() -> int:
         assert settings.database.url is not None
         print(f"loading {args.rows:,} ticker rows ...", flush=True)
         url = load(settings.database.url, args.rows)
+        postmaster = postmaster_pid(stack.postgres)
 
         proc, port = serve(url, 1)
         try:
-            for name, path in ENDPOINTS.items():
+            for name, path in endpoints.items():
                 asyncio.run(saturate(port, path, 4, 2.0))  # warm-up: pool, caches, plans
                 runs = []
                 for _ in range(args.runs):
@@ -305,32 +353,35 @@ def main() -> int:
         finally:
             stop(proc)
 
-        # Without the candle cache: every request aggregates the 30 days of raw ticks.
-        proc, port = serve(url, 1, CRYPTOVIZ_CANDLE_CACHE_S="0")
-        try:
-            path = ENDPOINTS["candles_1h_30d"]
-            uncached = median_of(
-                [
-                    measured_saturation(proc.pid, port, path, 4, args.seconds)
-                    for _ in range(args.runs)
-                ]
-            )
-            print(f"  candles_1h_30d without cache, saturation: {uncached}", flush=True)
-            result["candles_1h_30d_without_cache"] = {"concurrency": 4, **uncached}
-        finally:
-            stop(proc)
+        if "candles_1h_30d" in endpoints:
+            # Without the candle cache: every request aggregates the 30 days of raw ticks.
+            proc, port = serve(url, 1, CRYPTOVIZ_CANDLE_CACHE_S="0")
+            try:
+                path = ENDPOINTS["candles_1h_30d"]
+                uncached = median_of(
+                    [
+                        measured_saturation(proc.pid, port, path, 4, args.seconds, postmaster)
+                        for _ in range(args.runs)
+                    ]
+                )
+                print(f"  candles_1h_30d without cache, saturation: {uncached}", flush=True)
+                result["candles_1h_30d_without_cache"] = {"concurrency": 4, **uncached}
+            finally:
+                stop(proc)
 
         for workers in args.workers:
             proc, port = serve(url, workers)
             try:
                 per_endpoint = {}
-                for name, path in ENDPOINTS.items():
+                for name, path in endpoints.items():
                     asyncio.run(saturate(port, path, 4, 2.0))
                     pid = proc.pid if workers == 1 else None
                     runs = []
                     for _ in range(args.runs):
                         runs.append(
-                            measured_saturation(pid, port, path, args.concurrency, args.seconds)
+                            measured_saturation(
+                                pid, port, path, args.concurrency, args.seconds, postmaster
+                            )
                         )
                         print(f"  {name} saturation, {workers} worker(s): {runs[-1]}", flush=True)
                     per_endpoint[name] = median_of(runs)
@@ -343,7 +394,7 @@ def main() -> int:
             ((int(w), r[name]["rps"]) for w, r in result["saturation"].items()),
             key=lambda item: item[1],
         )
-        for name in ENDPOINTS
+        for name in endpoints
     }
     result["saturation_best"] = {
         name: {"workers": workers, "rps": rps} for name, (workers, rps) in best.items()
@@ -364,7 +415,8 @@ def main() -> int:
         "minute; without it, see candles_1h_30d_without_cache (1M ticks aggregated per request).",
         **provenance(),
     )
-    report(result, RESULTS, write=not args.no_write)
+    complete = len(endpoints) == len(ENDPOINTS)
+    report(result, RESULTS, write=complete and not args.no_write)
     return 0
 
 
