@@ -38,10 +38,11 @@ IDLE_BACKOFF_MAX_S = 0.02
 """The longest wait between polls of a partition that keeps coming back empty.
 
 Bytewax polls again 1 ms after an empty poll: about 500 polls a second of every idle
-partition, 10-60 % of a core per idle worker process, and with the clustered shape's
-eight flow processes the whole 2-core machine. After each empty poll the wait doubles
-from 1 ms up to this; the first message after a quiet spell waits at most this long,
-and a busy partition (whose polls are not empty) is polled as before."""
+partition (measured on an idle 3-partition topic: 1.9 % of a core per process, against
+1.2 % with this backoff; docs/BENCHMARKS.md), paid by every flow process of every quiet
+topic. After each empty poll the wait doubles from 1 ms up to this; the first message
+after a quiet spell waits at most this long, and a busy partition (whose polls are not
+empty) is polled as before."""
 
 
 class _Partition(StatefulSourcePartition[RawBatch, int]):
