@@ -23,7 +23,8 @@ def generated(
 def generated_body(
     name: str, arguments: str, body: list[str], namespace: Mapping[str, object]
 ) -> Callable[..., Any]:
-    """``def name(arguments):`` with the statements of ``body`` (indented by the caller)."""
+    """``def name(arguments):`` with the statements of ``body``, one per line at the
+    function's level (lines inside a block carry their extra indentation)."""
     scope = dict(namespace)
     text = "".join(f"    {line}\n" for line in body)
     exec(f"def {name}({arguments}):\n{text}", scope)  # noqa: S102

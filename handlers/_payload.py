@@ -57,6 +57,11 @@ def _as_bytes(payload: object) -> bytes:
     return payload
 
 
+def _flat(payload: bytes) -> bool:
+    """No bracket after the opening one: at most a flat object (find() is a fast memchr)."""
+    return payload.find(b"{", 1) < 0 and payload.find(b"[") < 0
+
+
 def _undecodable(payload: bytes, exc: Exception) -> Invalid:
     """Why ``payload`` failed to decode (``exc``, the decoder's error)."""
     # An empty payload fails to decode too: testing for it only here spares every
@@ -85,11 +90,11 @@ def decode_json(payload: object) -> object:
         value = _DECODER.decode(payload)
     except (RecursionError, decimal.InvalidOperation, msgspec.DecodeError, ValueError) as exc:
         raise _undecodable(payload, exc) from None
-    # Walking the decoded value is costly and rarely needed. A flat object has no
-    # bracket after its opening one (find() is a fast memchr); nesting deeper than
-    # MAX_DEPTH needs more than MAX_DEPTH opening brackets (count() is cheap too).
+    # Walking the decoded value is costly and rarely needed: never for a flat payload;
+    # nesting deeper than MAX_DEPTH needs more than MAX_DEPTH opening brackets
+    # (count() is cheap too).
     if (
-        (payload.find(b"{", 1) >= 0 or payload.find(b"[") >= 0)
+        not _flat(payload)
         and payload.count(b"{") + payload.count(b"[") > MAX_DEPTH
         and isinstance(value, dict | list)
         and _too_deep(value)
@@ -153,8 +158,7 @@ def fields_handler(fields: Fields[R]) -> FieldsHandler[R]:
             build == parse  # (a bound method: equal, not the same object)
             and type(payload) is bytes
             and len(payload) <= MAX_PAYLOAD_BYTES
-            and payload.find(b"{", 1) < 0
-            and payload.find(b"[") < 0
+            and _flat(payload)
         ):
             try:
                 flat = decoder.decode(payload)
