@@ -42,7 +42,7 @@ import psycopg
 from psycopg import sql
 
 from bench._results import provenance, report
-from infra._procs import free_port
+from infra._procs import cpu_seconds, free_port, tree_cpu_seconds
 from infra.cli import run_program
 from infra.migrate import migrate
 from infra.postgres_server import EmbeddedPostgres
@@ -216,28 +216,6 @@ def median_of(runs: list[dict[str, float]]) -> dict[str, Any]:
     return {**merged, "runs": runs}
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of process ``pid`` so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def postgres_cpu_seconds(postmaster: int) -> float:
-    """CPU of the PostgreSQL server whose postmaster is ``postmaster`` and of its
-    processes (backends, checkpointer, WAL writer...) alive now."""
-    total = cpu_seconds(postmaster)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if parent == postmaster:
-                total += cpu_seconds(int(entry.name))
-        except (OSError, ValueError, IndexError):
-            continue  # exited meanwhile
-    return total
-
-
 def measured_saturation(
     pid: int | None,
     port: int,
@@ -250,14 +228,14 @@ def measured_saturation(
     it serves the requests itself: one worker; with more, child processes do) and of
     the PostgreSQL server ``postmaster`` (when started here)."""
     before = cpu_seconds(pid) if pid is not None else 0.0
-    pg_before = postgres_cpu_seconds(postmaster) if postmaster is not None else 0.0
+    pg_before = tree_cpu_seconds(postmaster) if postmaster is not None else 0.0
     sat = asyncio.run(saturate(port, path, concurrency, seconds))
     answered = sat["rps"] * seconds
     if pid is not None and answered:
         used = cpu_seconds(pid) - before
         sat["server_cpu_ms_per_request"] = round(used / answered * 1000, 3)
     if postmaster is not None and answered:
-        used = postgres_cpu_seconds(postmaster) - pg_before
+        used = tree_cpu_seconds(postmaster) - pg_before
         sat["postgres_cpu_ms_per_request"] = round(used / answered * 1000, 3)
     return sat
 

@@ -60,7 +60,7 @@ from confluent_kafka.admin import AdminClient
 from bench._commits import longest_pause
 from bench._results import provenance, report
 from bench.ingest import PAIRS, count, new_database, ticker_payload
-from infra._procs import descendants, free_port
+from infra._procs import free_port, tree_cpu_seconds
 from infra.cli import run_program
 from infra.java import find_java
 from infra.kafka_cluster import EmbeddedKafkaCluster
@@ -76,19 +76,6 @@ PRODUCER = {"acks": "all", "enable.idempotence": True, "linger.ms": 20,
             "batch.num.messages": 10000, "compression.type": "lz4",
             "queue.buffering.max.messages": 1_000_000}  # fmt: skip
 """The project's delivery guarantees (acks=all, idempotence), batched for a bulk load."""
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of ``pid`` and its children still alive, from ``/proc``."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for p in [pid, *descendants(pid)]:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-    return total
 
 
 def produce(bootstrap: str, topic: str, n: int) -> float:
@@ -137,7 +124,7 @@ class Ingest:
         self.state = state
 
     def cpu_seconds(self) -> float:
-        return sum(cpu_seconds(p.pid) for p in self.procs)
+        return sum(tree_cpu_seconds(p.pid) for p in self.procs)
 
     def check(self) -> None:
         for proc in self.procs:

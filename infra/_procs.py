@@ -139,6 +139,21 @@ def descendants(root: int, table: dict[int, tuple[int, str]] | None = None) -> l
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of process ``pid`` so far (``/proc``; OSError once it has ended)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """:func:`cpu_seconds` of ``pid`` and of every descendant still alive."""
+    total = 0.0
+    for p in [pid, *descendants(pid)]:
+        with contextlib.suppress(OSError):  # ended between the listing and the read
+            total += cpu_seconds(p)
+    return total
+
+
 def tcp_server_side_owner(server_port: int, client_port: int, candidates: list[int]) -> int | None:
     """Which of ``candidates`` holds the server end of the local TCP connection from
     ``client_port`` to ``server_port`` (``/proc/net/tcp`` and each one's open files).

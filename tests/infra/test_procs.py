@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import time
 
-from infra._procs import descendants, process_table
+import pytest
+
+from infra._procs import cpu_seconds, descendants, process_table, tree_cpu_seconds
 
 
 def test_descendants_finds_children_and_grandchildren_with_their_names() -> None:
@@ -28,3 +32,27 @@ def test_descendants_finds_children_and_grandchildren_with_their_names() -> None
             os.kill(pid, 9)
         shell.kill()
         shell.wait()
+
+
+def test_tree_cpu_counts_a_busy_grandchild_that_the_root_alone_does_not() -> None:
+    # sh -> python burning CPU: the shell itself stays near zero.
+    burn = (
+        "import time\nend = time.process_time() + 0.6\n"
+        "while time.process_time() < end: pass\ntime.sleep(30)"
+    )
+    shell = subprocess.Popen(["sh", "-c", f'"{sys.executable}" -c "$0" & wait', burn])
+    try:
+        deadline = time.monotonic() + 30
+        while tree_cpu_seconds(shell.pid) < 0.5:
+            assert time.monotonic() < deadline, "the grandchild's CPU never showed"
+            time.sleep(0.1)
+        assert cpu_seconds(shell.pid) < 0.3
+        assert tree_cpu_seconds(shell.pid) >= 0.5
+    finally:
+        for pid in descendants(shell.pid):
+            os.kill(pid, 9)
+        shell.kill()
+        shell.wait()
+    with pytest.raises(OSError):
+        cpu_seconds(shell.pid)
+    assert tree_cpu_seconds(shell.pid) == 0.0, "an ended process counts nothing"
