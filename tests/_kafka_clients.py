@@ -12,8 +12,9 @@ library creates.
 from __future__ import annotations
 
 import gc
-import time
 from pathlib import Path
+
+from tests._wait import wait_for
 
 TASKS = Path("/proc/self/task")
 
@@ -33,16 +34,16 @@ def open_kafka_clients() -> int:
 def assert_kafka_clients_closed(timeout_s: float = 10.0) -> None:
     """Fail unless every Kafka client is closed (after collecting garbage: a client only
     an unreachable cycle holds is destroyed then, which is closed enough)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    def closed() -> bool:
         gc.collect()
-        left = open_kafka_clients()
-        if left == 0:
-            return
-        if time.monotonic() >= deadline:
-            raise AssertionError(
-                f"{left} Kafka client(s) still open at the end of the session, with the "
-                "broker about to stop: close (consumers) or flush and drop (producers) what "
-                "the tests and fixtures open"
-            )
-        time.sleep(0.2)
+        return open_kafka_clients() == 0
+
+    wait_for(
+        closed,
+        timeout_s,
+        "every Kafka client to close before the broker stops: close (consumers) or flush "
+        "and drop (producers) what the tests and fixtures open",
+        interval=0.2,
+        explain=lambda: f"{open_kafka_clients()} Kafka client(s) still open",
+    )

@@ -38,6 +38,8 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from tests._wait import wait_for
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOYED_PACKAGES = ("handlers", "flows", "spark_batch", "api", "infra")
 CONSTRUCTORS = {
@@ -316,27 +318,31 @@ def scrape_bytewax_probe(workdir: Path, wanted: Iterable[str], timeout_s: float 
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    families: dict[str, set[str]] = {}
+
+    def exposed() -> Scrape | None:
+        assert proc.poll() is None, (
+            f"the Bytewax probe exited ({proc.poll()}); its output:\n{log.read_text()[-3000:]}"
+        )
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return None
+        families.clear()
+        families.update(_parse_exposition(text))
+        return Scrape(text, dict(families)) if wanted <= families.keys() else None
+
     try:
-        deadline = time.monotonic() + timeout_s
-        text = ""
-        families: dict[str, set[str]] = {}
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                break
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-                    text = r.read().decode()
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.2)
-                continue
-            families = _parse_exposition(text)
-            if wanted <= families.keys():
-                return Scrape(text, families)
-            time.sleep(0.3)
-        missing = sorted(wanted - families.keys())
-        raise AssertionError(
-            f"the Bytewax probe never exposed {missing} on :{port}/metrics "
-            f"(exit code {proc.poll()}); its output:\n{log.read_text()[-3000:]}"
+        return wait_for(
+            exposed,
+            timeout_s,
+            f"the Bytewax probe to expose {sorted(wanted)} on :{port}/metrics",
+            interval=0.3,
+            explain=lambda: (
+                f"never exposed: {sorted(wanted - families.keys())}; "
+                f"its output:\n{log.read_text()[-3000:]}"
+            ),
         )
     finally:
         if proc.poll() is None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
 from infra._procs import cpu_seconds, descendants, process_table, tree_cpu_seconds
+from tests._wait import wait_for
 
 
 def test_descendants_finds_children_and_grandchildren_with_their_names() -> None:
@@ -42,10 +42,9 @@ def test_tree_cpu_counts_a_busy_grandchild_that_the_root_alone_does_not() -> Non
     )
     shell = subprocess.Popen(["sh", "-c", f'"{sys.executable}" -c "$0" & wait', burn])
     try:
-        deadline = time.monotonic() + 30
-        while tree_cpu_seconds(shell.pid) < 0.5:
-            assert time.monotonic() < deadline, "the grandchild's CPU never showed"
-            time.sleep(0.1)
+        wait_for(
+            lambda: tree_cpu_seconds(shell.pid) >= 0.5, 30, "the grandchild's CPU", interval=0.1
+        )
         assert cpu_seconds(shell.pid) < 0.3
         assert tree_cpu_seconds(shell.pid) >= 0.5
     finally:

@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +34,7 @@ from infra.cluster import API_WORKERS, FLOW_PROCESSES, PROCESS_PORT_STEP, is_clu
 from infra.programs import PROGRAMS
 from infra.settings import Topics
 from infra.spark_cluster import master_status
+from tests._wait import wait_for
 from tests.infra.test_stack_up import _survivors
 
 pytestmark = pytest.mark.integration
@@ -52,17 +52,19 @@ class Up:
         self.proc, self.state, self.log, self.port = proc, state, log, port
 
     def until(self, probe: Callable[[], T | None], timeout: float, what: str) -> T:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """``wait_for(probe)`` while ``make up`` lives; a probe that raises is a node still
+        starting (retried), not a failure."""
+
+        def alive_probe() -> T | None:
             assert self.proc.poll() is None, self.log.read_text()[-4000:]
             try:
-                value = probe()
+                return probe()
             except Exception:  # a node still starting
-                value = None
-            if value:
-                return value
-            time.sleep(2)
-        pytest.fail(f"{what}: not within {timeout:.0f} s\n{self.log.read_text()[-4000:]}")
+                return None
+
+        return wait_for(
+            alive_probe, timeout, what, interval=2, explain=lambda: self.log.read_text()[-4000:]
+        )
 
     def ports(self, relative: str) -> dict[str, int]:
         ports: dict[str, int] = json.loads((self.state / relative).read_text())
@@ -122,9 +124,13 @@ def up(server_dir: Path) -> Any:
             os.killpg(proc.pid, signal.SIGKILL)
             raise
     assert code == 0, log.read_text()[-3000:]
-    deadline = time.monotonic() + 30
-    while _survivors(running.state) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    wait_for(
+        lambda: not _survivors(running.state),
+        30,
+        "every process it started to stop",
+        interval=0.5,
+        explain=lambda: "\n".join(_survivors(running.state)),
+    )
     assert _survivors(running.state) == []
 
 

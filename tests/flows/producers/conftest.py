@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from flows.producers.settings import ProducerSettings
 from handlers import CoinTable
 from infra.settings import RAW_TOPICS, Settings, Topics, load_coin_table, load_settings
+from tests._wait import wait_for
 from tests.flows.conftest import Record, read_keyed
 
 HERE = Path(__file__).resolve().parent
@@ -43,14 +43,17 @@ def read_records(
 ) -> list[Record]:
     """Every message now in ``topic`` as (key, value, headers), partition by partition.
 
-    ``at_least``: wait (up to ``timeout``) until the topic holds that many messages.
+    ``at_least``: wait (up to ``timeout``) until the topic holds that many messages;
+    fewer by then fails the test.
     """
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def enough() -> list[Record] | None:
         records = read_keyed(bootstrap, topic, timeout, complete=True)
-        if len(records) >= at_least or time.monotonic() >= deadline:
-            return records
-        time.sleep(0.2)
+        return records if len(records) >= at_least else None
+
+    if at_least == 0:  # an empty topic is an answer, not a reason to wait
+        return read_keyed(bootstrap, topic, timeout, complete=True)
+    return wait_for(enough, timeout, f"{at_least} messages in {topic}", interval=0.2)
 
 
 def producer_settings(**parts: object) -> ProducerSettings:
