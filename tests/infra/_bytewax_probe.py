@@ -19,10 +19,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bytewax._bytewax import cli_main
 from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.run import cli_main
 from bytewax.testing import TestingSink
 
 from flows._parse import SourceMsg

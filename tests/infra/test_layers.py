@@ -62,3 +62,27 @@ def test_the_check_sees_lazy_imports(tmp_path: Path) -> None:
         "    importlib.import_module('spark_batch.run')\n"
     )
     assert imported(module) >= {"api", "flows", "spark_batch", "os"}
+
+
+def imported_modules(path: Path) -> list[tuple[int, str]]:
+    """(line, full module name) of each absolute import of ``path``."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def test_no_module_imports_bytewax_internals() -> None:
+    """``bytewax.run`` is the public home of ``cli_main``; ``bytewax._bytewax`` is the
+    compiled module behind it, free to change in any release (issue 11 §6)."""
+    private = [
+        f"{path.relative_to(REPO)}:{line} {module}"
+        for package in ("handlers", "infra", *sorted(APPLICATION))
+        for path in sources(package)
+        for line, module in imported_modules(path)
+        if module.split(".")[0] == "bytewax" and "._" in module
+    ]
+    assert private == []
