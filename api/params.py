@@ -20,7 +20,9 @@ them) or Unix epoch seconds (``1705329000``). Each history body states the range
 
 Paging is keyset: a page's ``next`` cursor continues it. The prototype's page numbers
 (``page``, ``page_size``) are refused with a 400 that says so (``page=1``, the first
-page, is accepted), rather than answering every number with the first page.
+page, is accepted), rather than answering every number with the first page. Listings
+that are not paged (the configuration's, ``/cryptos/``: every row in one answer) refuse
+them the same way rather than answering the whole list again.
 """
 
 from __future__ import annotations
@@ -267,6 +269,24 @@ def refuse_page_numbers(page: str | None, page_size: str | None) -> None:
     if page_size is not None:
         raise BadRequest(
             f"page_size={page_size!r} is not supported; use limit= (rows per page)",
+            parameter="page_size",
+        )
+
+
+def refuse_pages_of_whole_listing(page: str | None, page_size: str | None) -> None:
+    """The prototype's page-number parameters on a listing that is not paged (its one
+    answer holds every row): ``page=1`` is that answer; any other page, and
+    ``page_size``, is a 400, not the whole list again."""
+    if page is not None and page.strip() != "1":
+        raise BadRequest(
+            f"page={page!r}: this listing is not paged, its one answer holds every row "
+            "(`count` of them); drop page=",
+            parameter="page",
+        )
+    if page_size is not None:
+        raise BadRequest(
+            f"page_size={page_size!r}: this listing is not paged, its one answer holds "
+            "every row; drop page_size=",
             parameter="page_size",
         )
 

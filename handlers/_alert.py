@@ -13,7 +13,8 @@ from handlers._payload import run_handler
 from handlers._records import AlertRecord, AlertType, Rejection
 
 ALERT_TYPES: Mapping[str, AlertType] = {"up": "up", "down": "down"}
-PROTOTYPE_TYPES: Mapping[str, AlertType] = {"price_spike": "up", "price_drop": "down"}
+SPIKE_TYPES: Mapping[str, AlertType] = {"price_spike": "up", "price_drop": "down"}
+"""``type`` of the ``{pair, type, value, timestamp}`` shape (no seed document shows it)."""
 MAX_WINDOW_S = 10_000_000
 
 
@@ -26,13 +27,13 @@ def sign_gives_direction(
     raw: object,
     change: Decimal,
     stated: AlertType | None,
-    prototype: AlertType | None,
+    spike: AlertType | None,
 ) -> None:
     """A zero change is refused; a stated ``alert_type`` (or ``type``) must match its sign."""
     if change.is_zero():
         raise F.fail(label, "must be non-zero (its sign gives the alert direction)", raw)
     direction = _direction(change)
-    for key, said in (("alert_type", stated), ("type", prototype)):
+    for key, said in (("alert_type", stated), ("type", spike)):
         if said is not None and said != direction:
             raise F.Invalid(f"field '{key}': says {said!r} but '{label}' is {change}", key)
 
@@ -41,14 +42,14 @@ FIELDS = F.Fields(
     AlertRecord,
     F.Field("pair", ("pair", "symbol"), F.check_pair, required=True),
     F.Field("alert_type", ("alert_type",), F.choice_check(ALERT_TYPES)),
-    F.Field("prototype", ("type",), F.choice_check(PROTOTYPE_TYPES)),
-    F.Field("last_price", ("last", "last_price"), "price", required=True, unless="prototype"),
+    F.Field("spike", ("type",), F.choice_check(SPIKE_TYPES)),
+    F.Field("last_price", ("last", "last_price"), "price", required=True, unless="spike"),
     F.Field(
         "change_percent",
         ("change", "change_percent", "value"),
         "signed",
         required=True,
-        then=F.Rule(("change_percent", "alert_type", "prototype"), sign_gives_direction),
+        then=F.Rule(("change_percent", "alert_type", "spike"), sign_gives_direction),
     ),
     F.Field("time", ("timestamp",), F.check_time, required=True),
     F.Field("threshold", ("threshold",), "amount"),

@@ -89,7 +89,8 @@ class ArticleSentiment(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ArticleMessage(msgspec.Struct, frozen=True, kw_only=True):
-    """``rawarticle``. ``summary`` is repeated at top level for prototype consumers.
+    """``rawarticle``. ``summary`` is in ``content`` (the seeds' shape) and repeated at
+    top level, flat like ``article_data.summary``, for consumers that read it there.
 
     ``published_at`` and ``timestamp`` are the publication time (ISO-8601, epoch
     seconds), both null when the feed gave none: ingestion then stamps the article

@@ -16,7 +16,13 @@ from litestar.params import Parameter
 from api.context import ApiContext
 from api.live import MULTIPLEX_PATH, LiveType, channel_of, socket_path
 from api.models import LiveLinks
-from api.params import Page, Periode, page_request, refuse_page_numbers
+from api.params import (
+    Page,
+    Periode,
+    page_request,
+    refuse_page_numbers,
+    refuse_pages_of_whole_listing,
+)
 
 
 class Timestamped(Protocol):
@@ -74,6 +80,28 @@ PageSizeQuery = Annotated[
     str | None,
     Parameter(description="Not supported: a 400 pointing at `limit`.", max_length=64),
 ]
+
+WholePageQuery = Annotated[
+    str | None,
+    Parameter(
+        description="Not supported: this listing is not paged (every row in one answer). "
+        "Only `1` is accepted; other values are a 400.",
+        max_length=64,
+    ),
+]
+WholePageSizeQuery = Annotated[
+    str | None,
+    Parameter(description="Not supported (the listing is not paged): a 400.", max_length=64),
+]
+
+
+def _whole_listing(*, page: WholePageQuery = None, page_size: WholePageSizeQuery = None) -> None:
+    refuse_pages_of_whole_listing(page, page_size)
+
+
+WHOLE_LISTING = Provide(_whole_listing, sync_to_thread=False)
+"""The ``whole_listing`` dependency of a listing that is not paged: it refuses the
+prototype's ``page``/``page_size`` instead of answering every row again."""
 
 HorizonQuery = Annotated[
     int | None,

@@ -50,6 +50,7 @@ from api.queries import (
     VIZ_CONFIG_LIST_BY_SYMBOL,
     VIZ_CONFIG_UPDATE,
 )
+from api.routes.common import WHOLE_LISTING
 
 TIME_RANGES = (*PERIODES, "live")
 READ_ERRORS = error_responses(400, 404, 429, 503)
@@ -92,8 +93,15 @@ def _indicators(raw: list[str] | None) -> list[str] | None:
 # -- cryptos -------------------------------------------------------------------------
 
 
-@get("/crypto/", responses=READ_ERRORS, summary="Tracked cryptos")
-async def list_cryptos(ctx: NamedDependency[ApiContext]) -> CryptoConfigList:
+@get(
+    "/crypto/",
+    responses=READ_ERRORS,
+    summary="Tracked cryptos",
+    dependencies={"whole_listing": WHOLE_LISTING},
+)
+async def list_cryptos(
+    ctx: NamedDependency[ApiContext], whole_listing: NamedDependency[None]
+) -> CryptoConfigList:
     rows = await ctx.db.fetch(CRYPTO_CONFIG_LIST)
     return CryptoConfigList(count=len(rows), data=rows)
 
@@ -188,9 +196,12 @@ async def delete_crypto(ctx: NamedDependency[ApiContext], symbol: FromPath[str])
     summary="Saved visualization parameters",
     description="Stored for API clients; the bundled dashboard does not read them (it "
     "draws no indicators, and its URL keeps the coin, pair and period).",
+    dependencies={"whole_listing": WHOLE_LISTING},
 )
 async def list_visualizations(
-    ctx: NamedDependency[ApiContext], symbol: SymbolFilter = None
+    ctx: NamedDependency[ApiContext],
+    whole_listing: NamedDependency[None],
+    symbol: SymbolFilter = None,
 ) -> VisualizationConfigList:
     if symbol is None:
         rows = await ctx.db.fetch(VIZ_CONFIG_LIST)

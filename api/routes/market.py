@@ -41,6 +41,7 @@ from api.queries import (
 from api.routes.common import (
     PAGING,
     RANGE,
+    WHOLE_LISTING,
     HorizonQuery,
     PagingParams,
     envelope,
@@ -286,8 +287,11 @@ async def candles(
     summary="Tracked cryptos and the freshness of their data",
     description="Configured cryptos with their pairs and the time of their latest ticker, "
     "trade, sentiment and prediction (index probes only, no table scans).",
+    dependencies={"whole_listing": WHOLE_LISTING},
 )
-async def cryptos(ctx: NamedDependency[ApiContext]) -> CryptoList:
+async def cryptos(
+    ctx: NamedDependency[ApiContext], whole_listing: NamedDependency[None]
+) -> CryptoList:
     async with ctx.db.connection() as conn:
         configured = await ctx.db.fetch(SYMBOL_FRESHNESS, None, conn)
         pairs = {c.symbol: list(ctx.symbols.pairs_of(c.symbol)) for c in configured}

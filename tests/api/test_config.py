@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
@@ -129,6 +130,27 @@ def test_a_coin_the_coin_table_does_not_know_is_refused_with_how_to_add_it(
         "/api/v1/config/crypto/", json={"symbol": "xdg", "name": "Doge"}, headers=AUTH
     )
     assert (added.status_code, added.json()["symbol"]) == (201, "DOGE")
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/config/crypto/", "/api/v1/config/visualization/", "/api/v1/cryptos/"]
+)
+def test_an_unpaged_listing_refuses_page_numbers_instead_of_repeating_itself(
+    client: Client, path: str
+) -> None:
+    """These listings answer every row at once: the prototype's ``?page=2`` is a 400
+    saying so (answering the whole list again would duplicate it in a client that
+    pages), ``page_size`` too; ``page=1`` is that one answer."""
+    whole = client.get(path).json()
+    assert whole["count"] == len(whole["data"])
+    assert client.get(f"{path}?page=1").json() == whole
+    for query, parameter in (("page=2", "page"), ("page=x", "page"), ("page_size=10", "page_size")):
+        r = client.get(f"{path}?{query}")
+        assert r.status_code == 400, (path, query, r.text)
+        body = r.json()
+        assert body["parameter"] == parameter
+        assert "not paged" in body["detail"]
+        assert "every row" in body["detail"]
 
 
 def test_writes_need_a_valid_api_key(client: Client) -> None:

@@ -27,10 +27,10 @@ MISSING = f"the seed documents are not available: {SEEDS} is missing (needs ../s
 FOUND = examples()
 
 
-def params(*kinds: Kind) -> list[Any]:
-    """The examples of ``kinds`` as pytest params (id: document:line:kind), or one
-    skipped param saying why there are none."""
-    found = [pytest.param(e, id=e.id) for e in FOUND if e.kind in kinds]
+def params(*kinds: Kind, where: Callable[[Example], bool] = lambda _e: True) -> list[Any]:
+    """The examples of ``kinds`` (those ``where`` keeps) as pytest params (id:
+    document:line:kind), or one skipped param saying why there are none."""
+    found = [pytest.param(e, id=e.id) for e in FOUND if e.kind in kinds and where(e)]
     if found:
         return found
     return [pytest.param(None, id="no-seeds", marks=pytest.mark.skip(reason=MISSING))]

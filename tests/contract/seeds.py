@@ -93,6 +93,12 @@ class Example(NamedTuple):
         return f"{self.document.removesuffix('.md')}:{self.line}:{self.kind}"
 
     @property
+    def placeholder(self) -> bool:
+        """A URL whose path ends in ``...`` (STRATEGIE_INTEGRATION.md's ``/ws/...``): it
+        stands for a concrete one rather than naming a route of its own."""
+        return self.text.endswith("/...")
+
+    @property
     def method(self) -> str:
         return self.text.split(" ", 1)[0]
 

@@ -13,7 +13,7 @@ request         test_routes (the route's status and body shape)
 response        test_routes (the body of its request has its shape and count)
 external        test_routes (Prometheus' /metrics: the API's own metrics endpoint)
 websocket       test_live (/ws/raw-ticker); a ``...`` placeholder, here
-topic           test_live (the result topics' names)
+topic           here (the result topics' names)
 =============== =======================================================================
 """
 
@@ -37,7 +37,7 @@ REPLAYED_BY = {
     "response": "test_routes",
     "external": "test_routes",
     "websocket": "test_live",
-    "topic": "test_live",
+    "topic": "test_seeds",
 }
 
 needs_seeds = pytest.mark.skipif(not FOUND, reason=MISSING)
@@ -101,11 +101,25 @@ def test_a_socket_placeholder_is_the_raw_ticker_host(example: Example | None) ->
     socket service as ARCHITECTURE.md's ``/ws/raw-ticker`` (same address): the concrete
     one is replayed by test_live."""
     socket = only(example)
-    if not socket.text.endswith("/..."):
+    if not socket.placeholder:
         assert urlsplit(socket.text).path == "/ws/raw-ticker"
         return
-    concrete = [e for e in FOUND if e.kind == "websocket" and not e.text.endswith("/...")]
+    concrete = [e for e in FOUND if e.kind == "websocket" and not e.placeholder]
     assert [urlsplit(e.text).netloc for e in concrete] == [urlsplit(socket.text).netloc]
+
+
+@needs_seeds
+def test_the_live_socket_replay_is_given_only_concrete_sockets() -> None:
+    """Nothing required is skipped in CI: test_live replays every concrete socket and is
+    never handed the placeholder (checked above), which it could only skip."""
+    from tests.contract.test_live import SOCKETS
+
+    sockets = [p.values[0] for p in SOCKETS]
+    assert all(not p.marks for p in SOCKETS)
+    assert sockets == [e for e in FOUND if e.kind == "websocket" and not e.placeholder]
+    assert [e.text for e in FOUND if e.kind == "websocket" and e.placeholder] == [
+        "ws://20.199.136.163:8000/ws/..."
+    ]
 
 
 @pytest.mark.parametrize("example", params("topic"))

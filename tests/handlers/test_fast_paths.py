@@ -201,10 +201,10 @@ def test_common_messages_take_the_one_pass_reading(topic: str, edits: dict[str, 
         assert values is not None, message
         if topic == "rawalert":  # the rules across fields hold (Invalid otherwise)
             at = _alert.FIELDS.index
-            change, stated, prototype = (
-                values[at[n]] for n in ("change_percent", "alert_type", "prototype")
+            change, stated, spike = (
+                values[at[n]] for n in ("change_percent", "alert_type", "spike")
             )
-            _alert.sign_gives_direction("change", change, change, stated, prototype)
+            _alert.sign_gives_direction("change", change, change, stated, spike)
 
 
 def test_unknown_keys_are_ignored_by_both_readings() -> None:
