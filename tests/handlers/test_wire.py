@@ -337,3 +337,58 @@ def test_a_wire_field_no_table_reads_is_refused() -> None:
 
     with pytest.raises(TypeError, match=r"Extended\.colour: no declared field reads it"):
         wire_form(_trade.FIELDS, Extended)
+
+
+# -- the article: no field table (its content and sentiment are nested), so a record ---
+# with every attribute set is its check that record, wire message and handler agree.
+
+FULL_ARTICLE = ArticleRecord(
+    article_id="full-1",
+    time=datetime(2026, 9, 30, 12, 0, 0, 250000, tzinfo=UTC),
+    published_at=datetime(2026, 9, 30, 12, 0, 0, 250000, tzinfo=UTC),
+    title="Markets rally",
+    url="https://markets.example.com/full-1",  # not the website: a dropped one would show
+    website="coindesk.com",
+    summary="Prices up.",
+    cryptocurrencies_mentioned=("BTC", "ETH"),  # not in the text: a dropped list would show
+    sentiment_score=0.6,
+    sentiment_label="negative",  # not what the score alone says: the label travels too
+    subjectivity=0.3,
+    receive_time=datetime(2026, 9, 30, 12, 0, 1, 500000, tzinfo=UTC),
+    source="coindesk.com",  # no source on the wire: an article's label is its website
+)
+REQUIRED = {"id", "title", "sentiment"}
+"""Wire fields whose absence is a rejection (tests/handlers/test_article.py)."""
+COPIES = [("content", "summary"), ("published_at", "timestamp")]
+"""Wire fields that carry one attribute twice: each is read when the other is missing."""
+
+
+def test_a_full_article_sets_every_attribute() -> None:
+    """An attribute added to ArticleRecord is set here, so the tests below cover it."""
+    defaulted = [
+        f.name
+        for f in msgspec.structs.fields(ArticleRecord)
+        if f.default is not msgspec.NODEFAULT and getattr(FULL_ARTICLE, f.name) == f.default
+    ]
+    assert defaulted == [], "give FULL_ARTICLE a value that is not the default"
+
+
+def _parse_without(wire: dict[str, Any], *names: str) -> object:
+    kept = {k: v for k, v in wire.items() if k not in names}
+    return HANDLERS["rawarticle"](json.dumps(kept).encode(), ctx())
+
+
+def test_every_article_attribute_survives_the_wire_and_every_wire_field_is_read() -> None:
+    """Adding an article attribute to the record, the wire message or the handler alone
+    fails here (``to_message`` and ``article_from_object`` name them by hand)."""
+    message = to_message(FULL_ARTICLE)
+    wire: dict[str, Any] = msgspec.to_builtins(message)
+    assert [k for k, v in wire.items() if v in (None, "", [], {})] == [], "a field left unset"
+    assert HANDLERS["rawarticle"](encode_message(message), ctx()) == FULL_ARTICLE
+    copied = {name for pair in COPIES for name in pair}
+    for name in set(ArticleMessage.__struct_fields__) - REQUIRED - copied:
+        assert _parse_without(wire, name) != FULL_ARTICLE, f"the handler never reads {name!r}"
+    for first, second in COPIES:
+        assert _parse_without(wire, first) == FULL_ARTICLE, f"{second!r} is not read alone"
+        assert _parse_without(wire, second) == FULL_ARTICLE, f"{first!r} is not read alone"
+        assert _parse_without(wire, first, second) != FULL_ARTICLE, (first, second)
