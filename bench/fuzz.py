@@ -50,6 +50,7 @@ from handlers import (
     parse_kraken_v1,
     parse_kraken_v2,
 )
+from infra.cli import run_program
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "handlers"
@@ -493,4 +494,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(run_program("bench.fuzz", main))

@@ -14,6 +14,7 @@ versions, run it in each checkout.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import tomllib
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from handlers import (
     parse_ticker,
     parse_trade,
 )
+from infra.cli import run_program
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 10, 1, tzinfo=UTC)
@@ -204,4 +206,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_program("bench.handlers", main))

@@ -36,6 +36,7 @@ import csv
 import json
 import random
 import re
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from typing import Any
 from bench._results import REPO, provenance, report
 from flows.producers.news import sentiment
 from handlers import SentimentLabel, sentiment_label
+from infra.cli import run_program
 
 FIXTURES = REPO / "tests" / "fixtures" / "sentiment"
 FINANCIAL = FIXTURES / "twitter_financial_news_valid.csv"
@@ -227,4 +229,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_program("bench.sentiment", main))

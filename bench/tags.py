@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 import tomllib
 from collections import Counter
@@ -28,6 +29,7 @@ from typing import Any
 
 from bench._results import REPO, provenance, report
 from handlers import CoinTable
+from infra.cli import run_program
 
 SET_DIR = REPO / "tests" / "fixtures" / "tags"
 HEADLINES = SET_DIR / "headlines.jsonl"
@@ -237,4 +239,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_program("bench.tags", main))

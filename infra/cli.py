@@ -1,10 +1,13 @@
 """How every program of CryptoViz ends: one helper, one exit-code scheme.
 
-Each ``python -m`` program (``flows.run``, ``api``, ``spark_batch.run``,
-``spark_batch.report``, ``infra.stack``, ``infra.migrate``, ``infra.latency`` and the
-benchmarks) parses its flags, then hands its body to :func:`run_program`, which
-catches the project's exception root (:class:`handlers.CryptoVizError`) once and
-turns it into one line on stderr and an exit status:
+Each ``python -m`` program (``api``, ``flows.run``, ``flows.import_prices``,
+``spark_batch.run``, ``spark_batch.report``, ``infra.stack``, ``infra.migrate``,
+``infra.topics``, ``infra.monitor``, ``infra.latency``, ``infra.timescale_pglite`` and
+the benchmarks; ``tests/infra/test_cli.py`` finds them from the sources) parses its
+flags, then hands its body to :func:`run_program`, which catches the project's
+exception root (:class:`handlers.CryptoVizError`) once and turns it into one line on
+stderr and an exit status (``infra.spark_cluster`` alone replaces itself with a Spark
+daemon, after refusing a bad command with status 2):
 
 ====  ===========================================================================
 code  meaning

@@ -35,6 +35,7 @@ from typing import IO, Self
 import psycopg
 
 from infra._console import StackError
+from infra.cli import run_program
 
 PGLITE_DIR = Path(__file__).resolve().parent / "pglite"
 SERVER_SCRIPT = PGLITE_DIR / "server.mjs"
@@ -212,13 +213,14 @@ def _tail(text: str, lines: int = 20) -> str:
 
 
 def main() -> int:
-    """Run a server in the foreground, print its URL, stop on Ctrl-C."""
+    """Run a server in the foreground, print its URL, stop on Ctrl-C (exit statuses:
+    :mod:`infra.cli`; PGlite unable to run here is a one-line error and exit 1)."""
+    return run_program("pglite", _serve)
+
+
+def _serve() -> None:
     server = TimescalePGlite()
-    try:
-        url = server.start()
-    except PGliteUnavailableError as exc:
-        print(f"pglite: FAILED: {exc}", file=sys.stderr)
-        return 1
+    url = server.start()
     print(f"pglite: TimescaleDB on PGlite ready at {url} (one connection at a time)")
     try:
         while server.running:
@@ -227,7 +229,6 @@ def main() -> int:
         pass
     finally:
         server.stop()
-    return 0
 
 
 if __name__ == "__main__":

@@ -84,3 +84,27 @@ def test_the_scheme_is_documented_once_for_operators() -> None:
     table = text.split("### Exit statuses", 1)[1].split("\n\n", 3)[2]
     documented = [int(m) for m in re.findall(r"^\| (\d+) \|", table, re.M)]
     assert documented == [int(code) for code in ExitCode]
+
+
+PROGRAM_PACKAGES = ("api", "flows", "infra", "spark_batch", "bench")
+EXECS = {"infra/spark_cluster.py"}
+"""Programs that replace themselves with another (os.execve): no Python error after it."""
+
+
+def test_every_program_ends_through_run_program() -> None:
+    """A ``python -m`` module (``__main__`` guard, not a ``_private`` helper a harness
+    runs) that does not hand its body to ``run_program`` has its own exit codes."""
+    programs = [
+        path
+        for package in PROGRAM_PACKAGES
+        for path in sorted((REPO / package).rglob("*.py"))
+        if "node_modules" not in path.parts
+        and (path.name == "__main__.py" or not path.name.startswith("_"))
+        and 'if __name__ == "__main__":' in path.read_text()
+    ]
+    assert len(programs) >= 25
+    own = [
+        str(path.relative_to(REPO)) for path in programs if "run_program(" not in path.read_text()
+    ]
+    assert sorted(set(own) - EXECS) == []
+    assert set(own) >= EXECS, "stale exception"
