@@ -39,6 +39,7 @@ from typing import Any
 
 import msgspec
 import psycopg
+from psycopg.rows import class_row
 
 NAIVE = "naive_last_value"
 SHOWN_FIRST = "shown_first"
@@ -212,8 +213,24 @@ def accuracy(rows: Iterable[Scored]) -> list[Accuracy]:
     return sorted(out, key=order)
 
 
-def _float(value: object) -> float | None:
-    return None if value is None else float(value)  # type: ignore[arg-type]
+SCORED_COLUMNS: dict[str, str] = {
+    "model": "model_name",
+    "symbol": "crypto_symbol",
+    "timestamp": "timestamp",
+    "predicted": "predicted_price::float8",
+    "actual": "actual_price::float8",
+    "last": "last_price::float8",
+    "horizon_s": "horizon_s",
+    "low": "confidence_interval_low::float8",
+    "high": "confidence_interval_high::float8",
+    "level": "interval_level",
+    "outer_low": "outer_interval_low::float8",
+    "outer_high": "outer_interval_high::float8",
+    "outer_level": "outer_interval_level",
+    "preferred": "preferred",
+}
+""":class:`Scored` field -> its ``prediction_data`` expression: the row is read by name
+(a numeric's ``float8`` is the float of its text, as Python's ``float`` of the Decimal)."""
 
 
 def fetch_scored(
@@ -222,31 +239,12 @@ def fetch_scored(
     """Forecasts issued in ``[start, end)`` (one horizon if given) with a known actual price."""
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("start and end must be timezone-aware")
-    cur = conn.execute(
-        "SELECT model_name, crypto_symbol, timestamp, predicted_price, actual_price, last_price, "
-        "horizon_s, confidence_interval_low, confidence_interval_high, interval_level, "
-        "outer_interval_low, outer_interval_high, outer_interval_level, preferred "
-        "FROM prediction_data WHERE actual_price IS NOT NULL "
-        "AND timestamp >= %s AND timestamp < %s AND (%s::int IS NULL OR horizon_s = %s::int) "
-        "ORDER BY crypto_symbol, horizon_s, model_name, timestamp",
-        (start, end, horizon_s, horizon_s),
-    )
-    return [
-        Scored(
-            model=str(r[0]),
-            symbol=str(r[1]),
-            timestamp=r[2],
-            predicted=float(r[3]),
-            actual=float(r[4]),
-            last=_float(r[5]),
-            horizon_s=int(r[6]),
-            low=_float(r[7]),
-            high=_float(r[8]),
-            level=_float(r[9]),
-            outer_low=_float(r[10]),
-            outer_high=_float(r[11]),
-            outer_level=_float(r[12]),
-            preferred=bool(r[13]),
+    columns = ", ".join(f"{sql} AS {name}" for name, sql in SCORED_COLUMNS.items())
+    with conn.cursor(row_factory=class_row(Scored)) as cur:
+        cur.execute(
+            f"SELECT {columns} FROM prediction_data WHERE actual_price IS NOT NULL "
+            "AND timestamp >= %s AND timestamp < %s AND (%s::int IS NULL OR horizon_s = %s::int) "
+            "ORDER BY crypto_symbol, horizon_s, model_name, timestamp",
+            (start, end, horizon_s, horizon_s),
         )
-        for r in cur.fetchall()
-    ]
+        return cur.fetchall()

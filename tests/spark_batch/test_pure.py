@@ -20,6 +20,7 @@ from infra.settings import REPO_ROOT, SettingsError
 from spark_batch import models
 from spark_batch.accuracy import (
     NAIVE,
+    SCORED_COLUMNS,
     SHOWN_FIRST,
     Scored,
     accuracy,
@@ -173,6 +174,12 @@ def _scored(model: str, predicted: float, actual: float, last: float, minute: in
     return Scored(model=model, symbol="BTC", timestamp=T0 + timedelta(minutes=minute),
                   predicted=predicted, actual=actual, last=last, low=low, high=high,
                   level=None if low is None else 0.8, horizon_s=60, **extra)  # fmt: skip
+
+
+def test_the_report_reads_every_scored_field_by_name() -> None:
+    """A field added to Scored and not to the report's SELECT (or the other way) fails here;
+    the figures read so are checked against the API's SQL in tests/api/test_market.py."""
+    assert list(SCORED_COLUMNS) == list(Scored.__struct_fields__)
 
 
 def test_accuracy_figures() -> None:
