@@ -14,7 +14,8 @@ import pytest
 
 from api import candles, queries
 from api.db import Query, struct_row
-from api.models import ModelPrediction
+from api.models import ModelAccuracy, ModelPrediction
+from spark_batch.accuracy import IntervalAccuracy
 
 T0 = datetime(2026, 1, 15, tzinfo=UTC)
 PARAMETERS: dict[str, Any] = {
@@ -78,6 +79,18 @@ def test_latest_predictions_rows_are_model_predictions_but_what_the_api_adds() -
     row = queries.LATEST_PREDICTIONS.row
     added = ("label", "shown_first", "accuracy")
     assert (*row.__struct_fields__, *added) == ModelPrediction.__struct_fields__
+
+
+def test_accuracy_rows_are_the_report_lines_but_what_the_api_adds() -> None:
+    """The accuracy line is declared as the SQL row and the API body (and as the Spark
+    report's line, compared figure by figure in tests/api/test_market.py): a field added
+    to one and not the other fails here."""
+    row = queries.PREDICTION_ACCURACY.row
+    assert (*row.__struct_fields__, "skill_vs_naive", "intervals") == (
+        ModelAccuracy.__struct_fields__
+    )
+    band = queries.PREDICTION_INTERVAL_ACCURACY.row.__struct_fields__
+    assert band == ("model_name", "horizon_s", *IntervalAccuracy.__struct_fields__)
 
 
 def test_the_prediction_page_orders_by_every_key_column() -> None:
