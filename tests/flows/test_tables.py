@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import get_args
 
 import psycopg
 import pytest
@@ -12,6 +13,8 @@ from psycopg.rows import dict_row
 from flows._pg_writer import KAFKA_TIME, BatchWriter
 from flows._tables import TABLES, TableSpec
 from handlers import AlertRecord, ArticleRecord, Record, TickerRecord, TradeRecord
+from handlers._wire import TOPICS as WIRE_TOPICS
+from infra.settings import RAW_TOPICS, Topics
 
 T0 = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 FILLED_BY_THE_DATABASE = {"ingest_time"}
@@ -92,3 +95,11 @@ def test_columns_follow_the_record_by_name() -> None:
 def test_a_spec_naming_a_missing_attribute_fails_at_once() -> None:
     with pytest.raises(TypeError, match="trade_data: TradeRecord has no colour"):
         TableSpec("trade_data", TradeRecord, computed=("colour",))
+
+
+def test_every_logical_raw_topic_has_its_handler_table_wire_message_and_kafka_topic() -> None:
+    """The logical names (``rawticker``...) key the handlers, the table specs, the wire
+    messages and the topic map: a message type added to one and not another fails here."""
+    assert set(TABLES) == set(RAW_TOPICS) == set(WIRE_TOPICS.values())
+    assert set(RAW_TOPICS) <= set(Topics.__struct_fields__)
+    assert {TABLES[t].record for t in RAW_TOPICS} == set(get_args(Record))
