@@ -28,7 +28,7 @@ from api import create_app
 from infra.settings import Settings
 from tests.api import seed
 from tests.api.conftest import API_KEY, test_api_settings
-from tests.contract.conftest import FOUND, only, params
+from tests.contract.conftest import FOUND, MISSING, only, params
 from tests.contract.seeds import SEEDS, Example
 
 pytestmark = pytest.mark.integration
@@ -228,7 +228,7 @@ def _documented_periodes() -> list[str]:
 HISTORY = [e for e in FOUND if e.kind == "request" and e.document == "ARCHITECTURE.md"]
 
 
-@pytest.mark.skipif(not FOUND, reason="the seed documents are not available")
+@pytest.mark.skipif(not FOUND, reason=MISSING)
 def test_documented_periodes_and_page_size(client: Client) -> None:
     """ARCHITECTURE.md: ``periode`` takes 1h, 24h, 7d, 30d on every history route, and
     the prototype paged by 100 rows. CryptoViz pages by 100 too, by cursor: ``page=2``
