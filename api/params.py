@@ -21,8 +21,9 @@ them) or Unix epoch seconds (``1705329000``). Each history body states the range
 Paging is keyset: a page's ``next`` cursor continues it. The prototype's page numbers
 (``page``, ``page_size``) are refused with a 400 that says so (``page=1``, the first
 page, is accepted), rather than answering every number with the first page. Listings
-that are not paged (the configuration's, ``/cryptos/``: every row in one answer) refuse
-them the same way rather than answering the whole list again.
+that are not paged (the configuration's, ``/cryptos/``, ``/predictions/{coin}/`` and its
+``accuracy/``: every row in one answer) refuse them the same way rather than answering
+the whole list again.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ its context in headers (the convention of Kafka Connect's DLQ):
 =========================  ================================================
 ``dlq.reason``             the handler's (or the database's) reason
 ``dlq.reason.code``        that reason in a few words from a closed list
-                           (:func:`reason_code`: ``missing published_at``,
+                           (:func:`reason_code`: ``missing pair``,
                            ``malformed payload``...), for counting and grouping
 ``dlq.stage``              ``parse``, ``kafka`` or ``database``
 ``dlq.source.topic``       topic the message was read from

@@ -16,7 +16,7 @@ DUPLICATES = Counter(
 DEAD_LETTERS = Counter(
     "cryptoviz_dead_letters_total",
     "Messages sent to the dead-letter topic, by stage (kafka, parse, database) and reason "
-    "(flows._dead_letter.reason_code: 'missing published_at', 'malformed payload'...)",
+    "(flows._dead_letter.reason_code: 'missing pair', 'malformed payload'...)",
     ["topic", "stage", "reason"],
 )
 DB_RETRIES = Counter(

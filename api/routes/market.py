@@ -117,9 +117,13 @@ async def latest_price(
     "(none issued after the clock), its trailing skill, whether it is the one to show "
     "first, and the accuracy report's measures over the 24 h before the latest forecast "
     "(forecasts whose actual price is known), with the shown-first and naive lines.",
+    dependencies={"whole_listing": WHOLE_LISTING},
 )
 async def latest_predictions(
-    ctx: NamedDependency[ApiContext], symbol: FromPath[str], horizon: HorizonQuery = None
+    ctx: NamedDependency[ApiContext],
+    symbol: FromPath[str],
+    whole_listing: NamedDependency[None],
+    horizon: HorizonQuery = None,
 ) -> LatestPredictions:
     coin = ctx.symbols.coin(symbol)
     params = {"symbol": coin, "horizon": horizon, "now": ctx.now()}
@@ -165,7 +169,7 @@ async def latest_predictions(
     "model's MAE, RMSE, MAPE, skill against the naive forecast, directional accuracy "
     "and, per interval level, coverage, mean width and interval score; then the "
     "shown-first and naive lines.",
-    dependencies={"range_params": RANGE},
+    dependencies={"range_params": RANGE, "whole_listing": WHOLE_LISTING},
 )
 async def prediction_accuracy(
     *,
@@ -173,6 +177,7 @@ async def prediction_accuracy(
     symbol: FromPath[str],
     horizon: HorizonQuery = None,
     range_params: NamedDependency[PagingParams],
+    whole_listing: NamedDependency[None],
 ) -> PredictionAccuracy:
     coin = ctx.symbols.coin(symbol)
     if range_params.periode == "live":

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import urlencode
+
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
@@ -129,3 +132,50 @@ def test_body_that_is_not_json(module_client: Client) -> None:
     )
     assert r.status_code == 400
     assert "body" in r.json()["detail"]
+
+
+# The path and required query parameters of the listings, filled with a known coin.
+_FILL = {"{base}": "BTC", "{quote}": "USD", "{symbol}": "BTC"}
+_REQUIRED = {"pair": "BTC/USD"}
+
+
+def _listings(schema: dict[str, Any]) -> list[str]:
+    """Every GET route of the API whose answer holds ``data`` rows (from the OpenAPI
+    schema, so a listing added later is found), as a concrete URL."""
+
+    def holds_rows(node: dict[str, Any]) -> bool:
+        if "$ref" in node:
+            node = schema["components"]["schemas"][node["$ref"].rsplit("/", 1)[1]]
+        alternatives = node.get("oneOf", []) + node.get("anyOf", [])
+        return "data" in node.get("properties", {}) or any(map(holds_rows, alternatives))
+
+    urls = []
+    for route, methods in schema["paths"].items():
+        get = methods.get("get")
+        if not route.startswith("/api/v1/") or get is None:
+            continue
+        body = get["responses"]["200"]["content"]["application/json"]["schema"]
+        if not holds_rows(body):
+            continue
+        path = route
+        for placeholder, value in _FILL.items():
+            path = path.replace(placeholder, value)
+        assert "{" not in path, route
+        query = {p["name"]: _REQUIRED[p["name"]] for p in get.get("parameters", [])
+                 if p["in"] == "query" and p.get("required")}  # fmt: skip
+        urls.append(f"{path}/?{urlencode(query)}")
+    return urls
+
+
+def test_no_listing_answers_page_two_with_its_first_page_again(module_client: Client) -> None:
+    """Every listing either pages by cursor or answers every row at once; in both cases
+    the prototype's ``?page=2`` is a 400 naming ``page``, never the same rows again
+    (issue 12: page numbers honoured or refused)."""
+    urls = _listings(module_client.get("/docs/openapi.json").json())
+    assert "/api/v1/predictions/BTC/?" in urls  # a seed route (DOCUMENTATION_TECHNIQUE.md)
+    assert len(urls) >= 14
+    for url in urls:
+        assert module_client.get(url).status_code == 200, url
+        refused = module_client.get(f"{url}&page=2")
+        assert refused.status_code == 400, (url, refused.text)
+        assert refused.json()["parameter"] == "page", url

@@ -28,7 +28,7 @@ from api import create_app
 from infra.settings import Settings
 from tests.api import seed
 from tests.api.conftest import API_KEY, test_api_settings
-from tests.contract.conftest import FOUND, only, params
+from tests.contract.conftest import FOUND, MISSING, only, params
 from tests.contract.seeds import SEEDS, Example
 
 pytestmark = pytest.mark.integration
@@ -54,8 +54,8 @@ def client(stack: Settings, module_database: str) -> Iterator[Client]:
 
 
 def _seed(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
-    """A day of BTC and ETH: a tick and a trade every 10 minutes, hourly sentiment and
-    predictions, a few articles and alerts (more than a page of ticks)."""
+    """A day of BTC and ETH: a tick and a trade every 10 minutes, hourly predictions,
+    BTC's hourly sentiment, an article and an alert (more than a page of ticks)."""
     ticks, trades, sentiments, predictions = [], [], [], []
     for step in range(24 * 6):
         t = NOW - step * timedelta(minutes=10)
@@ -65,10 +65,11 @@ def _seed(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
     for hour in range(1, 24):
         t = NOW - hour * H
         sentiments.append((t, t - timedelta(minutes=5), "BTC", 0.7, "positive", "rss", 0.8, 3))
-        predictions.append(
-            (t, t - timedelta(minutes=3), "BTC", "moving_average", 42000, None, 41900, 42100,
-             0.8, 300, t + timedelta(minutes=5), 41990)
-        )  # fmt: skip
+        for coin, price in (("BTC", 42000), ("ETH", 2500)):
+            predictions.append(
+                (t, t - timedelta(minutes=3), coin, "moving_average", price, None, price - 100,
+                 price + 100, 0.8, 300, t + timedelta(minutes=5), price - 10)
+            )  # fmt: skip
     seed.tickers(conn, ticks)
     seed.trades(conn, trades)
     seed.sentiments(conn, sentiments)
@@ -122,6 +123,8 @@ def test_seed_request_answers_as_documented(example: Example | None, client: Cli
         # The seeds' history body: the subject, a count and the rows, newest first.
         assert {"count", "data"} <= set(body), body
         assert body["count"] == len(body["data"])
+        # The seeded day has rows for every documented request: an empty answer is wrong.
+        assert body["data"], (path, "no rows")
         key = _subject_key(path)
         if key == "pair":
             assert body["pair"] == ("ETH/USD" if "/ETH/" in path else "BTC/USD")
@@ -228,7 +231,7 @@ def _documented_periodes() -> list[str]:
 HISTORY = [e for e in FOUND if e.kind == "request" and e.document == "ARCHITECTURE.md"]
 
 
-@pytest.mark.skipif(not FOUND, reason="the seed documents are not available")
+@pytest.mark.skipif(not FOUND, reason=MISSING)
 def test_documented_periodes_and_page_size(client: Client) -> None:
     """ARCHITECTURE.md: ``periode`` takes 1h, 24h, 7d, 30d on every history route, and
     the prototype paged by 100 rows. CryptoViz pages by 100 too, by cursor: ``page=2``

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
 from bytewax.testing import TestingSink, TestingSource, run_main
 from prometheus_client import REGISTRY
 
+from flows import _dead_letter as dead_letter_module
 from flows._dead_letter import header_map, reason_code
 from flows._parse import ParsedBatch
 from flows.ingest import build_ingest_flow
@@ -93,3 +96,17 @@ def test_the_flow_counts_and_labels_its_dead_letters_by_code(settings: Settings)
         "malformed payload": 1,
         "tombstone": 1,
     }
+
+
+def test_the_codes_the_docs_give_as_examples_are_codes_the_handlers_give() -> None:
+    """README.md and the dead-letter docstring show a few codes: each is one a real
+    rejection gets (an article without a time is no longer one: it is stamped)."""
+    repo = Path(__file__).resolve().parents[2]
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    listed = re.search(r"closed list: (.*?)\.\.\.\)", readme, re.S)
+    assert listed is not None
+    shown = re.findall(r"`([^`]+)`", listed[1])
+    docstring = dead_letter_module.__doc__ or ""
+    shown += re.findall(r"``([a-z][a-z ]+)``", docstring.split("reason_code`:", 1)[1][:80])
+    assert len(shown) >= 4, shown
+    assert set(shown) <= {code for _topic, _payload, code in CASES}, shown
