@@ -8,12 +8,13 @@
 Run one as its own worker with ``python -m flows.run ingest-rawticker`` (see
 :mod:`flows.run` for scaling and recovery). ``topic`` picks the handler and the
 table; ``kafka_topic`` (default: that topic in the topic map, ``Settings.kafka.topics``)
-is the topic actually consumed, and the flow's position in it is committed to the
-consumer group ``cryptoviz-ingest-<topic>`` (for the lag; the flow itself resumes from
-its recovery snapshots). Dead letters go to the map's ``deadletter`` topic. The Kafka
-input is :mod:`flows._kafka_source` (whole polls, no per-message objects); the
-database sink writes behind the flow and commits before each recovery snapshot
-(:mod:`flows._pg_sink`). Tests pass ``source``/sinks to run the same flow on
+is the topic actually consumed (``epoch_s``, the worker's epoch interval, paces its
+partitions: :class:`flows._kafka_source.EpochPacer`), and the flow's position in it is
+committed to the consumer group ``cryptoviz-ingest-<topic>`` (for the lag; the flow
+itself resumes from its recovery snapshots). Dead letters go to the map's
+``deadletter`` topic. The Kafka input is :mod:`flows._kafka_source` (whole polls, no
+per-message objects); the database sink writes behind the flow and commits before each
+recovery snapshot (:mod:`flows._pg_sink`). Tests pass ``source``/sinks to run the same flow on
 ``TestingSource``/``TestingSink`` without a broker.
 """
 
@@ -42,6 +43,7 @@ def build_ingest_flow(
     settings: Settings,
     *,
     kafka_topic: str | None = None,
+    epoch_s: float | None = None,
     source: Source[SourceMsg] | None = None,
     db_sink: Sink[ParsedBatch] | PostgresSink | None = None,
     dlq_sink: Sink[SinkMsg] | None = None,
@@ -60,6 +62,7 @@ def build_ingest_flow(
             kafka_topic or kafka.topics.of(topic),
             batch_size=settings.ingest.batch_size,
             add_config={**CONSUMER_CONFIG, **committing_to(consumer_group(ingest_program(topic)))},
+            epoch_s=epoch_s,
         )
         raw = kafka_batches("kafka_in", flow, kafka_source)
     else:

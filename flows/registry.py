@@ -23,7 +23,9 @@ from infra.programs import flow_programs
 class WorkerSpec:
     name: str
     build: Callable[..., Dataflow]
-    """``build(settings, kafka_topic=None)``: the dataflow, optionally on another topic."""
+    """``build(settings, kafka_topic=None, epoch_s=None)``: the dataflow, optionally on
+    another topic; ``epoch_s`` is the epoch interval it will run with (the ingestion
+    flows' Kafka input paces itself by it; producers ignore it)."""
     description: str
     recovery: bool = True
     """Bytewax recovery (offsets and state snapshots) under ``<state>/recovery/<name>``."""
@@ -34,7 +36,10 @@ class WorkerSpec:
 def _producer(name: str) -> Callable[..., Dataflow]:
     """Imports the producer code only when that worker is built (ingest workers never pay)."""
 
-    def build(settings: Any, kafka_topic: str | None = None) -> Dataflow:
+    def build(
+        settings: Any, kafka_topic: str | None = None, epoch_s: float | None = None
+    ) -> Dataflow:
+        del epoch_s  # a producer's source is not Kafka: nothing to pace
         from flows.producers.workers import producer_worker
 
         return producer_worker(name, settings, kafka_topic)

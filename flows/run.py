@@ -62,7 +62,7 @@ def _announce(worker: str) -> None:
 def _run(args: argparse.Namespace) -> None:
     settings = load_settings()
     spec = WORKERS[args.worker]
-    flow = spec.build(settings, kafka_topic=args.topic)
+    flow = spec.build(settings, kafka_topic=args.topic, epoch_s=args.snapshot_s)
     recovery = None
     if spec.recovery:
         suffix = f"-{args.topic}" if args.topic else ""

@@ -11,7 +11,14 @@ from bytewax.testing import TestingSink, TestingSource
 from confluent_kafka import Message
 
 from flows._consumer import CONSUMER_CONFIG
-from flows._kafka_source import IDLE_BACKOFF_MAX_S, POLL_TIMEOUT_S, KafkaBatchSource
+from flows._kafka_source import (
+    IDLE_BACKOFF_MAX_S,
+    POLL_TIMEOUT_S,
+    SHRINK,
+    TOLERANCE_S,
+    EpochPacer,
+    KafkaBatchSource,
+)
 from flows._parse import RawBatch
 from flows.ingest import build_ingest_flow
 from infra.settings import Settings
@@ -106,3 +113,56 @@ def test_an_idle_partition_is_polled_less_and_less_often_until_a_message_comes(
         assert partition.next_awake() is None, "a partition with messages is polled at once"
     finally:
         partition.close()
+
+
+EPOCH_S = 1.0
+
+
+def _close(pacer: EpochPacer, at: float, lasting: float) -> float:
+    """One epoch's end at ``at``: the wait asked, then the read ``lasting`` later."""
+    asked = pacer.extra_wait(at)
+    pacer.ended(at)
+    pacer.read(at + lasting)
+    return asked
+
+
+@pytest.mark.parametrize(
+    ("closes", "asked"),
+    [
+        # The first close is not known yet: nothing asked; its length is asked next time.
+        ([0.3, 0.3], [0.0, 0.3]),
+        # A close that ends within the wait shrinks it by a fifth, down to nothing.
+        ([0.3, 0.0, 0.0], [0.0, 0.3, 0.3 * SHRINK]),
+        ([TOLERANCE_S / 2, 0.0], [0.0, 0.0]),
+        # A longer close than asked is asked whole next time, but never half an epoch.
+        ([0.1, 0.4, 0.0], [0.0, 0.1, 0.4]),
+        ([0.9, 0.0], [0.0, EPOCH_S / 2]),
+    ],
+)
+def test_the_pacer_asks_the_last_close_length_at_each_epoch_end(
+    closes: list[float], asked: list[float]
+) -> None:
+    pacer = EpochPacer(EPOCH_S, started=0.0)
+    # Bytewax starts the next epoch when it ends one: the ends lie an epoch apart.
+    got = [_close(pacer, (n + 1) * EPOCH_S, close) for n, close in enumerate(closes)]
+    assert got == pytest.approx(asked)
+
+
+def test_the_pacer_asks_nothing_before_the_epoch_is_about_to_end() -> None:
+    pacer = EpochPacer(EPOCH_S, started=0.0, wait_s=0.3)
+    assert pacer.extra_wait(0.5) == 0.0
+    assert pacer.extra_wait(EPOCH_S - 0.01) == 0.0
+    assert pacer.extra_wait(EPOCH_S - 0.001) == 0.3, "within the margin: this read ends it"
+
+
+def test_reads_within_an_epoch_leave_the_learned_wait_alone() -> None:
+    pacer = EpochPacer(EPOCH_S, started=0.0, wait_s=0.3)
+    for now in (0.1, 0.2, 0.7):
+        pacer.read(now)
+    assert pacer.wait_s == 0.3
+
+
+def test_a_close_within_the_tolerance_of_the_wait_counts_as_within_it() -> None:
+    pacer = EpochPacer(EPOCH_S, started=0.0, wait_s=0.2)
+    _close(pacer, EPOCH_S, 0.2 * 1.1 + TOLERANCE_S / 2)
+    assert pacer.wait_s == pytest.approx(0.2 * SHRINK)
