@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import bytewax.operators as op
@@ -47,13 +48,25 @@ after a quiet spell waits at most this long, and a busy partition (whose polls a
 empty) is polled as before."""
 
 
-EPOCH_MARGIN_S = 0.002
-"""How early before the epoch's end an activation counts as the one that ends it: our
-clock reads the epoch's start a little after Bytewax's does."""
+EPOCH_MARGIN_S = 0.005
+"""How long after the epoch's end, by our clock, a read must start for Bytewax to end the
+epoch in that same activation. Bytewax counts an epoch from the start of the activation
+that began it (our clock starts later, at the snapshot) to the start of the current one,
+which comes before our read by the time it takes to get the GIL: at most a switch
+interval (5 ms) while another thread holds it. Asking for a wait in an activation that
+does not end the epoch would only stall the input."""
+EPOCH_LEAD_S = 0.010
+"""A read due this close before the epoch's end (by our clock) may or may not end the
+epoch in Bytewax's: it is put off until the end is sure (at most this plus the margin,
+once per epoch), so the read that ends the epoch is one that asks for the wait."""
 TOLERANCE_S = 0.002
 """A resume later than the wait asked by more than this (and a tenth) means the epoch's
 close outlasted the wait: the input spun for the difference."""
+RECENT_CLOSES = 8
+"""How many epochs' closes the wait is the shortest of."""
 SHRINK = 0.8
+"""A close that ended within the wait is remembered as this much of the wait: it may have
+been shorter, and only a shorter wait finds out."""
 
 
 @dataclass(slots=True)
@@ -68,43 +81,57 @@ class EpochPacer:
     of the clustered stack (``perf`` on ``timely:work-0``: ``partitioned_input``
     re-scheduling itself), and on two cores starved the brokers and producers it waited
     for. The close cannot be seen from here, but its length can: the pause between the
-    epoch's end (:meth:`ended`, from ``snapshot``) and the next read (:meth:`read`). The
-    pacer asks Bytewax to wake the partition that much later when the epoch is about to
-    end (:meth:`extra_wait`), so the worker parks instead of spinning. It learns the wait
-    from the last close (jumping to a longer close at once, shrinking by a fifth after a
-    close that ended within it): the input reads nothing during a close either way, so the
-    wait costs only the part of it that outlasts the close.
+    epoch's end (:meth:`ended`, from ``snapshot``) and the next read (:meth:`read`). When
+    a read's activation surely ends the epoch, the pacer asks Bytewax to wake the
+    partition that much later (:meth:`wake`), so the worker parks instead of spinning; a
+    read due just before the end is put off until the end is sure
+    (:data:`EPOCH_LEAD_S`).
+
+    The wait is the shortest of the last :data:`RECENT_CLOSES` closes, never the last or
+    the longest: a wait longer than the close delays the messages that arrive meanwhile,
+    while a wait shorter than the close only spins for the rest of it, as before. A close
+    that ended within the wait counts as :data:`SHRINK` of it, so the wait follows closes
+    that get shorter.
     """
 
     epoch_s: float
     started: float
     """``time.monotonic()`` at the start of the current epoch (the last snapshot)."""
-    wait_s: float = 0.0
+    closes: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_CLOSES))
     asked_s: float = 0.0
-    """The wait asked at the last epoch's end."""
+    """The wait asked by the read that ended the last epoch (0: none, or not known)."""
     ended_at: float | None = None
+    read_at: float = 0.0
+    """``time.monotonic()`` at the start of the last read."""
 
-    def extra_wait(self, now: float) -> float:
-        """Seconds to add to the partition's next wake-up (``next_awake``)."""
-        if now - self.started < self.epoch_s - EPOCH_MARGIN_S:
-            return 0.0
-        self.asked_s = self.wait_s
-        return self.wait_s
+    @property
+    def wait_s(self) -> float:
+        """The wait asked at the next epoch's end: never half an epoch or more."""
+        return min(min(self.closes, default=0.0), self.epoch_s / 2)
+
+    def wake(self, natural: float) -> float:
+        """When to read next (``time.monotonic()``), after the read that started at
+        ``read_at``, for a partition that would be read at ``natural``."""
+        end = self.started + self.epoch_s + EPOCH_MARGIN_S
+        if self.read_at >= end:  # this activation ends the epoch: wait out its close
+            self.asked_s = self.wait_s
+            return max(natural, self.read_at + self.asked_s)
+        self.asked_s = 0.0
+        return end if end - EPOCH_MARGIN_S - EPOCH_LEAD_S <= natural < end else natural
 
     def ended(self, now: float) -> None:
         """The epoch ended (Bytewax takes a snapshot at each epoch's end)."""
         self.started = self.ended_at = now
 
     def read(self, now: float) -> None:
-        """The partition is read again: after an epoch's end, its close is over."""
+        """A read of the partition starts: after an epoch's end, its close is over."""
+        self.read_at = now
         if self.ended_at is None:
             return
         close = now - self.ended_at
         self.ended_at = None
-        if close > self.asked_s * 1.1 + TOLERANCE_S:
-            self.wait_s = min(close, self.epoch_s / 2)
-        else:
-            self.wait_s = self.wait_s * SHRINK if self.wait_s * SHRINK > TOLERANCE_S else 0.0
+        within = close <= self.asked_s * 1.1 + TOLERANCE_S
+        self.closes.append(self.asked_s * SHRINK if within else close)
 
 
 class _Partition(StatefulSourcePartition[RawBatch, int]):
@@ -149,9 +176,12 @@ class _Partition(StatefulSourcePartition[RawBatch, int]):
         return [RawBatch(self._key, messages)]
 
     def next_awake(self) -> datetime | None:
-        if self._pacer is not None and (extra := self._pacer.extra_wait(time.monotonic())):
-            return datetime.now(UTC) + timedelta(seconds=max(self._idle_s, extra))
-        return self._awake
+        if self._pacer is None:
+            return self._awake
+        now = time.monotonic()
+        natural = now + self._idle_s  # when the poll's own backoff would read again
+        wake = self._pacer.wake(natural)
+        return self._awake if wake == natural else datetime.now(UTC) + timedelta(seconds=wake - now)
 
     def snapshot(self) -> int:
         if self._pacer is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -12,8 +13,11 @@ from confluent_kafka import Message
 
 from flows._consumer import CONSUMER_CONFIG
 from flows._kafka_source import (
+    EPOCH_LEAD_S,
+    EPOCH_MARGIN_S,
     IDLE_BACKOFF_MAX_S,
     POLL_TIMEOUT_S,
+    RECENT_CLOSES,
     SHRINK,
     TOLERANCE_S,
     EpochPacer,
@@ -116,13 +120,17 @@ def test_an_idle_partition_is_polled_less_and_less_often_until_a_message_comes(
 
 
 EPOCH_S = 1.0
+END = EPOCH_S + EPOCH_MARGIN_S
+"""Where a read surely ends the first epoch (started at 0), by the pacer's clock."""
 
 
 def _close(pacer: EpochPacer, at: float, lasting: float) -> float:
-    """One epoch's end at ``at``: the wait asked, then the read ``lasting`` later."""
-    asked = pacer.extra_wait(at)
+    """A busy partition's read at ``at`` ends an epoch: the wait asked; the next read
+    comes when the close is over (``lasting``), and not before the wait is."""
+    pacer.read(at)
+    asked = pacer.wake(at) - at
     pacer.ended(at)
-    pacer.read(at + lasting)
+    pacer.read(at + max(lasting, asked))
     return asked
 
 
@@ -131,38 +139,77 @@ def _close(pacer: EpochPacer, at: float, lasting: float) -> float:
     [
         # The first close is not known yet: nothing asked; its length is asked next time.
         ([0.3, 0.3], [0.0, 0.3]),
-        # A close that ends within the wait shrinks it by a fifth, down to nothing.
+        # A close that ends within the wait counts as a fifth less, which is asked next.
         ([0.3, 0.0, 0.0], [0.0, 0.3, 0.3 * SHRINK]),
         ([TOLERANCE_S / 2, 0.0], [0.0, 0.0]),
-        # A longer close than asked is asked whole next time, but never half an epoch.
-        ([0.1, 0.4, 0.0], [0.0, 0.1, 0.4]),
-        ([0.9, 0.0], [0.0, EPOCH_S / 2]),
+        # The shortest recent close is asked, so one long close delays nothing.
+        ([0.1, 0.4, 0.4], [0.0, 0.1, 0.1]),
+        ([0.1, 0.4, 0.4, 0.4], [0.0, 0.1, 0.1, 0.1]),
+        # ... until it ages out of the last RECENT_CLOSES.
+        ([0.1] + [0.4] * RECENT_CLOSES + [0.0], [0.0] + [0.1] * RECENT_CLOSES + [0.4]),
+        # Never half an epoch or more.
+        ([0.9, 0.9], [0.0, EPOCH_S / 2]),
     ],
 )
-def test_the_pacer_asks_the_last_close_length_at_each_epoch_end(
+def test_the_pacer_asks_the_shortest_recent_close_at_each_epoch_end(
     closes: list[float], asked: list[float]
 ) -> None:
     pacer = EpochPacer(EPOCH_S, started=0.0)
-    # Bytewax starts the next epoch when it ends one: the ends lie an epoch apart.
-    got = [_close(pacer, (n + 1) * EPOCH_S, close) for n, close in enumerate(closes)]
+    # Bytewax starts the next epoch when it ends one: the ending reads lie an epoch (and
+    # a little more than the margin) apart.
+    got = [_close(pacer, (n + 1) * (END + EPOCH_MARGIN_S), close) for n, close in enumerate(closes)]
     assert got == pytest.approx(asked)
 
 
-def test_the_pacer_asks_nothing_before_the_epoch_is_about_to_end() -> None:
-    pacer = EpochPacer(EPOCH_S, started=0.0, wait_s=0.3)
-    assert pacer.extra_wait(0.5) == 0.0
-    assert pacer.extra_wait(EPOCH_S - 0.01) == 0.0
-    assert pacer.extra_wait(EPOCH_S - 0.001) == 0.3, "within the margin: this read ends it"
+@pytest.mark.parametrize(
+    ("read_at", "natural", "wake"),
+    [
+        # Mid-epoch: read as the poll's backoff says.
+        (0.5, 0.5, 0.5),
+        (0.5, 0.52, 0.52),
+        # A read due just before the end could end the epoch in Bytewax's clock or not:
+        # put off until the end is sure, so that read asks for the wait.
+        (EPOCH_S - 0.02, EPOCH_S - EPOCH_LEAD_S, END),
+        (EPOCH_S - 0.001, EPOCH_S - 0.001, END),
+        (EPOCH_S, EPOCH_S + EPOCH_MARGIN_S / 2, END),
+        # Earlier than that, or due after the end, nothing changes.
+        (EPOCH_S - 0.05, EPOCH_S - 0.02, EPOCH_S - 0.02),
+        (EPOCH_S - 0.01, END + 0.01, END + 0.01),
+        # A read at or after the sure end asks for the close's wait (0.3 here) ...
+        (END, END, END + 0.3),
+        # ... or for the poll's backoff, if that is longer.
+        (END, END + 0.5, END + 0.5),
+    ],
+)
+def test_the_pacer_wakes_the_read_that_surely_ends_the_epoch_and_only_it_waits(
+    read_at: float, natural: float, wake: float
+) -> None:
+    pacer = EpochPacer(EPOCH_S, started=0.0, closes=deque([0.3]))
+    pacer.read(read_at)
+    assert pacer.wake(natural) == pytest.approx(wake)
+    assert pacer.asked_s == (0.3 if read_at >= END else 0.0)
 
 
 def test_reads_within_an_epoch_leave_the_learned_wait_alone() -> None:
-    pacer = EpochPacer(EPOCH_S, started=0.0, wait_s=0.3)
+    pacer = EpochPacer(EPOCH_S, started=0.0, closes=deque([0.3]))
     for now in (0.1, 0.2, 0.7):
         pacer.read(now)
+        pacer.wake(now)
     assert pacer.wait_s == 0.3
 
 
 def test_a_close_within_the_tolerance_of_the_wait_counts_as_within_it() -> None:
-    pacer = EpochPacer(EPOCH_S, started=0.0, wait_s=0.2)
-    _close(pacer, EPOCH_S, 0.2 * 1.1 + TOLERANCE_S / 2)
+    pacer = EpochPacer(EPOCH_S, started=0.0, closes=deque([0.2]))
+    _close(pacer, END, 0.2 * 1.1 + TOLERANCE_S / 2)
     assert pacer.wait_s == pytest.approx(0.2 * SHRINK)
+
+
+def test_a_close_the_pacer_did_not_wait_for_is_learned_whole() -> None:
+    # Bytewax ended the epoch in an activation the pacer could not be sure of: the input
+    # spun through the close, which is asked next time.
+    pacer = EpochPacer(EPOCH_S, started=0.0, closes=deque([0.2]))
+    pacer.read(EPOCH_S)
+    assert pacer.wake(EPOCH_S) == END
+    pacer.ended(EPOCH_S)
+    pacer.read(EPOCH_S + 0.15)
+    assert pacer.wait_s == pytest.approx(0.15)
