@@ -137,7 +137,7 @@ def test_a_probe_closed_by_the_server_is_lost_with_its_reason() -> None:
 @pytest.mark.spark
 @pytest.mark.skipif(
     os.environ.get("CRYPTOVIZ_CLUSTER_CHAOS_TEST") != "1",
-    reason="not yet reliable enough for `make test` (issue 15 open: none of its 8 runs so far "
+    reason="not yet reliable enough for `make test` (issue 15 open: none of its 10 runs so far "
     "passed on the 2-core machine, which the clustered stack alone loads to a load average "
     "above 150; docs/RELIABILITY.md); run it with `make test-cluster-chaos`",
 )
