@@ -258,38 +258,39 @@ class Page(msgspec.Struct, frozen=True):
         return encode_cursor(CursorState(self.scope, self.range.start, ts, keys))
 
 
+def _refuse_pages(
+    page: str | None, page_size: str | None, *, instead_of_page: str, instead_of_size: str
+) -> None:
+    """``page=1`` is the answer asked; any other page, and ``page_size``, is a 400 saying
+    what to do instead."""
+    if page is not None and page.strip() != "1":
+        raise BadRequest(f"page={page!r}: {instead_of_page}", parameter="page")
+    if page_size is not None:
+        raise BadRequest(f"page_size={page_size!r}{instead_of_size}", parameter="page_size")
+
+
 def refuse_page_numbers(page: str | None, page_size: str | None) -> None:
     """The prototype's page-number parameters: ``page=1`` is this first page; any other
     page, and ``page_size``, is a 400 naming what to use instead."""
-    if page is not None and page.strip() != "1":
-        raise BadRequest(
-            f"page={page!r}: page numbers are not supported, these listings are keyset-paged; "
-            "follow the previous page's `next_url` (or pass its `next` value as cursor=)",
-            parameter="page",
-        )
-    if page_size is not None:
-        raise BadRequest(
-            f"page_size={page_size!r} is not supported; use limit= (rows per page)",
-            parameter="page_size",
-        )
+    _refuse_pages(
+        page, page_size,
+        instead_of_page="page numbers are not supported, these listings are keyset-paged; "
+        "follow the previous page's `next_url` (or pass its `next` value as cursor=)",
+        instead_of_size=" is not supported; use limit= (rows per page)",
+    )  # fmt: skip
 
 
 def refuse_pages_of_whole_listing(page: str | None, page_size: str | None) -> None:
     """The prototype's page-number parameters on a listing that is not paged (its one
     answer holds every row): ``page=1`` is that answer; any other page, and
     ``page_size``, is a 400, not the whole list again."""
-    if page is not None and page.strip() != "1":
-        raise BadRequest(
-            f"page={page!r}: this listing is not paged, its one answer holds every row "
-            "(`count` of them); drop page=",
-            parameter="page",
-        )
-    if page_size is not None:
-        raise BadRequest(
-            f"page_size={page_size!r}: this listing is not paged, its one answer holds "
-            "every row; drop page_size=",
-            parameter="page_size",
-        )
+    _refuse_pages(
+        page, page_size,
+        instead_of_page="this listing is not paged, its one answer holds every row "
+        "(`count` of them); drop page=",
+        instead_of_size=": this listing is not paged, its one answer holds every row; "
+        "drop page_size=",
+    )  # fmt: skip
 
 
 def page_request(
