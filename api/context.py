@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from api.candle_cache import CandleCache
 from api.db import Database
 from api.live import LiveRelay
+from api.row_cache import RowCache
 from api.settings import ApiSettings
 from api.symbols import Symbols
 from api.telemetry import Telemetry
@@ -32,6 +33,7 @@ class ApiContext:
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.candles = CandleCache(settings.candle_cache_s)
+        self.rows = RowCache(settings.row_cache_rows, telemetry.row_cache_rows)
         self.settings = settings
         self.db = db
         self.symbols = symbols

@@ -10,20 +10,24 @@ pool timeout: the pool is opened without waiting, so the app starts (and
 
 from __future__ import annotations
 
+import dataclasses
 import keyword
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any, Final, Generic, TypeVar
 
 import msgspec
 import psycopg
 from opentelemetry.trace import SpanKind
 from psycopg import AsyncConnection
+from psycopg.adapt import Loader
 from psycopg.rows import BaseRowFactory, RowMaker
-from psycopg.types.numeric import FloatLoader
+from psycopg.types.numeric import FloatLoader, Int8BinaryLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from api.errors import Unavailable
@@ -51,7 +55,8 @@ class Query(Generic[R]):
     the results in PostgreSQL's binary format, which loads faster (a timestamptz is
     a number, not text to parse: 0.75 against 1.05 ms of CPU for 1,000 tickers) but
     loads ``numeric`` as ``Decimal``: only for statements casting their ``numeric``
-    columns to ``float8``.
+    columns to ``float8``. A row type that is a plain value type (``int``) stands
+    for the one column's value itself, no object per row.
     """
 
     name: str
@@ -60,6 +65,26 @@ class Query(Generic[R]):
     sql: str
     row: type[R]
     binary: bool = False
+    loaders: tuple[tuple[str, type[Loader]], ...] = ()
+    """(PostgreSQL type, psycopg loader) pairs this statement's cursor loads otherwise
+    than the pool does (:data:`STAMP_LOADERS`)."""
+
+
+PG_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
+ONE_MICROSECOND: Final = timedelta(microseconds=1)
+STAMP_LOADERS: Final[tuple[tuple[str, type[Loader]], ...]] = (("timestamptz", Int8BinaryLoader),)
+"""Binary ``timestamptz`` loaded as what PostgreSQL sends, a *stamp*: microseconds
+since :data:`PG_EPOCH` as an ``int`` (0.2 ms less CPU per 1,000 than datetimes)."""
+
+
+def stamp_time(stamp: int) -> datetime:
+    """The UTC datetime of a stamp (see :data:`STAMP_LOADERS`), as psycopg loads it."""
+    return PG_EPOCH + timedelta(microseconds=stamp)
+
+
+def time_stamp(moment: datetime) -> int:
+    """The stamp of an aware datetime (see :data:`STAMP_LOADERS`)."""
+    return (moment - PG_EPOCH) // ONE_MICROSECOND
 
 
 class One(msgspec.Struct, Generic[R], frozen=True):
@@ -91,6 +116,11 @@ _ROW_MAKERS: dict[tuple[object, tuple[str, ...]], Any] = {}
 
 
 def _row_maker(row: type[R], names: tuple[str, ...]) -> RowMaker[R]:
+    if _is_value_type(row):
+        if len(names) != 1:
+            raise ValueError(f"a {row.__name__} row is one column, not {len(names)}")
+        value: RowMaker[R] = itemgetter(0)
+        return value
     for name in names:
         # Column names come from the Query's fixed SQL text; one that is no
         # keyword argument is a statement to alias, not something to compile.
@@ -104,6 +134,16 @@ def _row_maker(row: type[R], names: tuple[str, ...]) -> RowMaker[R]:
         call = f"row({', '.join(f'{name}=values[{i}]' for i, name in enumerate(names))})"
     make: Callable[[Sequence[Any]], R] = generated("make_row", "values", call, {"row": row})
     return make
+
+
+def _is_value_type(row: object) -> bool:
+    """A plain class (``int``...): not a Struct, a Struct's alias (``One[int]``, no
+    class) or a dataclass, whose rows are built from the columns by name."""
+    return (
+        isinstance(row, type)
+        and not issubclass(row, msgspec.Struct)
+        and not dataclasses.is_dataclass(row)
+    )
 
 
 class Database:
@@ -250,6 +290,8 @@ class Database:
                 async with conn.cursor(
                     row_factory=struct_row(query.row), binary=query.binary
                 ) as cur:
+                    for pg_type, loader in query.loaders:
+                        cur.adapters.register_loader(pg_type, loader)
                     await cur.execute(query.sql, params)
                     rows = await cur.fetchall() if cur.description is not None else []
             finally:

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Final, TypeVar, get_args
+from datetime import datetime
+from typing import Any, Generic, TypeVar, get_args
 
 import msgspec
 
-from api.db import Database, One, Query, R
+from api.db import ONE_MICROSECOND, STAMP_LOADERS, Database, One, Query, R
 from api.models import (
     AlertPoint,
     ArticlePoint,
@@ -42,10 +42,19 @@ from api.models import (
 from api.params import Page, invalid_cursor
 from infra.db_state import TRADE_GAPS_SQL, PairGaps
 
-ONE_MICROSECOND: Final = timedelta(microseconds=1)
 P = TypeVar("P", bound=msgspec.Struct)
 
 # -- history -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StampReads(Generic[R]):
+    """A page read in two steps, for rows that never change once written: the stamps
+    (:data:`~api.db.STAMP_LOADERS`) of the page's rows, then the rows of the stamps
+    not already at hand (``%(stamps)s``, a list of datetimes), in no order."""
+
+    stamps: Query[int]
+    rows: Query[R]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +64,28 @@ class PageQuery(Query[R]):
     keys: tuple[str, ...] = ()
     int_keys: frozenset[str] = frozenset()
     """The key columns holding integers (a cursor carries every key as text)."""
+    by_stamp: StampReads[R] | None = None
+    """The same page in two steps, where its rows are immutable (``page_query``)."""
 
 
 def page_query(
-    name: str, table: str, row: type[P], *, where: str | None = None, keys: tuple[str, ...] = ()
+    name: str,
+    table: str,
+    row: type[P],
+    *,
+    where: str | None = None,
+    keys: tuple[str, ...] = (),
+    immutable: bool = False,
 ) -> PageQuery[P]:
     """The keyset page of ``table`` rows matching ``where`` (on ``%(key)s``), newest first,
-    its SELECT list the fields of ``row`` (see the module docstring), read in binary."""
+    its SELECT list the fields of ``row`` (see the module docstring), read in binary.
+
+    ``immutable``: a row, once written, never changes (it may be deleted), so a subject's
+    timestamp names its values for good: the page can also be read by stamp
+    (:class:`StampReads`), for the history route's cache of encoded rows
+    (:mod:`api.row_cache`). Only where the timestamp alone orders a subject's rows."""
+    if immutable and (keys or where is None):
+        raise ValueError(f"{name}: rows read by stamp are one subject's, ordered by timestamp")
     columns = ", ".join(_column(f) for f in msgspec.structs.fields(row))
     conditions = [where] if where is not None else []
     if keys:
@@ -74,13 +98,28 @@ def page_query(
     else:  # the timestamp alone is unique: a plain bound
         conditions += ["timestamp >= %(lo)s", "timestamp < %(cts)s"]
     order = ", ".join(["timestamp DESC", *(f"{k} DESC" for k in keys)])
-    sql = (
-        f"SELECT {columns}\nFROM {table}\nWHERE {chr(10).join(_and(conditions))}\n"
-        f"ORDER BY {order}\nLIMIT %(n)s"
-    )
+    page = f"FROM {table}\nWHERE {chr(10).join(_and(conditions))}\nORDER BY {order}\nLIMIT %(n)s"
     types = {f.name: f.type for f in msgspec.structs.fields(row)}
     int_keys = frozenset(k for k in keys if types[k] is int)
-    return PageQuery(name, "SELECT", table, sql, row, binary=True, keys=keys, int_keys=int_keys)
+    by_stamp = None
+    if immutable:
+        stamps = f"SELECT timestamp\n{page}"
+        rows = f"SELECT {columns}\nFROM {table}\nWHERE {where}\n  AND timestamp = ANY(%(stamps)s)"
+        by_stamp = StampReads(
+            Query(f"{name}_stamps", "SELECT", table, stamps, int, True, STAMP_LOADERS),
+            Query(f"{name}_rows", "SELECT", table, rows, row, binary=True),
+        )
+    return PageQuery(
+        name,
+        "SELECT",
+        table,
+        f"SELECT {columns}\n{page}",
+        row,
+        binary=True,
+        keys=keys,
+        int_keys=int_keys,
+        by_stamp=by_stamp,
+    )
 
 
 def _column(field: msgspec.structs.FieldInfo) -> str:
@@ -98,7 +137,9 @@ def _and(conditions: list[str]) -> list[str]:
 
 _PAIR = "pair = %(key)s"
 _COIN = "crypto_symbol = %(key)s"
-TICKER_PAGE = page_query("ticker_page", "ticker_data", TickerPoint, where=_PAIR)
+# Ticker rows never change once written: ingestion inserts or skips on the primary key
+# (pair, timestamp) (flows/_pg_writer.py), nothing UPDATEs them, retention only deletes.
+TICKER_PAGE = page_query("ticker_page", "ticker_data", TickerPoint, where=_PAIR, immutable=True)
 TRADE_PAGE = page_query("trade_page", "trade_data", TradePoint, where=_PAIR, keys=("trade_key",))
 SENTIMENT_PAGE = page_query(
     "sentiment_page", "sentiment_data", SentimentPoint, where=_COIN, keys=("source",)
@@ -169,13 +210,24 @@ async def fetch_page(
 ) -> list[R]:
     """Up to ``page.limit + 1`` rows of a keyset listing ordered by ``(timestamp, *keys)``
     (see the module docstring); ``filters`` are the query's other parameters."""
+    return await db.fetch(query, page_params(query, page, key, keys, filters))
+
+
+def page_params(
+    query: PageQuery[Any],
+    page: Page,
+    key: str | None,
+    keys: tuple[str, ...],
+    filters: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The parameters of ``query`` (or its :class:`StampReads`) for ``page``."""
     if page.after is not None:
         cts = page.after.ts
         after = dict(zip(keys, page.after.keys, strict=False))
     else:
         cts = page.range.hi + ONE_MICROSECOND
         after = {}
-    params: dict[str, Any] = {
+    return {
         **(filters or {}),
         "key": key,
         "lo": page.range.lo,
@@ -183,7 +235,6 @@ async def fetch_page(
         "n": page.limit + 1,
         **{f"after_{c}": _after(c in query.int_keys, after.get(c)) for c in keys},
     }
-    return await db.fetch(query, params)
 
 
 def _after(integer: bool, raw: str | None) -> str | int:

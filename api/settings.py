@@ -175,6 +175,16 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
         env("CRYPTOVIZ_CANDLE_CACHE_S", "seconds completed candles stay cached (0: off)", ge=0),
     ] = 60.0
     """Seconds completed candles stay cached per process (0: no cache)."""
+    row_cache_rows: Annotated[
+        int,
+        env(
+            "CRYPTOVIZ_API_ROW_CACHE_ROWS",
+            "ticker history rows kept encoded per API process, ~0.5 kB each (0: off)",
+            ge=0,
+        ),
+    ] = 50_000
+    """Rows of immutable history (ticker pages) kept encoded per process
+    (:mod:`api.row_cache`): ~25 MB, fifty pages of 1,000 rows."""
     candle_source: Annotated[
         CandleSource,
         env(

@@ -172,6 +172,12 @@ class Telemetry:
             ["kind"],
             registry=r,
         )
+        self.row_cache_rows = Counter(
+            "cryptoviz_api_row_cache_rows_total",
+            "History rows served from the encoded-row cache (hit) or read and encoded (miss)",
+            ["result"],
+            registry=r,
+        )
         self.ws_clients = Gauge(
             "cryptoviz_api_ws_clients",
             "Connected WebSocket clients, by route template",

@@ -217,6 +217,14 @@ def envelope(
     if len(rows) > page.limit and data:
         last = data[-1]
         cursor = page.next_cursor(last.timestamp, tuple(str(getattr(last, k)) for k in keys))
+    return page_envelope(request, page, data, cursor)
+
+
+def page_envelope(
+    request: Request[Any, Any, Any], page: Page, data: list[Any], cursor: str | None
+) -> Envelope[Any]:
+    """The history fields of a page's ``data`` (at most ``limit`` rows) and the next
+    page's ``cursor`` (None: this is the last page)."""
     return Envelope(
         count=len(data),
         data=data,

@@ -58,8 +58,10 @@ from api.routes.common import (
     PagingParams,
     envelope,
     live_links,
+    page_envelope,
     paging,
 )
+from api.row_cache import fetch_encoded_page
 from handlers import sentiment_label
 
 PairQuery = Annotated[
@@ -193,6 +195,15 @@ async def serve_listing(
         return live_links(request, listing.series, key)
     page = paging(ctx, f"{listing.series}|{subject.scope}", paging_params)
     query = listing.page if key is not None or listing.page_all is None else listing.page_all
+    if key is not None and query.by_stamp is not None and ctx.rows.enabled:
+        # Rows that never change: their JSON from the cache (the body is the same bytes).
+        series = (body, subject.scope)
+        got = await fetch_encoded_page(
+            ctx.db, ctx.rows, query, page, key, series=series, point=listing.point
+        )
+        if got is not None:
+            cursor = page.next_cursor(got.last) if got.last is not None else None
+            return body(**subject.fields, **page_envelope(request, page, got.rows, cursor))
     # "now": rows stamped after the clock are not served (forecasts: see PREDICTION_PAGE).
     filters = {**subject.filters, "now": ctx.now()}
     rows = await fetch_page(ctx.db, query, page, key, listing.keys, filters=filters)

@@ -14,7 +14,7 @@ from litestar.params import FromPath, Parameter
 
 from api.candles import candle_page
 from api.context import ApiContext
-from api.db import Connection
+from api.db import ONE_MICROSECOND, Connection
 from api.errors import BadRequest, NotFound, error_responses
 from api.models import (
     Candles,
@@ -32,7 +32,6 @@ from api.params import INTERVALS, Interval
 from api.queries import (
     LATEST_PREDICTIONS,
     LATEST_PRICE,
-    ONE_MICROSECOND,
     PAIR_FRESHNESS,
     PREDICTION_ACCURACY,
     PREDICTION_INTERVAL_ACCURACY,

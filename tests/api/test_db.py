@@ -1,14 +1,15 @@
-"""Rows built by column name (:func:`api.db.struct_row`), without a database."""
+"""Rows built by column name (:func:`api.db.struct_row`) and stamps, without a database."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 import pytest
 
-from api.db import struct_row
+from api.db import PG_EPOCH, One, stamp_time, struct_row, time_stamp
 
 
 class Point(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,3 +68,21 @@ def test_columns_in_field_order_build_a_positional_struct_positionally() -> None
     by_name: Any = struct_row(Positional)(swapped)
     assert by_name(("s", 2.5)) == Positional(price=2.5, side="s")
     assert ("side", "price") in by_name.__code__.co_consts
+
+
+def test_a_plain_value_row_type_is_the_one_column_itself() -> None:
+    one: Any = _Cursor([_Column("timestamp")])
+    two: Any = _Cursor([_Column("a"), _Column("b")])
+    assert struct_row(int)(one)((7,)) == 7
+    value: Any = _Cursor([_Column("value")])
+    assert struct_row(One[int])(value)((7,)) == One(7)  # a Struct's alias is no plain type
+    with pytest.raises(ValueError, match="one column"):
+        struct_row(int)(two)
+
+
+def test_stamps_are_postgresql_microseconds() -> None:
+    moment = datetime(2026, 1, 15, 12, 0, 0, 123456, tzinfo=UTC)
+    assert time_stamp(PG_EPOCH) == 0
+    assert time_stamp(moment) == ((26 * 365 + 7 + 14) * 86400 + 12 * 3600) * 10**6 + 123456
+    assert stamp_time(time_stamp(moment)) == moment
+    assert stamp_time(-1) == PG_EPOCH - timedelta(microseconds=1)

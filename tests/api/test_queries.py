@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 import re
@@ -11,10 +12,13 @@ from typing import Any
 import msgspec
 import psycopg
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 
 from api import candles, queries
-from api.db import Query, struct_row
+from api.db import Database, Query, stamp_time, struct_row, time_stamp
 from api.models import ModelAccuracy, ModelPrediction
+from api.settings import ApiSettings
+from api.telemetry import Telemetry
 from spark_batch.accuracy import IntervalAccuracy
 
 T0 = datetime(2026, 1, 15, tzinfo=UTC)
@@ -24,7 +28,7 @@ PARAMETERS: dict[str, Any] = {
     "n": 10, "width": timedelta(hours=1), "id": 1, "name": "n", "active": True,
     "time_range": "1h", "chart_type": "line", "indicators": [], "horizon": 300, "now": T0,
     "until": T0, "shown_first": "shown_first", "naive": "naive_last_value",
-    "newest": T0, "oldest": T0 - timedelta(days=1),
+    "newest": T0, "oldest": T0 - timedelta(days=1), "stamps": [T0],
 }  # fmt: skip
 """A value for every parameter name the statements use (cursor keys: after_<column>)."""
 
@@ -35,6 +39,9 @@ def _statements() -> list[tuple[str, Query[Any]]]:
         for name, value in vars(module).items():
             if isinstance(value, Query):
                 found.append((f"{module.__name__}.{name}", value))
+                if isinstance(value, queries.PageQuery) and value.by_stamp is not None:
+                    found.append((f"{module.__name__}.{name}.stamps", value.by_stamp.stamps))
+                    found.append((f"{module.__name__}.{name}.rows", value.by_stamp.rows))
             elif isinstance(value, dict) and all(isinstance(q, Query) for q in value.values()):
                 # flavour -> statement: the plain one runs here (test_timescale runs the others)
                 found.append((f"{module.__name__}.{name}[plain]", value["plain"]))
@@ -69,7 +76,10 @@ def test_columns_are_the_row_fields(label: str, query: Query[Any], fresh_db: str
 
 
 def _field_names(row: Any) -> list[str]:
-    # A row is a msgspec Struct, or a dataclass shared with another program (PairGaps).
+    # A row is a msgspec Struct, or a dataclass shared with another program (PairGaps),
+    # or a plain value (a page's stamps): the timestamp column alone.
+    if row is int:
+        return ["timestamp"]
     if dataclasses.is_dataclass(row):
         return [f.name for f in dataclasses.fields(row)]
     return [f.name for f in msgspec.structs.fields(row)]
@@ -140,3 +150,40 @@ def test_pages_read_in_binary_give_the_floats_of_the_numeric_text(fresh_db: str)
             assert math.isnan(row.bid or 0.0)
         else:
             assert (row.last, row.bid) == (want, want), row
+
+
+def test_a_page_read_by_stamp_is_the_page(fresh_db: str) -> None:
+    """The two steps of ``StampReads`` (stamps, then rows by stamp) give the page's rows;
+    run through the API's own ``Database``, whose cursor loads the stamps as integers."""
+    query = queries.TICKER_PAGE
+    reads = query.by_stamp
+    assert reads is not None
+    assert queries.TRADE_PAGE.by_stamp is None  # ordered by trade_key too: not by stamp
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        for i in range(30):
+            for pair in ("BTC/USD", "ETH/USD"):
+                conn.execute(
+                    "INSERT INTO ticker_data (timestamp, pair, last, bid, high) "
+                    "VALUES (%s, %s, %s, %s, %s)",
+                    (T0 - timedelta(minutes=i, microseconds=i), pair, 100 + i, i or None, 0.1),
+                )
+    params = {"key": "BTC/USD", "lo": T0 - timedelta(days=1), "cts": T0, "n": 21}
+
+    async def read() -> tuple[list[Any], list[int], list[Any]]:
+        db = Database(fresh_db, ApiSettings(pool_min=0), Telemetry(TracerProvider()))
+        await db.open()
+        try:
+            page = await db.fetch(query, params)
+            stamps = await db.fetch(reads.stamps, params)
+            some = [stamp_time(s) for s in stamps[::3]]
+            by_stamp = await db.fetch(reads.rows, {"key": "BTC/USD", "stamps": some})
+            return page, stamps, by_stamp
+        finally:
+            await db.close()
+
+    page, stamps, by_stamp = asyncio.run(read())
+    assert len(page) == 21
+    assert all(type(s) is int for s in stamps)
+    assert stamps == [time_stamp(r.timestamp) for r in page]
+    assert [stamp_time(s) for s in stamps] == [r.timestamp for r in page]
+    assert sorted(by_stamp, key=lambda r: r.timestamp, reverse=True) == page[::3]

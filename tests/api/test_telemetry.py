@@ -56,7 +56,7 @@ def test_request_and_query_spans(app_factory: AppFactory) -> None:
     assert query.attributes is not None
     assert query.attributes["db.system.name"] == "postgresql"
     assert query.attributes["db.collection.name"] == "ticker_data"
-    assert query.attributes["db.query.summary"] == "ticker_page"
+    assert query.attributes["db.query.summary"] == "ticker_page_stamps"  # the row cache's read
     assert query.attributes["db.response.returned_rows"] == 0
     text = str(query.attributes["db.query.text"])
     assert "FROM ticker_data" in text
@@ -97,7 +97,7 @@ def test_prometheus_metrics(app_factory: AppFactory) -> None:
     assert (
         f'cryptoviz_api_request_duration_seconds_count{{method="GET",route="{ROUTE}"}} 3.0' in text
     )
-    assert 'cryptoviz_api_db_query_duration_seconds_count{query="ticker_page"} 2.0' in text
+    assert 'cryptoviz_api_db_query_duration_seconds_count{query="ticker_page_stamps"} 2.0' in text
     assert 'cryptoviz_api_ws_clients{route="/ws/alert"} 1.0' in text
     for gauge in ("pool_size", "pool_available", "requests_waiting"):
         assert f"cryptoviz_api_db_{gauge} " in text
