@@ -14,7 +14,9 @@
    Endpoints: ``ticker/BTC/USD/historique/?periode=24h`` (first page, 100 rows), the
    same with ``limit=1000`` (the prototype's request: its ticker history returned up
    to 1,000 rows), ``prix/BTC/temps_reel/`` and 1h candles over 30 days.
-4. Each figure is measured ``--runs`` times in the session; the result is the median
+4. The uncached candles and the 1,000-row page without the row cache, at saturation
+   with one worker (``UNCACHED``).
+5. Each figure is measured ``--runs`` times in the session; the result is the median
    of each statistic over the runs (errors and timeouts: their sum), the runs beside
    it. With one worker, ``server_cpu_ms_per_request`` is the CPU the API process used
    per answered request: steadier than req/s on a shared machine; with the embedded
@@ -59,6 +61,15 @@ ENDPOINTS = {
     "latest_price": "/api/v1/prix/BTC/temps_reel/",
     "candles_1h_30d": "/api/v1/candles/BTC/USD/?interval=1h&periode=30d&limit=1000",
 }
+
+
+UNCACHED: dict[str, tuple[str, int | None]] = {
+    "candles_1h_30d": ("CRYPTOVIZ_CANDLE_CACHE_S", 4),
+    "ticker_24h_1000_rows": ("CRYPTOVIZ_API_ROW_CACHE_ROWS", None),
+}
+"""Endpoints also measured at saturation (one worker) with their cache off: the setting
+that turns it off, and the connections (None: ``--concurrency``). Uncached 1h candles
+aggregate 1M ticks per request: 4 connections are plenty."""
 
 
 def load(admin_url: str, rows: int) -> str:
@@ -331,19 +342,28 @@ def main() -> int:
         finally:
             stop(proc)
 
-        if "candles_1h_30d" in endpoints:
-            # Without the candle cache: every request aggregates the 30 days of raw ticks.
-            proc, port = serve(url, 1, CRYPTOVIZ_CANDLE_CACHE_S="0")
+        for name, (setting, connections) in UNCACHED.items():
+            if name not in endpoints:
+                continue
+            proc, port = serve(url, 1, **{setting: "0"})
             try:
-                path = ENDPOINTS["candles_1h_30d"]
+                path = ENDPOINTS[name]
+                asyncio.run(saturate(port, path, 4, 2.0))
+                concurrency = connections or args.concurrency
                 uncached = median_of(
                     [
-                        measured_saturation(proc.pid, port, path, 4, args.seconds, postmaster)
+                        measured_saturation(
+                            proc.pid, port, path, concurrency, args.seconds, postmaster
+                        )
                         for _ in range(args.runs)
                     ]
                 )
-                print(f"  candles_1h_30d without cache, saturation: {uncached}", flush=True)
-                result["candles_1h_30d_without_cache"] = {"concurrency": 4, **uncached}
+                print(f"  {name} with {setting}=0, saturation: {uncached}", flush=True)
+                result[f"{name}_without_cache"] = {
+                    "concurrency": concurrency,
+                    "setting": f"{setting}=0",
+                    **uncached,
+                }
             finally:
                 stop(proc)
 
@@ -390,7 +410,11 @@ def main() -> int:
         "and timeouts: their sum). Server, PostgreSQL and load generator share the "
         "machine's cores, so one worker saturates it. Candles: completed buckets come "
         "from the per-process cache (CRYPTOVIZ_CANDLE_CACHE_S, 60 s), recomputed once a "
-        "minute; without it, see candles_1h_30d_without_cache (1M ticks aggregated per request).",
+        "minute; without it, see candles_1h_30d_without_cache (1M ticks aggregated per "
+        "request). Ticker pages: each row's JSON from the per-process row cache "
+        "(CRYPTOVIZ_API_ROW_CACHE_ROWS), the page's stamps read every request; without "
+        "it, see ticker_24h_1000_rows_without_cache. The table is not written during the "
+        "runs, so every page after the first is served from the cache.",
         **provenance(),
     )
     complete = len(endpoints) == len(ENDPOINTS)
