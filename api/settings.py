@@ -179,12 +179,12 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
         int,
         env(
             "CRYPTOVIZ_API_ROW_CACHE_ROWS",
-            "ticker history rows kept encoded per API process, ~0.5 kB each (0: off)",
+            "ticker history rows kept encoded per API process, ~0.35 kB each (0: off)",
             ge=0,
         ),
     ] = 50_000
     """Rows of immutable history (ticker pages) kept encoded per process
-    (:mod:`api.row_cache`): ~25 MB, fifty pages of 1,000 rows."""
+    (:mod:`api.row_cache`): ~17 MB, fifty pages of 1,000 rows."""
     candle_source: Annotated[
         CandleSource,
         env(

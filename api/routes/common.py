@@ -217,16 +217,16 @@ def envelope(
     if len(rows) > page.limit and data:
         last = data[-1]
         cursor = page.next_cursor(last.timestamp, tuple(str(getattr(last, k)) for k in keys))
-    return page_envelope(request, page, data, cursor)
+    return page_envelope(request, page, data, len(data), cursor)
 
 
 def page_envelope(
-    request: Request[Any, Any, Any], page: Page, data: list[Any], cursor: str | None
+    request: Request[Any, Any, Any], page: Page, data: Any, count: int, cursor: str | None
 ) -> Envelope[Any]:
-    """The history fields of a page's ``data`` (at most ``limit`` rows) and the next
-    page's ``cursor`` (None: this is the last page)."""
+    """The history fields of a page's ``count`` rows ``data`` (a list, or their JSON
+    array as ``msgspec.Raw``) and the next page's ``cursor`` (None: the last page)."""
     return Envelope(
-        count=len(data),
+        count=count,
         data=data,
         limit=page.limit,
         next=cursor,

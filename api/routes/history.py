@@ -203,7 +203,8 @@ async def serve_listing(
         )
         if got is not None:
             cursor = page.next_cursor(got.last) if got.last is not None else None
-            return body(**subject.fields, **page_envelope(request, page, got.rows, cursor))
+            fields = page_envelope(request, page, got.data, got.count, cursor)
+            return body(**subject.fields, **fields)
     # "now": rows stamped after the clock are not served (forecasts: see PREDICTION_PAGE).
     filters = {**subject.filters, "now": ctx.now()}
     rows = await fetch_page(ctx.db, query, page, key, listing.keys, filters=filters)

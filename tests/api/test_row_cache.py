@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter
 from api.context import ApiContext
 from api.db import stamp_time
 from api.queries import TICKER_PAGE
-from api.row_cache import RowCache
+from api.row_cache import RowCache, array, members
 from tests.api import seed
 from tests.api.conftest import NOW, AppFactory, test_api_settings
 
@@ -26,8 +26,8 @@ Client = TestClient[Litestar]
 Conn = psycopg.Connection[tuple[Any, ...]]
 
 
-def _raw(i: int) -> msgspec.Raw:
-    return msgspec.Raw(b'{"i":%d}' % i)
+def _raw(i: int) -> bytes:
+    return b'"i":%d' % i
 
 
 def test_the_bound_holds_and_rows_got_recently_stay() -> None:
@@ -55,6 +55,28 @@ def test_series_are_apart_and_lookups_are_counted() -> None:
     assert registry.get_sample_value("rows_total", {"result": "miss"}) == 3
     assert RowCache(100).enabled
     assert not RowCache(0).enabled
+
+
+class _Note(msgspec.Struct):
+    at: datetime
+    text: str | None
+    points: list[_Note] | None = None
+
+
+@pytest.mark.parametrize(
+    "points",
+    [
+        [],
+        [_Note(NOW, None)],
+        [_Note(NOW + timedelta(seconds=i), f"n{i}") for i in range(50)],
+        [_Note(NOW, "a},{b"), _Note(NOW, None)],  # the cut inside a value
+        [_Note(NOW, None, [_Note(NOW, "x"), _Note(NOW, "y")]), _Note(NOW, "z")],
+    ],
+)
+def test_members_joined_are_the_encoded_list(points: list[_Note]) -> None:
+    cut = members(points)
+    assert cut == [msgspec.json.encode(p)[1:-1] for p in points]
+    assert array(cut) == msgspec.Raw(msgspec.json.encode(points))
 
 
 # -- pages through the cache, against pages without it ---------------------------------
