@@ -23,7 +23,7 @@ one dict access, with no per-row bookkeeping of recency.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -136,16 +136,18 @@ async def fetch_encoded_page(
     *,
     series: Series,
     point: Callable[[Any], Any] | None = None,
+    filters: Mapping[str, Any] | None = None,
 ) -> EncodedPage | None:
     """Up to ``page.limit`` rows of ``query`` (which has :class:`StampReads`) for
-    subject ``key``, encoded as ``point(row)`` (or the row), through ``cache``.
+    subject ``key`` (and the query's other parameters ``filters``), encoded as
+    ``point(row)`` (or the row), through ``cache``.
 
     ``None`` when the rows changed between the two reads (one deleted by retention,
     or back-filled): the caller reads the page in one statement instead.
     """
     reads = query.by_stamp
     assert reads is not None, f"{query.name} is not read by stamp"
-    stamps = await db.fetch(reads.stamps, page_params(query, page, key, ()))
+    stamps = await db.fetch(reads.stamps, page_params(query, page, key, (), filters))
     shown = stamps[: page.limit]
     found = cache.get(series, shown)
     if None in found:
@@ -154,7 +156,7 @@ async def fetch_encoded_page(
         last = len(found) - 1 - found[::-1].index(None)
         span = shown[first : last + 1]
         bounds = {"newest": stamp_time(span[0]), "oldest": stamp_time(span[-1])}
-        rows = await db.fetch(reads.rows, {"key": key, **bounds})
+        rows = await db.fetch(reads.rows, {**(filters or {}), "key": key, **bounds})
         if len(rows) != len(span):  # a row deleted, or one back-filled, since the stamps
             return None
         encoded = members(rows if point is None else list(map(point, rows)))

@@ -4,7 +4,8 @@ Each series is a :class:`Listing` (its page queries, cursor columns, live channe
 and each route one :func:`history_route`: a path, a listing, and the dependency
 that resolves the route's own parameters (path or query) to a :class:`Subject`.
 One handler serves them all; the paging parameters are the shared ``paging_params``
-dependency.
+dependency. Listings whose rows never change (ticker, price) are served through the
+per-process cache of encoded rows (:mod:`api.row_cache`).
 """
 
 from __future__ import annotations
@@ -195,18 +196,18 @@ async def serve_listing(
         return live_links(request, listing.series, key)
     page = paging(ctx, f"{listing.series}|{subject.scope}", paging_params)
     query = listing.page if key is not None or listing.page_all is None else listing.page_all
+    # "now": rows stamped after the clock are not served (forecasts: see PREDICTION_PAGE).
+    filters = {**subject.filters, "now": ctx.now()}
     if key is not None and query.by_stamp is not None and ctx.rows.enabled:
         # Rows that never change: their JSON from the cache (the body is the same bytes).
         series = (body, subject.scope)
         got = await fetch_encoded_page(
-            ctx.db, ctx.rows, query, page, key, series=series, point=listing.point
+            ctx.db, ctx.rows, query, page, key, series=series, point=listing.point, filters=filters
         )
         if got is not None:
             cursor = page.next_cursor(got.last) if got.last is not None else None
             fields = page_envelope(request, page, got.data, got.count, cursor)
             return body(**subject.fields, **fields)
-    # "now": rows stamped after the clock are not served (forecasts: see PREDICTION_PAGE).
-    filters = {**subject.filters, "now": ctx.now()}
     rows = await fetch_page(ctx.db, query, page, key, listing.keys, filters=filters)
     if listing.point is not None:
         rows = [listing.point(r) for r in rows]
