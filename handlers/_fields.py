@@ -368,6 +368,7 @@ class Fields(Generic[R]):
         "index",
         "read_flat",
         "record",
+        "record_flat",
     )
 
     def __init__(self, record: type[R], *fields: Field, derived: tuple[Derived, ...] = ()) -> None:
@@ -411,9 +412,8 @@ class Fields(Generic[R]):
         )
         """A Struct of every accepted key (any value, null when absent), nothing else:
         what :attr:`read_flat` reads (see ``handlers._payload.fields_handler``)."""
-        self.read_flat: Callable[[msgspec.Struct, HandlerContext], Values | None] = _flat_reader(
-            fields, checks, keys, self._conclusive
-        )
+        read_flat, record_flat = _flat_readers(record, fields, checks, keys, at, derived)
+        self.read_flat: Callable[[msgspec.Struct, HandlerContext], Values | None] = read_flat
         """``read_flat(flat, ctx)``: :meth:`read` of a message decoded as :attr:`flat`,
         or None where :meth:`read` gives None; it may also raise (any exception) where
         :meth:`read_in_order` reports a problem, and then says nothing about which.
@@ -423,6 +423,12 @@ class Fields(Generic[R]):
         and the checks are those of :meth:`read`, spelt out per field. A decoded Struct
         has no keys to walk, look up and dispatch, which cost about as much as the
         checks. (An attribute, not a method: one call less.)"""
+        self.record_flat: Callable[[msgspec.Struct, HandlerContext], R | None] = record_flat
+        """``record_flat(flat, ctx)``: ``build(read_flat(flat, ctx))``, or None where
+        :attr:`read_flat` gives None (and it raises where that raises), in one generated
+        function: the values stay in local variables from the Struct to the record's
+        keywords, with no list of values, no call to test them and none to build (about a
+        fifth of the ticker handler's time on the producers' messages; docs/BENCHMARKS.md)."""
 
     def parse(self, obj: Obj, ctx: HandlerContext) -> R:
         """The record of one decoded message; raises :class:`Invalid` (the first problem)."""
@@ -504,47 +510,62 @@ def _conclusive(fields: tuple[Field, ...], at: Mapping[str, int]) -> Callable[[V
     """``conclusive(values)``: whether the required fields are there; the rules across
     fields run too (an :class:`Invalid` they raise means no). Generated (see
     :mod:`handlers._generated`): it runs after every one-pass read."""
+    test, namespace = _conclusive_test(fields, at, "values[{}]".format)
+    return generated("conclusive", "values", test, namespace)
+
+
+def _conclusive_test(
+    fields: tuple[Field, ...], at: Mapping[str, int], value: Callable[[int], str]
+) -> tuple[str, dict[str, object]]:
+    """The expression of :func:`_conclusive`, the value of field ``i`` spelt ``value(i)``,
+    and the names it needs."""
     namespace: dict[str, object] = {}
     tests: list[str] = []
     for field in fields:
-        own = f"values[{at[field.name]}]"
+        own = value(at[field.name])
         if field.required and field.unless is None:
             tests.append(f"{own} is not None")
         elif field.required and field.unless is not None:
-            tests.append(f"({own} is not None or values[{at[field.unless]}] is not None)")
+            tests.append(f"({own} is not None or {value(at[field.unless])} is not None)")
     for index, field in enumerate(fields):
         if field.then is not None:
             namespace[f"rule_{index}"] = field.then.check
-            own = f"values[{at[field.name]}]"
-            reads = ", ".join(f"values[{at[name]}]" for name in field.then.reads)
+            own = value(at[field.name])
+            reads = ", ".join(value(at[name]) for name in field.then.reads)
             call = f"rule_{index}({field.keys[0]!r}, {own}, {reads})"
             tests.append(f"({own} is None or {call} is None)")
-    return generated("conclusive", "values", " and ".join(tests) or "True", namespace)
+    return " and ".join(tests) or "True", namespace
 
 
-def _flat_reader(
+def _flat_readers(  # noqa: PLR0917 (one private call site, as the other builders)
+    record: type[R],
     fields: tuple[Field, ...],
     checks: list[FieldCheck],
     keys: list[str],
-    conclusive: Callable[[Values], bool],
-) -> Callable[[msgspec.Struct, HandlerContext], Values | None]:
-    """``read_flat(wire, ctx)``: see :attr:`Fields.read_flat`."""
+    at: Mapping[str, int],
+    derived: tuple[Derived, ...],
+) -> tuple[
+    Callable[[msgspec.Struct, HandlerContext], Values | None],
+    Callable[[msgspec.Struct, HandlerContext], R | None],
+]:
+    """``read_flat(wire, ctx)`` and ``record_flat(wire, ctx)``: see
+    :attr:`Fields.read_flat` and :attr:`Fields.record_flat`. Both run the same
+    statements, which leave field ``i``'s value in the local ``v<i>``."""
     attribute = {key: f"k{n}" for n, key in enumerate(keys)}
     namespace: dict[str, object] = {
         "Decimal": Decimal,
-        "conclusive": conclusive,
         "parse_time_within": parse_time_within,
         "SHORT_PLAIN": _SHORT_PLAIN,
     }
-    body = [f"values = [None] * {len(fields)}", "window = ctx.time_window"]
+    body = ["window = ctx.time_window"]
     for index, (field, check) in enumerate(zip(fields, checks, strict=True)):
+        own = f"v{index}"
         for n, key in enumerate(field.keys):
             # (the key is only needed for a check's reason, and only varies with aliases)
-            lookup = f"raw = wire.{attribute[key]}"
+            lookup = f"{own} = wire.{attribute[key]}"
             lookup += f"; key = {key!r}" if len(field.keys) > 1 else ""
-            body += [lookup] if n == 0 else ["if raw is None:", f"    {lookup}"]
+            body += [lookup] if n == 0 else [f"if {own} is None:", f"    {lookup}"]
         key = "key" if len(field.keys) > 1 else repr(field.keys[0])
-        body.append("if raw is not None:")
         namespace[f"check_{index}"] = check
         if isinstance(field.check, str):  # the in-range number shortcut of Fields.read
             low, high = _RANGES[field.check]
@@ -553,23 +574,36 @@ def _flat_reader(
             # then goes the general way); and a zero low bound, excluded, stands for the
             # non-zero test (a zero takes the check: a price refuses it, -0 loses its sign).
             in_range = (
-                f"low_{index} < raw <= high_{index}"
+                f"low_{index} < {own} <= high_{index}"
                 if low == 0
-                else f"raw and low_{index} <= raw <= high_{index}"
+                else f"{own} and low_{index} <= {own} <= high_{index}"
             )
             body += [
-                f"    if (type(raw) is Decimal and {in_range}"
-                " and len(text := str(raw)) <= SHORT_PLAIN and 'E' not in text):",
-                f"        values[{index}] = raw",
-                "    else:",
-                f"        values[{index}] = check_{index}({key}, raw, ctx)",
+                f"if {own} is not None and not (type({own}) is Decimal and {in_range}"
+                f" and len(text := str({own})) <= SHORT_PLAIN and 'E' not in text):",
+                f"    {own} = check_{index}({key}, {own}, ctx)",
             ]
         elif field.check is check_time:  # check_time less its frame, as in Fields.read
-            body.append(f"    values[{index}] = parse_time_within(raw, window)")
+            body += [f"if {own} is not None:", f"    {own} = parse_time_within({own}, window)"]
         else:
-            body.append(f"    values[{index}] = check_{index}({key}, raw, ctx)")
-    body.append("return values if conclusive(values) else None")
-    return generated_body("read_flat", "wire, ctx", body, namespace)
+            body += [f"if {own} is not None:", f"    {own} = check_{index}({key}, {own}, ctx)"]
+    local = "v{}".format
+    test, tested = _conclusive_test(fields, at, local)
+    build, built = _build_call(record, at, derived, local)
+    values = ", ".join(local(index) for index in range(len(fields)))
+    read_flat = generated_body(
+        "read_flat",
+        "wire, ctx",
+        [*body, f"return [{values}] if {test} else None"],
+        {**namespace, **tested},
+    )
+    record_flat = generated_body(
+        "record_flat",
+        "wire, ctx",
+        [*body, f"if not ({test}):", "    return None", f"return {build}"],
+        {**namespace, **tested, **built},
+    )
+    return read_flat, record_flat
 
 
 def _getter(names: tuple[str, ...], at: Mapping[str, int]) -> Callable[[Values], tuple[Any, ...]]:
@@ -619,6 +653,18 @@ def _builder(
 ) -> Callable[[Values], R]:
     """``build(values)``: ``record(name=values[i], ...)`` for every attribute, by name
     (generated: see :mod:`handlers._generated`)."""
+    call, namespace = _build_call(record, at, derived, "values[{}]".format)
+    return generated("build", "values", call, namespace)
+
+
+def _build_call(
+    record: type[R],
+    at: Mapping[str, int],
+    derived: tuple[Derived, ...],
+    value: Callable[[int], str],
+) -> tuple[str, dict[str, object]]:
+    """The call of :func:`_builder`, the value of field ``i`` spelt ``value(i)``, and
+    the names it needs."""
     namespace: dict[str, object] = {"record": record}
     computed = {d.name: d for d in derived}
     arguments: list[str] = []
@@ -626,20 +672,20 @@ def _builder(
         name = info.name
         if name in computed:
             namespace[f"derive_{name}"] = computed[name].compute
-            inputs = ", ".join(f"values[{at[read]}]" for read in computed[name].reads)
+            inputs = ", ".join(value(at[read]) for read in computed[name].reads)
             arguments.append(f"{name}=derive_{name}({inputs})")
         elif info.required or info.default is None:
-            arguments.append(f"{name}=values[{at[name]}]")
+            arguments.append(f"{name}={value(at[name])}")
         else:  # an absent value takes the record's default
-            i = at[name]
+            own = value(at[name])
             if info.default_factory is msgspec.NODEFAULT:
                 namespace[f"default_{name}"] = info.default
                 default = f"default_{name}"
             else:
                 namespace[f"factory_{name}"] = info.default_factory
                 default = f"factory_{name}()"
-            arguments.append(f"{name}={default} if values[{i}] is None else values[{i}]")
-    return generated("build", "values", f"record({', '.join(arguments)})", namespace)
+            arguments.append(f"{name}={default} if {own} is None else {own}")
+    return f"record({', '.join(arguments)})", namespace
 
 
 def _number_field(kind: NumberKind) -> FieldCheck:

@@ -251,6 +251,34 @@ def test_producer_shapes_take_the_shortcut() -> None:
         values = FIELDS.read_flat(decoder.decode(payload), ctx())
         assert values is not None, payload
         assert values == FIELDS.read(obj, ctx())
+        assert FIELDS.record_flat(decoder.decode(payload), ctx()) == FIELDS.build(values)
+
+
+def _outcome(read: Any, flat: msgspec.Struct, context: HandlerContext) -> object:
+    try:
+        return read(flat, context)
+    except Exception as exc:
+        return type(exc)
+
+
+def test_the_fused_reading_is_the_flat_reading_then_build() -> None:
+    """record_flat (the handler's) gives build(read_flat), None or the same exception."""
+    decoder = msgspec.json.Decoder(FIELDS.flat, float_hook=Decimal)
+    checked = 0
+    for payload in corpus():
+        try:
+            flat = decoder.decode(payload)
+        except Exception:  # the handler goes the general way: not this test's
+            continue
+        for context in CONTEXTS:
+            values = _outcome(FIELDS.read_flat, flat, context)
+            record = _outcome(FIELDS.record_flat, flat, context)
+            if isinstance(values, list):
+                assert record == FIELDS.build(values), payload
+            else:
+                assert record == values, payload
+            checked += 1
+    assert checked > 1000
 
 
 def test_the_handler_takes_the_shortcut(monkeypatch: pytest.MonkeyPatch) -> None:
