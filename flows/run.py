@@ -13,6 +13,7 @@ idempotent sinks make the replay harmless). Exit statuses: :mod:`infra.cli`
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from datetime import timedelta
@@ -77,6 +78,12 @@ def _run(args: argparse.Namespace) -> None:
         start_http_server(args.metrics_port, addr="127.0.0.1")
     log.info("%s: starting (%s)", args.worker, spec.description)
     addresses = args.addresses.split(";") if args.addresses else None
+    # Everything made so far (modules, the flow, the clients) lives as long as the process:
+    # frozen, the cyclic collector stops walking it in every full collection, which on the
+    # ingestion worker's stream of short-lived objects cost about 8 % of its CPU
+    # (docs/BENCHMARKS.md, "The write behind the flow"). Cycles made later are still freed.
+    gc.collect()
+    gc.freeze()
     cli_main(
         flow,
         workers_per_process=args.workers_per_process,
