@@ -347,8 +347,9 @@ class Fields(Generic[R]):
     problems: when its pass is not conclusive it returns None, and :meth:`parse` runs
     the sequential reading, which stays the reference for valid messages and for what
     is reported on bad ones. A third, :attr:`read_flat`, is :meth:`read` over a message
-    decoded straight into the Struct :attr:`flat` of the accepted keys (the ticker
-    handler's shortcut, ``handlers._payload.fields_handler``).
+    decoded straight into the Struct :attr:`flat` of the accepted keys, and
+    :attr:`record_flat` the same reading ending in the record (the ticker handler's
+    shortcut, ``handlers._payload.fields_handler``).
 
     Values reach the record by name: :meth:`build` passes each record attribute as a
     keyword, from the field or :class:`Derived` of that name (an absent value takes
