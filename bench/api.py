@@ -35,15 +35,15 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
-from psycopg import sql
 
 from bench._results import provenance, report
+from bench.ingest import new_database
 from infra._procs import cpu_seconds, free_port, tree_cpu_seconds
 from infra.cli import run_program
 from infra.migrate import migrate
@@ -72,12 +72,10 @@ that turns it off, and the connections (None: ``--concurrency``). Uncached 1h ca
 aggregate 1M ticks per request: 4 connections are plenty."""
 
 
-def load(admin_url: str, rows: int) -> str:
-    name = f"bench_api_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = psycopg.conninfo.make_conninfo(admin_url, dbname=name)
-    migrate(url)
+def load(admin_url: str, rows: int, *, migrate: Callable[[str], object] = migrate) -> str:
+    """A new database of ``rows`` ticker rows, its schema made by ``migrate`` (default:
+    this checkout's migrations; ``bench.compare`` passes each commit's own)."""
+    url = new_database(admin_url, migrate=migrate, prefix="bench_api")
     per_pair = rows // len(PAIRS)
     step_s = 30 * 86400 / per_pair
     started = time.monotonic()
@@ -258,11 +256,15 @@ def postmaster_pid(server: EmbeddedPostgres | None) -> int | None:
     return int((server.pgdata / "postmaster.pid").read_text().split()[0])
 
 
-def serve(url: str, workers: int, **extra_env: str) -> tuple[subprocess.Popen[bytes], int]:
+def serve(
+    url: str, workers: int, extra_env: dict[str, str] | None = None, *, code: Path = REPO
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``python -m api`` of the checkout in ``code`` (default: this one) on a free port,
+    with ``extra_env`` over the benchmark's settings."""
     port = free_port()
     env = {
         **os.environ,
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": str(code),
         "DATABASE_URL": url,
         "CRYPTOVIZ_API_PORT": str(port),
         "CRYPTOVIZ_API_WORKERS": str(workers),
@@ -270,11 +272,11 @@ def serve(url: str, workers: int, **extra_env: str) -> tuple[subprocess.Popen[by
         "CRYPTOVIZ_API_LIVE": "0",
         "CRYPTOVIZ_DB_POOL_MIN": "4",
         "CRYPTOVIZ_DB_POOL_MAX": "10",
-        **extra_env,
+        **(extra_env or {}),
     }
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "api"], cwd=REPO, env=env, stdout=subprocess.DEVNULL
+        [sys.executable, "-m", "api"], cwd=code, env=env, stdout=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 60
     while True:
@@ -345,7 +347,7 @@ def main() -> int:
         for name, (setting, connections) in UNCACHED.items():
             if name not in endpoints:
                 continue
-            proc, port = serve(url, 1, **{setting: "0"})
+            proc, port = serve(url, 1, {setting: "0"})
             try:
                 path = ENDPOINTS[name]
                 asyncio.run(saturate(port, path, 4, 2.0))

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,8 +63,12 @@ def ticker_payload(i: int, ts: float) -> bytes:
     ).encode()
 
 
-def new_database(admin_url: str) -> str:
-    name = f"bench_{uuid.uuid4().hex[:8]}"
+def new_database(
+    admin_url: str, *, migrate: Callable[[str], object] = migrate, prefix: str = "bench"
+) -> str:
+    """A new database on ``admin_url``'s server, migrated by ``migrate`` (default: this
+    checkout's migrations; another commit's code needs its own schema)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = psycopg.conninfo.make_conninfo(admin_url, dbname=name)

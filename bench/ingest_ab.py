@@ -4,10 +4,12 @@
 
 Compares the worker of this checkout (or ``DIR``) with the one of git ref ``--ref``
 (exported with ``git archive`` into a temporary folder), both run by this virtualenv's
-Python. One embedded stack; one topic pre-loaded with ``--messages`` producer-shaped
-ticker messages (``bench.ingest.preload``); then, in each round, each worker drains the
-whole topic into an empty database, the two in turn (ABBA: each round reverses the
-order). The figure is the worker's CPU seconds (user + system of its process tree,
+Python, each in its own folder and into databases of its own migrations
+(``bench._checkouts``). One embedded stack; one topic pre-loaded with ``--messages``
+producer-shaped ticker messages (``bench.ingest.preload``); then, in each round, each
+worker drains the whole topic into an empty database, the two in turn (ABBA: each
+round reverses the order). ``python -m bench.compare ingest`` does the same for any
+number of refs. The figure is the worker's CPU seconds (user + system of its process tree,
 ``/proc``) per million messages over the timed window of ``bench.peers`` (first commit
 to last), so the other work on the machine moves it far less than the rates it also
 records. Results: printed, and ``bench/results/ingest_ab.json``.
@@ -18,53 +20,22 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
 
-from bench._peers_run import System, throughput
+from bench._checkouts import export, ingest_worker, migrator
+from bench._peers_run import throughput
 from bench._results import provenance, report
 from bench.ingest import new_database, preload
-from infra._procs import free_port
 from infra.cli import run_program
 from infra.stack import temporary_stack
 from infra.topics import ensure_topics
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "ingest_ab.json"
-
-
-def _export(ref: str, into: Path) -> str:
-    """The tree of ``ref`` in ``into``; returns its short commit."""
-    archive = subprocess.run(
-        ["git", "archive", ref], cwd=REPO, capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", ref], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    return commit.stdout.strip()
-
-
-def _system(label: str, code: Path, topic: str, env: dict[str, str], state: Path) -> System:
-    log = state / f"worker-{label}.log"
-
-    def start(url: str, tag: str) -> subprocess.Popen[bytes]:
-        run_env = {
-            **env,
-            "DATABASE_URL": url,
-            "PYTHONPATH": str(code),
-            "CRYPTOVIZ_STATE_DIR": str(state / f"{label}-{tag}"),
-        }
-        command = [sys.executable, "-m", "flows.run", "ingest-rawticker", "--topic", topic,
-                   "--metrics-port", str(free_port())]  # fmt: skip
-        with log.open("ab") as out:
-            return subprocess.Popen(command, cwd=code, env=run_env, stdout=out, stderr=out)
-
-    return System(label, start, "", {}, log)
 
 
 def main() -> int:
@@ -81,20 +52,18 @@ def main() -> int:
         tempfile.TemporaryDirectory(prefix="ingest-ab-") as tmp,
         temporary_stack(prefix="cryptoviz-ingest-ab-") as stack,
     ):
-        ref_commit = _export(args.ref, Path(tmp))
+        ref_commit = export(args.ref, Path(tmp))
         state = stack.settings.state_dir
         env = {**os.environ, **stack.env()}
         topic = f"bench-ab-{uuid.uuid4().hex[:6]}"
         ensure_topics(stack.bootstrap, (topic,), 3)
         print(f"pre-loading {args.messages} messages into {topic} ...", flush=True)
         preload(stack.bootstrap, topic, args.messages)
-        systems = [
-            _system("ref", Path(tmp), topic, env, state),
-            _system("this", Path(args.code).resolve(), topic, env, state),
-        ]
+        codes = {"ref": Path(tmp), "this": Path(args.code).resolve()}
+        systems = [ingest_worker(name, code, topic, env, state) for name, code in codes.items()]
         for round_ in range(args.rounds):
             for system in systems if round_ % 2 == 0 else systems[::-1]:
-                url = new_database(stack.database_url)
+                url = new_database(stack.database_url, migrate=migrator(codes[system.name]))
                 run = throughput(system, url, args.messages, f"{round_}", timeout=900)
                 runs.append({"code": system.name, "round": round_, **run})
                 print(f"  {system.name} round {round_}: {run['cpu_s_per_million']:.2f} CPU s"
