@@ -63,3 +63,29 @@ def test_two_sides_each_measured_on_every_endpoint_with_their_cpu(tmp_path: Path
     # One run per side, endpoint and round; no request failed.
     assert len(result["runs"]) == 2 * len(ENDPOINTS)
     assert sum(r["errors"] for r in result["runs"]) == 0
+
+
+@pytest.mark.integration
+def test_two_ingest_workers_each_drain_the_topic_with_their_cpu(
+    kafka_bootstrap: str, database_url: str, tmp_path: Path
+) -> None:
+    results = tmp_path / "compare-ingest.json"
+    # The session's broker and server: the command makes its own topic and databases.
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "DATABASE_URL": database_url}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.compare", "ingest", "--ref", "HEAD", "--ref", "HEAD",
+         "--messages", "20000", "--rounds", "1", "--results", str(results)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(results.read_text())
+
+    assert [s["label"] for s in result["sides"]] == ["HEAD", "HEAD#2"]
+    assert result["sides"][0]["commit"] == result["sides"][1]["commit"]
+    assert [(r["side"], r["rows"]) for r in result["runs"]] == [("HEAD", 20000), ("HEAD#2", 20000)]
+    for label in ("HEAD", "HEAD#2"):
+        figures = result["medians"][label]
+        assert figures["cpu_s_per_million"] > 0
+        assert figures["msgs_per_s"] > 0
+        assert figures["peak_rss_mb"] > 0
+    assert result["cpu_ratio_to_first"]["HEAD"] == 1.0
