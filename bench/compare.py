@@ -4,6 +4,8 @@
                                              [--rounds 3] [--seconds 8]
     .venv/bin/python -m bench.compare ingest --ref REF --ref REF [--ref ...] [--messages 300000]
                                              [--rounds 3]
+    .venv/bin/python -m bench.compare latency --ref REF --ref REF [--ref ...] [--rate 2000]
+                                             [--seconds 30] [--warmup-s 10] [--rounds 3]
     both: [--results PATH] [--no-write]
 
 Each ``--ref`` is a git ref exported with ``git archive`` into a temporary folder, or
@@ -23,6 +25,12 @@ steady figures on a shared machine), the load average.
 messages (``bench.ingest.preload``); in each round each side's ``ingest-rawticker``
 worker drains it into a fresh database (``bench._peers_run.throughput``: CPU seconds per
 million messages, msgs/s, peak RSS), the order rotated each round.
+
+``latency``: one embedded stack; in each round each side's ``ingest-rawticker`` worker
+is started on a fresh topic and database and fed a steady ``--rate`` msgs/s for
+``--warmup-s`` then ``--seconds`` (``bench.ingest.steady_latency``): the produce ->
+commit latency of the measured part, end to end and split at the broker's append (the
+worker's own hop), the order rotated each round.
 
 Results: printed, and ``bench/results/compare-<kind>.json`` (``--results``): the
 per-side medians, each side's CPU relative to the first side's, every run, each ref and
@@ -46,7 +54,7 @@ from bench import api
 from bench._checkouts import THIS, Checkout, checkouts, ingest_worker, migrator
 from bench._peers_run import throughput
 from bench._results import provenance, report
-from bench.ingest import new_database, preload
+from bench.ingest import HOP_FIGURES, WARMUP_FIGURE, new_database, preload, steady_latency
 from infra.cli import run_program
 from infra.stack import temporary_stack
 from infra.topics import ensure_topics
@@ -56,8 +64,12 @@ CONNECTIONS = 10
 WARMUP_S = 2.0
 API_FIGURES = ("rps", "p99_ms", "server_cpu_ms_per_request", "postgres_cpu_ms_per_request")
 INGEST_FIGURES = ("cpu_s_per_million", "msgs_per_s", "peak_rss_mb")
+LATENCY_FIGURES = (*HOP_FIGURES, WARMUP_FIGURE)
 CPU_FIGURE = {"api": "server_cpu_ms_per_request", "ingest": "cpu_s_per_million"}
 """The figure each side is set against the first side's with (``cpu_ratio_to_first``)."""
+LATENCY_RATIO_FIGURE = "latency_worker_p99_ms"
+"""The latency figure set against the first side's (``latency_ratio_to_first``): the
+worker's own hop, the part the code on each side decides."""
 
 
 def rotated(sides: list[Checkout], round_: int) -> list[Checkout]:
@@ -167,6 +179,51 @@ def compare_ingest(sides: list[Checkout], messages: int, rounds: int) -> dict[st
     }
 
 
+def compare_latency(
+    sides: list[Checkout], rate: int, seconds: float, warmup_s: float, rounds: int
+) -> dict[str, Any]:
+    runs: list[dict[str, Any]] = []
+    with temporary_stack(prefix="cryptoviz-compare-latency-") as stack:
+        state = stack.settings.state_dir
+        env = {**os.environ, **stack.env()}
+        for round_ in range(rounds):
+            for side in rotated(sides, round_):
+                # A fresh topic each run: a worker without recovery state reads from the
+                # beginning, and must see only its own run's messages.
+                topic = f"bench-latency-{uuid.uuid4().hex[:6]}"
+                ensure_topics(stack.bootstrap, (topic,), 3)
+                url = new_database(stack.database_url, migrate=migrator(side.code))
+                worker = ingest_worker(side.label, side.code, topic, env, state)
+                proc = worker.start(url, f"latency-{round_}")
+                try:
+                    run = steady_latency(stack.bootstrap, proc, url, topic, rate, seconds, warmup_s)
+                finally:
+                    proc.terminate()
+                    proc.wait(30)
+                print(
+                    f"  round {round_} {side.label}: p99 {run['latency_p99_ms']:.1f} ms, "
+                    f"worker hop p99 {run['latency_worker_p99_ms']:.1f} ms",
+                    flush=True,
+                )
+                runs.append(_record(run, side, round_, load=f"{os.getloadavg()[0]:.1f}"))
+    medians = {
+        side.label: _medians([r for r in runs if r["side"] == side.label], LATENCY_FIGURES)
+        for side in sides
+    }
+    first = medians[sides[0].label][LATENCY_RATIO_FIGURE]
+    return {
+        "rate_msgs_per_s": rate,
+        "seconds": seconds,
+        "warmup_s": warmup_s,
+        "rounds": rounds,
+        "medians": medians,
+        "latency_ratio_to_first": {
+            label: round(m[LATENCY_RATIO_FIGURE] / first, 3) for label, m in medians.items()
+        },
+        "runs": runs,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.compare")
     kinds = parser.add_subparsers(dest="kind", required=True)
@@ -175,7 +232,11 @@ def main() -> int:
     api_args.add_argument("--seconds", type=float, default=8.0, help="per saturation run")
     ingest_args = kinds.add_parser("ingest", help="ingest-rawticker's CPU per message")
     ingest_args.add_argument("--messages", type=int, default=300_000)
-    for sub in (api_args, ingest_args):
+    latency_args = kinds.add_parser("latency", help="ingest-rawticker's produce -> commit latency")
+    latency_args.add_argument("--rate", type=int, default=2000, help="msgs/s")
+    latency_args.add_argument("--seconds", type=float, default=30.0, help="measured, per run")
+    latency_args.add_argument("--warmup-s", type=float, default=10.0, help="before each run")
+    for sub in (api_args, ingest_args, latency_args):
         sub.add_argument(
             "--ref",
             action="append",
@@ -194,8 +255,10 @@ def main() -> int:
         sides = checkouts(args.refs, Path(tmp))
         if args.kind == "api":
             result = compare_api(sides, args.rows, args.rounds, args.seconds)
-        else:
+        elif args.kind == "ingest":
             result = compare_ingest(sides, args.messages, args.rounds)
+        else:
+            result = compare_latency(sides, args.rate, args.seconds, args.warmup_s, args.rounds)
     result = {
         "kind": args.kind,
         "command": " ".join(["python -m bench.compare", *sys.argv[1:]]),

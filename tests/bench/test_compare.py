@@ -17,7 +17,7 @@ import pytest
 
 from bench._checkouts import Checkout
 from bench.api import ENDPOINTS
-from bench.compare import rotated
+from bench.compare import LATENCY_FIGURES, rotated
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -89,3 +89,33 @@ def test_two_ingest_workers_each_drain_the_topic_with_their_cpu(
         assert figures["msgs_per_s"] > 0
         assert figures["peak_rss_mb"] > 0
     assert result["cpu_ratio_to_first"]["HEAD"] == 1.0
+
+
+@pytest.mark.integration
+def test_two_ingest_workers_each_measured_for_latency_after_a_warmup(
+    kafka_bootstrap: str, database_url: str, tmp_path: Path
+) -> None:
+    results = tmp_path / "compare-latency.json"
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "DATABASE_URL": database_url}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.compare", "latency", "--ref", "HEAD", "--ref", "HEAD",
+         "--rate", "200", "--seconds", "3", "--warmup-s", "1", "--rounds", "1",
+         "--results", str(results)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(results.read_text())
+
+    assert [s["label"] for s in result["sides"]] == ["HEAD", "HEAD#2"]
+    # Each run on its own topic and database: exactly its own messages, split at the
+    # warm-up's end.
+    assert [(r["side"], r["rows"], r["warmup_rows"]) for r in result["runs"]] == [
+        ("HEAD", 600, 200),
+        ("HEAD#2", 600, 200),
+    ]
+    for label in ("HEAD", "HEAD#2"):
+        figures = result["medians"][label]
+        assert set(LATENCY_FIGURES) <= figures.keys()
+        assert 0 < figures["latency_worker_p50_ms"] <= figures["latency_worker_p99_ms"]
+        assert figures["latency_kafka_p99_ms"] < figures["latency_p99_ms"] + 1
+    assert result["latency_ratio_to_first"]["HEAD"] == 1.0
