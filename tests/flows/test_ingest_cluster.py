@@ -3,11 +3,14 @@
 Both processes share the flow's recovery partitions, split the topic's Kafka
 partitions, and serve their own metrics. Losing one process takes its peer down
 too (Timely's connections between them break); both restarted resume from the
-shared snapshots without losing or repeating a row.
+shared snapshots without losing or repeating a row. Bytewax's main-thread signal
+loop is paced in each process (``flows._signal_pacer``), and signals still stop them.
 """
 
 from __future__ import annotations
 
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -61,3 +64,61 @@ def test_two_processes_split_the_topic_and_survive_losing_one(
         "part-0.sqlite3",
         "part-1.sqlite3",
     ]
+
+
+def _main_thread_wakeups(pid: int) -> int:
+    status = Path(f"/proc/{pid}/task/{pid}/status").read_text()
+    line = next(x for x in status.splitlines() if x.startswith("voluntary_ctxt_switches"))
+    return int(line.split()[1])
+
+
+def test_a_paced_cluster_ingests_and_still_stops_on_sigint_and_on_sigterm(
+    kafka_bootstrap: str,
+    fresh_db: str,
+    new_topic: Callable[..., str],
+    worker_env: Callable[..., dict[str, str]],
+    workers: Callable[..., Worker],
+) -> None:
+    n = 3_000
+    source, dlq = new_topic("rawticker", partitions=2), new_topic("deadletter")
+    produce(kafka_bootstrap, source, [VALID["rawticker"](i) for i in range(n)])
+    env = worker_env(fresh_db, dlq)
+    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
+
+    def cluster() -> list[Worker]:
+        return [workers("ingest-rawticker", source, env, "-i", str(i), "-a", addresses,
+                        "--partitions", "2") for i in (0, 1)]  # fmt: skip
+
+    def stopped(processes: list[Worker]) -> list[int | None]:
+        wait_for(lambda: not any(w.alive() for w in processes), 60, "both processes to stop")
+        return [w.proc.returncode if w.proc else None for w in processes]
+
+    first = cluster()
+    wait_for(lambda: count_rows(fresh_db, "ticker_data") == n, 180, "all rows")
+    # Each main thread wakes a few times per pacing period, not at each of Bytewax's
+    # 1 ms loop turns (~1,000 a second unpaced: docs/BENCHMARKS.md).
+    pids = [w.proc.pid for w in first if w.proc]
+    before = [_main_thread_wakeups(pid) for pid in pids]
+    time.sleep(3)
+    rates = [(_main_thread_wakeups(pid) - b) / 3 for pid, b in zip(pids, before, strict=True)]
+    assert all(rate < 200 for rate in rates), rates
+    # Ctrl-C (SIGINT to both): Bytewax's check still raises KeyboardInterrupt, its
+    # workers stop, and the process exits as interrupted (130; a peer whose connection
+    # broke first exits 1).
+    for w in first:
+        assert w.proc is not None
+        w.proc.send_signal(signal.SIGINT)
+    codes = stopped(first)
+    assert 130 in codes, codes
+
+    produce(kafka_bootstrap, source, [VALID["rawticker"](i) for i in range(n, 2 * n)])
+    second = cluster()
+    wait_for(lambda: count_rows(fresh_db, "ticker_data") == 2 * n, 180, "the new rows")
+    with psycopg.connect(fresh_db) as conn:
+        distinct = conn.execute("SELECT count(DISTINCT (pair, timestamp)) FROM ticker_data")
+        assert distinct.fetchone() == (2 * n,)
+    # SIGTERM (what supervisord sends) keeps its default action: both end at once.
+    for w in second:
+        assert w.proc is not None
+        w.proc.send_signal(signal.SIGTERM)
+    assert stopped(second) == [-signal.SIGTERM, -signal.SIGTERM]
