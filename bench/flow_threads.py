@@ -20,7 +20,11 @@ process and per thread (the main thread by its id, the others by their names:
 ``timely:work-0`` and the threads it started, ``timely:work-0+``, i.e. the database
 writer; Timely's ``timely:send-*``/``timely:recv-*`` network threads; librdkafka's
 ``rdk:*``; unnamed Python threads as ``python``).
-Results: printed, and written to bench/results/flow_threads.json.
+``--contend N`` pins the flow's processes to CPU ``--cpu`` with N busy-looping processes
+beside them: a run queue like the clustered stack's, where each GIL hand-over waits for
+a thread to be scheduled (the loaded window then also says how far the flow kept up:
+``rows_in_loaded_window``). Results: printed, and written to
+bench/results/flow_threads.json (``flow_threads-contend.json`` with ``--contend``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -150,7 +155,17 @@ def one(shape: str, env: dict[str, str], admin: str, bootstrap: str, state: Path
     topic = f"threads-{uuid.uuid4().hex[:8]}"
     ensure_topics(bootstrap, (topic,), 2, 1)
     url = new_database(admin)
-    run = Ingest({**env, "DATABASE_URL": url}, topic, processes, state, extra)
+    burners: list[subprocess.Popen[bytes]] = []
+    cpus = os.sched_getaffinity(0)
+    if args.contend:
+        # The flow's processes and the burners inherit this thread's one CPU.
+        os.sched_setaffinity(0, {args.cpu})
+    try:
+        run = Ingest({**env, "DATABASE_URL": url}, topic, processes, state, extra)
+        burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                   for _ in range(args.contend)]  # fmt: skip
+    finally:
+        os.sched_setaffinity(0, cpus)
     producer = SteadyProducer(bootstrap, topic, args.rate, 2)
     try:
         producer.start()
@@ -166,6 +181,9 @@ def one(shape: str, env: dict[str, str], admin: str, bootstrap: str, state: Path
         idle = window([p.pid for p in run.procs], args.idle_s)
         run.check()
     finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
         producer.stop_event.set()
         run.stop()
     return {"shape": shape, "rows_in_loaded_window": rows, "loaded": loaded, "idle": idle}
@@ -197,6 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-s", type=float, default=20.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--shapes", default=",".join(SHAPES))
+    parser.add_argument(
+        "--contend",
+        type=int,
+        default=0,
+        help="N busy processes on the flow's CPU: a run queue as on a loaded machine",
+    )
+    parser.add_argument("--cpu", type=int, default=1, help="the CPU of --contend")
     parser.add_argument("--no-write", action="store_true", help="don't update bench/results")
     args = parser.parse_args(argv)
     shapes = [s for s in args.shapes.split(",") if s]
@@ -225,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summary(runs),
         "runs": runs,
         "rate": args.rate,
+        "contend": args.contend,
         "seconds": args.seconds,
         "idle_s": args.idle_s,
         "load_average_before": [round(x, 1) for x in load_before],
@@ -232,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m bench.flow_threads " + " ".join(argv or sys.argv[1:]),
         **provenance(),
     }
-    report(result, RESULTS, write=not args.no_write)
+    path = RESULTS.with_name("flow_threads-contend.json") if args.contend else RESULTS
+    report(result, path, write=not args.no_write)
     return 0
 
 
