@@ -8,6 +8,7 @@ from ``/proc``.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -115,6 +116,28 @@ def test_the_main_thread_wakes_far_less_and_the_flow_still_completes() -> None:
     # process (the bound is loose: the flow itself takes 2 s, more on a loaded machine).
     assert elapsed < 10, elapsed
     assert signal.getsignal(PACE_SIGNAL) == previous
+
+
+def test_turns_do_not_nest_however_many_there_are() -> None:
+    """More turns than Python's recursion limit: each turn returns to Bytewax's loop
+    before the next (a handler that made its own signal pending again would be run
+    again inside itself by the interpreter, and recurse until it failed)."""
+    pacer = SignalPacer(0.001)
+    enough = sys.getrecursionlimit() + 100
+
+    def until_enough_turns(x: int) -> int:
+        deadline = time.monotonic() + 120
+        while pacer.turns < enough and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return x
+
+    out: list[int] = []
+    flow = Dataflow("many_turns")
+    op.output("out", op.map("wait", op.input("in", flow, TestingSource([7])), until_enough_turns),
+              TestingSink(out))  # fmt: skip
+    pacer.run(lambda: cluster_main(flow, None, 0))
+    assert out == [7]
+    assert pacer.turns >= enough
 
 
 @pytest.fixture
