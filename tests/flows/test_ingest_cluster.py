@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from bench.flow_threads import sample
 from infra._procs import free_port
 from tests._wait import wait_for
 from tests.flows._payloads import VALID
@@ -25,22 +26,41 @@ from tests.flows.conftest import Worker, count_rows, produce
 pytestmark = pytest.mark.integration
 
 
-def test_two_processes_split_the_topic_and_survive_losing_one(
+Cluster = tuple[str, dict[str, str], Callable[[], list[Worker]]]
+"""(the source topic, the workers' environment, a function starting both processes)."""
+
+
+@pytest.fixture
+def ticker_cluster(
     kafka_bootstrap: str,
     fresh_db: str,
     new_topic: Callable[..., str],
     worker_env: Callable[..., dict[str, str]],
     workers: Callable[..., Worker],
+) -> Callable[[int, int], Cluster]:
+    """A ``rawticker`` topic of ``partitions`` holding ``n`` messages, and
+    ``ingest-rawticker`` on it as a Bytewax cluster of two processes into ``fresh_db``."""
+
+    def make(n: int, partitions: int) -> Cluster:
+        source, dlq = new_topic("rawticker", partitions=partitions), new_topic("deadletter")
+        produce(kafka_bootstrap, source, [VALID["rawticker"](i) for i in range(n)])
+        env = worker_env(fresh_db, dlq)
+        addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
+
+        def cluster() -> list[Worker]:
+            return [workers("ingest-rawticker", source, env, "-i", str(i), "-a", addresses,
+                            "--partitions", "2") for i in (0, 1)]  # fmt: skip
+
+        return source, env, cluster
+
+    return make
+
+
+def test_two_processes_split_the_topic_and_survive_losing_one(
+    fresh_db: str, ticker_cluster: Callable[[int, int], Cluster]
 ) -> None:
     n = 40_000
-    source, dlq = new_topic("rawticker", partitions=3), new_topic("deadletter")
-    produce(kafka_bootstrap, source, [VALID["rawticker"](i) for i in range(n)])
-    env = worker_env(fresh_db, dlq)
-    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
-
-    def cluster() -> list[Worker]:
-        return [workers("ingest-rawticker", source, env, "-i", str(i), "-a", addresses,
-                        "--partitions", "2") for i in (0, 1)]  # fmt: skip
+    _, env, cluster = ticker_cluster(n, 3)
 
     first = cluster()
     wait_for(lambda: count_rows(fresh_db, "ticker_data") > 4_000, 120, "first rows")
@@ -67,27 +87,14 @@ def test_two_processes_split_the_topic_and_survive_losing_one(
 
 
 def _main_thread_wakeups(pid: int) -> int:
-    status = Path(f"/proc/{pid}/task/{pid}/status").read_text()
-    line = next(x for x in status.splitlines() if x.startswith("voluntary_ctxt_switches"))
-    return int(line.split()[1])
+    return sample(pid)[pid].voluntary
 
 
 def test_a_paced_cluster_ingests_and_still_stops_on_sigint_and_on_sigterm(
-    kafka_bootstrap: str,
-    fresh_db: str,
-    new_topic: Callable[..., str],
-    worker_env: Callable[..., dict[str, str]],
-    workers: Callable[..., Worker],
+    kafka_bootstrap: str, fresh_db: str, ticker_cluster: Callable[[int, int], Cluster]
 ) -> None:
     n = 3_000
-    source, dlq = new_topic("rawticker", partitions=2), new_topic("deadletter")
-    produce(kafka_bootstrap, source, [VALID["rawticker"](i) for i in range(n)])
-    env = worker_env(fresh_db, dlq)
-    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
-
-    def cluster() -> list[Worker]:
-        return [workers("ingest-rawticker", source, env, "-i", str(i), "-a", addresses,
-                        "--partitions", "2") for i in (0, 1)]  # fmt: skip
+    source, _, cluster = ticker_cluster(n, 2)
 
     def stopped(processes: list[Worker]) -> list[int | None]:
         wait_for(lambda: not any(w.alive() for w in processes), 60, "both processes to stop")

@@ -7,11 +7,11 @@ from ``/proc``.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
 import time
-from pathlib import Path
 
 import bytewax.operators as op
 import pytest
@@ -19,6 +19,7 @@ from bytewax._bytewax import cluster_main
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource
 
+from bench.flow_threads import sample
 from flows._signal_pacer import PACE_SIGNAL, SignalPacer
 from flows.run import paces_signal_checks
 from tests._wait import wait_for
@@ -74,9 +75,9 @@ def test_only_a_cluster_process_is_paced(
 
 
 def _main_thread_switches() -> int:
-    status = Path(f"/proc/self/task/{threading.main_thread().native_id}/status").read_text()
-    line = next(x for x in status.splitlines() if x.startswith("voluntary_ctxt_switches"))
-    return int(line.split()[1])
+    main = threading.main_thread().native_id
+    assert main is not None
+    return sample(os.getpid())[main].voluntary
 
 
 def _slow_flow(items: int, seconds_each: float, out: list[int]) -> Dataflow:
