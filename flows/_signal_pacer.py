@@ -73,18 +73,29 @@ class SignalPacer:
         self._sleep = sleep
         self._kick = kick if kick is not None else _kick_main_thread
         self._turned = threading.Event()
+        self._in_turn = False
 
     def handle(self, _signum: int, _frame: FrameType | None) -> None:
         """The signal handler (main thread, GIL held): park one period, report the turn.
 
         A SIGINT during the sleep interrupts it, and its ``KeyboardInterrupt`` leaves
-        through here to Bytewax's check, as it would have without the pacer.
+        through here to Bytewax's check, as it would have without the pacer. A kick
+        handled inside a turn (the interpreter checks for signals between the
+        handler's own calls, should the kicker get the GIL that soon) only asks for
+        the next: turns never nest.
         """
         if not self.active:
             return  # after the call: nothing asks for another turn
-        self._sleep(self.period_s)
-        self.turns += 1
-        self._turned.set()
+        if self._in_turn:
+            self._turned.set()
+            return
+        self._in_turn = True
+        try:
+            self._sleep(self.period_s)
+            self.turns += 1
+            self._turned.set()
+        finally:
+            self._in_turn = False
 
     def kicker(self) -> None:
         """The kicker thread's body: a first kick soon after the start, then one kick per

@@ -36,6 +36,14 @@ def test_the_handler_parks_and_reports_a_turn_only_while_active(
     assert (sleeps, pacer.turns, pacer._turned.is_set()) == (slept, turns, bool(turns))
 
 
+def test_a_kick_handled_inside_a_turn_only_asks_for_the_next() -> None:
+    sleeps: list[float] = []
+    pacer = SignalPacer(0.25, sleep=sleeps.append)
+    pacer.active, pacer._in_turn = True, True
+    pacer.handle(PACE_SIGNAL, None)
+    assert (sleeps, pacer.turns, pacer._turned.is_set()) == ([], 0, True)
+
+
 def test_the_kicker_kicks_once_per_turn_and_stops_with_the_call() -> None:
     kicks: list[None] = []
     pacer = SignalPacer(0.01, sleep=lambda _s: None, kick=lambda: kicks.append(None))
