@@ -23,8 +23,11 @@ writer; Timely's ``timely:send-*``/``timely:recv-*`` network threads; librdkafka
 ``--contend N`` pins the flow's processes to CPU ``--cpu`` with N busy-looping processes
 beside them: a run queue like the clustered stack's, where each GIL hand-over waits for
 a thread to be scheduled (the loaded window then also says how far the flow kept up:
-``rows_in_loaded_window``). Results: printed, and written to
-bench/results/flow_threads.json (``flow_threads-contend.json`` with ``--contend``).
+``rows_in_loaded_window``). ``--observe PID,...`` starts nothing and samples
+processes already running (the clustered stack's flows) over ``--seconds``.
+Results: printed, and written to bench/results/flow_threads.json
+(``flow_threads-contend.json`` with ``--contend``, ``flow_threads-observed.json`` with
+``--observe``).
 """
 
 from __future__ import annotations
@@ -208,6 +211,31 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def observe(pids: list[int], args: argparse.Namespace, load_before: tuple[float, ...]) -> int:
+    """``--observe``: one window over processes something else runs (e.g. the clustered
+    stack of `make up CLUSTER=1` or of the cluster chaos run), each with its command."""
+    commands = {pid: Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ").strip()
+                for pid in pids}  # fmt: skip
+    windows = window(pids, args.seconds)
+    for pid, got in zip(pids, windows, strict=True):
+        busy = {k: v for k, v in got.items() if v["cpu_pct"] >= 0.3 or v["vol_per_s"] >= 50}
+        print(f"{pid} {commands[pid][-90:]}\n    {busy}", flush=True)
+    result = {
+        "observed": [
+            {"pid": pid, "command": commands[pid], "threads": got}
+            for pid, got in zip(pids, windows, strict=True)
+        ],
+        "seconds": args.seconds,
+        "load_average_before": [round(x, 1) for x in load_before],
+        "load_average_after": [round(x, 1) for x in os.getloadavg()],
+        "command": "python -m bench.flow_threads --observe ... --seconds " + str(args.seconds),
+        **provenance(),
+    }
+    path = RESULTS.with_name("flow_threads-observed.json")
+    report(result, path, write=not args.no_write)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.flow_threads")
     parser.add_argument("--rate", type=int, default=2000)
@@ -222,12 +250,19 @@ def main(argv: list[str] | None = None) -> int:
         help="N busy processes on the flow's CPU: a run queue as on a loaded machine",
     )
     parser.add_argument("--cpu", type=int, default=1, help="the CPU of --contend")
+    parser.add_argument(
+        "--observe",
+        default=None,
+        help="PID,PID,...: only sample these running processes for --seconds (start nothing)",
+    )
     parser.add_argument("--no-write", action="store_true", help="don't update bench/results")
     args = parser.parse_args(argv)
     shapes = [s for s in args.shapes.split(",") if s]
     if unknown := set(shapes) - set(SHAPES):
         parser.error(f"unknown shapes {sorted(unknown)}; choose from {', '.join(SHAPES)}")
     load_before = os.getloadavg()
+    if args.observe:
+        return observe([int(pid) for pid in args.observe.split(",") if pid], args, load_before)
     runs: list[dict[str, Any]] = []
     with temporary_stack(embedded=True, prepare=False) as stack:
         env = {**stack.env(), "PYTHONPATH": str(REPO)}
