@@ -107,7 +107,8 @@ def produce(bootstrap: str, topic: str, n: int) -> float:
 class Ingest:
     """``ingest-rawticker`` as ``processes`` processes of one Bytewax cluster."""
 
-    def __init__(self, env: dict[str, str], topic: str, processes: int, state: Path) -> None:
+    def __init__(self, env: dict[str, str], topic: str, processes: int, state: Path,
+                 extra: tuple[str, ...] = ()) -> None:  # fmt: skip
         addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
         cluster = ["-a", addresses, "--partitions", str(processes)] if processes > 1 else []
         env = {**env, "CRYPTOVIZ_STATE_DIR": str(state)}
@@ -118,7 +119,7 @@ class Ingest:
                 self.procs.append(subprocess.Popen(
                     [sys.executable, "-m", "flows.run", "ingest-rawticker", "--topic", topic,
                      "--metrics-port", str(free_port()),
-                     *(["-i", str(index), *cluster] if cluster else [])],
+                     *(["-i", str(index), *cluster] if cluster else []), *extra],
                     cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
                 ))  # fmt: skip
         self.state = state

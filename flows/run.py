@@ -8,6 +8,8 @@ cluster of processes). Recovery partitions are created on first start under
 last snapshot (at most ``--snapshot-s`` seconds of input is replayed, and the
 idempotent sinks make the replay harmless). Exit statuses: :mod:`infra.cli`
 (2 for a configuration error such as an unknown topic, before anything starts).
+In a cluster (``-i``) the main thread's signal checks are paced
+(:mod:`flows._signal_pacer`; ``--signal-check bytewax`` leaves Bytewax's 1 ms loop).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from bytewax.run import cli_main
 from prometheus_client import start_http_server
 
 from flows._recovery import ensure_recovery_dir
+from flows._signal_pacer import SignalPacer
 from flows.registry import WORKERS
 from infra.cli import run_program
 from infra.settings import load_settings
@@ -55,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topic", default=None, help="consume this topic instead of the default")
     parser.add_argument(
         "--recovery-dir", default=None, help="default: <state>/recovery/<worker>[-<topic>]"
+    )
+    parser.add_argument(
+        "--signal-check",
+        choices=("paced", "bytewax"),
+        default="paced",
+        help="in a cluster (-i): park the main thread between Bytewax's signal checks "
+        "(paced, flows._signal_pacer) or leave its 1 ms loop as it is (bytewax, to measure)",
     )
     parser.add_argument(
         "--announce", action="store_true", help="print what the worker will do, and exit"
@@ -96,14 +106,31 @@ def _run(args: argparse.Namespace) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-    cli_main(
-        flow,
-        workers_per_process=args.workers_per_process,
-        process_id=args.process_id,
-        addresses=addresses,
-        epoch_interval=timedelta(seconds=args.snapshot_s),
-        recovery_config=recovery,
-    )
+
+    def execute() -> None:
+        cli_main(
+            flow,
+            workers_per_process=args.workers_per_process,
+            process_id=args.process_id,
+            addresses=addresses,
+            epoch_interval=timedelta(seconds=args.snapshot_s),
+            recovery_config=recovery,
+        )
+
+    if paces_signal_checks(args.process_id, args.signal_check):
+        SignalPacer().run(execute)
+    else:
+        execute()
+
+
+def paces_signal_checks(process_id: int | None, signal_check: str) -> bool:
+    """Whether Bytewax's main-thread signal loop is paced (:mod:`flows._signal_pacer`).
+
+    Only with ``-i``: then ``cli_main`` runs ``cluster_main``, whose main thread loops
+    while the worker thread works. Without it ``run_main`` runs the worker on the main
+    thread itself, checking signals there: a pacer would park the worker.
+    """
+    return process_id is not None and signal_check == "paced"
 
 
 if __name__ == "__main__":
