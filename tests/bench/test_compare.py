@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,16 +70,9 @@ def test_two_sides_each_measured_on_every_endpoint_with_their_cpu(tmp_path: Path
 def test_two_ingest_workers_each_drain_the_topic_with_their_cpu(
     kafka_bootstrap: str, database_url: str, tmp_path: Path
 ) -> None:
-    results = tmp_path / "compare-ingest.json"
-    # The session's broker and server: the command makes its own topic and databases.
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "DATABASE_URL": database_url}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.compare", "ingest", "--ref", "HEAD", "--ref", "HEAD",
-         "--messages", "20000", "--rounds", "1", "--results", str(results)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-4000:]
-    result = json.loads(results.read_text())
+    result = _compare_head_twice(
+        "ingest", ["--messages", "20000"], kafka_bootstrap, database_url, tmp_path
+    )
 
     assert [s["label"] for s in result["sides"]] == ["HEAD", "HEAD#2"]
     assert result["sides"][0]["commit"] == result["sides"][1]["commit"]
@@ -95,16 +89,10 @@ def test_two_ingest_workers_each_drain_the_topic_with_their_cpu(
 def test_two_ingest_workers_each_measured_for_latency_after_a_warmup(
     kafka_bootstrap: str, database_url: str, tmp_path: Path
 ) -> None:
-    results = tmp_path / "compare-latency.json"
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "DATABASE_URL": database_url}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.compare", "latency", "--ref", "HEAD", "--ref", "HEAD",
-         "--rate", "200", "--seconds", "3", "--warmup-s", "1", "--rounds", "1",
-         "--results", str(results)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+    result = _compare_head_twice(
+        "latency", ["--rate", "200", "--seconds", "3", "--warmup-s", "1"],
+        kafka_bootstrap, database_url, tmp_path,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-4000:]
-    result = json.loads(results.read_text())
 
     assert [s["label"] for s in result["sides"]] == ["HEAD", "HEAD#2"]
     # Each run on its own topic and database: exactly its own messages, split at the
@@ -119,3 +107,20 @@ def test_two_ingest_workers_each_measured_for_latency_after_a_warmup(
         assert 0 < figures["latency_worker_p50_ms"] <= figures["latency_worker_p99_ms"]
         assert figures["latency_kafka_p99_ms"] < figures["latency_p99_ms"] + 1
     assert result["latency_ratio_to_first"]["HEAD"] == 1.0
+
+
+def _compare_head_twice(
+    kind: str, args: list[str], kafka_bootstrap: str, database_url: str, tmp_path: Path
+) -> dict[str, Any]:
+    """``bench.compare KIND`` of HEAD against itself, one round: its JSON."""
+    results = tmp_path / f"compare-{kind}.json"
+    # The session's broker and server: the command makes its own topics and databases.
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "DATABASE_URL": database_url}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.compare", kind, "--ref", "HEAD", "--ref", "HEAD", *args,
+         "--rounds", "1", "--results", str(results)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    result: dict[str, Any] = json.loads(results.read_text())
+    return result
