@@ -139,9 +139,10 @@ def test_a_probe_closed_by_the_server_is_lost_with_its_reason() -> None:
 @pytest.mark.spark
 @pytest.mark.skipif(
     os.environ.get("CRYPTOVIZ_CLUSTER_CHAOS_TEST") != "1",
-    reason="not yet reliable enough for `make test` (issue 15 open: none of its 11 runs so far "
-    "passed on the 2-core machine, which the clustered stack alone loads to a load average "
-    "above 150; docs/RELIABILITY.md); run it with `make test-cluster-chaos`",
+    reason="not yet reliable enough for `make test` (issue 15 open: 2 of its 13 runs passed, the "
+    "last two, on a quiet machine; the other 11 failed on the 2-core machine, which the "
+    "clustered stack loads to a load average above 150; docs/RELIABILITY.md); "
+    "run it with `make test-cluster-chaos`",
 )
 # Two runs of the whole clustered stack (nine JVMs, eleven Python workers) and six faults
 # waited out one by one: 13-20 minutes on a loaded 2-core machine, past the suite's 600 s.
