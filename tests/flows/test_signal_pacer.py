@@ -15,9 +15,8 @@ import time
 
 import bytewax.operators as op
 import pytest
-from bytewax._bytewax import cluster_main
 from bytewax.dataflow import Dataflow
-from bytewax.testing import TestingSink, TestingSource
+from bytewax.testing import TestingSink, TestingSource, cluster_main
 
 from bench.flow_threads import sample
 from flows._signal_pacer import PACE_SIGNAL, SignalPacer
@@ -135,9 +134,7 @@ def test_turns_do_not_nest_however_many_there_are() -> None:
     enough = sys.getrecursionlimit() + 100
 
     def until_enough_turns(x: int) -> int:
-        deadline = time.monotonic() + 120
-        while pacer.turns < enough and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: pacer.turns >= enough, 120, f"{enough} turns", interval=0.01)
         return x
 
     out: list[int] = []
