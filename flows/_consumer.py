@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 CONSUMER_CONFIG: dict[str, str] = {
     # Bytewax opens one consumer per partition, and librdkafka prefetches up to 64 MB
@@ -40,6 +41,35 @@ def committing_to(group: str) -> dict[str, str]:
     return {"group.id": group, "enable.auto.commit": "true", "auto.commit.interval.ms": "5000"}
 
 
+NOT_LED_YET: frozenset[int] = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
+"""Errors of a partition that has no leader the asked broker knows of yet.
+
+A topic created a moment ago (its leaders not yet in every broker's metadata) or a
+partition whose leader just failed over answers with one of these for a while: CI
+once failed on ``NOT_LEADER_FOR_PARTITION`` from a topic created the line before.
+"""
+
+
+def when_led(query: Callable[[], tuple[int, int]], deadline: float) -> tuple[int, int]:
+    """``query()`` (a partition's watermarks), asked again every 0.1 s while the partition
+    answers one of :data:`NOT_LED_YET`, until the monotonic ``deadline``; any other error,
+    or one of these past the deadline, is raised."""
+    while True:
+        try:
+            return query()
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() not in NOT_LED_YET or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.1)
+
+
 def read_to_end(
     bootstrap: str,
     topic: str,
@@ -52,7 +82,8 @@ def read_to_end(
     partition when given), partition by partition in offset order; none if no topic.
 
     Assigned partitions, no group membership and no commits: a read-only look.
-    Raises :class:`TimeoutError` when a partition does not reach its end in time.
+    Raises :class:`TimeoutError` when a partition does not reach its end in time; a
+    partition without a leader yet is asked again until then (:func:`when_led`).
     """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
                          "enable.auto.commit": False, "isolation.level": "read_committed",
@@ -63,10 +94,12 @@ def read_to_end(
             return
         ends: dict[int, int] = {}
         assign: list[TopicPartition] = []
+        led_by = time.monotonic() + timeout_s
         for partition in meta.partitions:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=timeout_s
+            watermarks = partial(
+                consumer.get_watermark_offsets, TopicPartition(topic, partition), timeout=timeout_s
             )
+            low, high = when_led(watermarks, led_by)
             if high > low:
                 ends[partition] = high
                 start = low if per_partition is None else max(low, high - per_partition)
