@@ -31,6 +31,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from bytewax.testing import TestingSink, run_main
 from confluent_kafka import Consumer, TopicPartition
 
 from bench._results import provenance, report
+from flows._consumer import when_led
 from flows.producers.kafka_edge import Keyed
 from flows.producers.settings import (
     SAMPLES,
@@ -175,9 +177,10 @@ def topic_count(bootstrap: str, topics: list[str]) -> int:
         for topic in topics:
             meta = consumer.list_topics(topic, timeout=10).topics[topic]
             for partition in meta.partitions:
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=10
+                watermarks = partial(
+                    consumer.get_watermark_offsets, TopicPartition(topic, partition), timeout=10
                 )
+                low, high = when_led(watermarks, time.monotonic() + 10)
                 total += high - low
         return total
     finally:

@@ -9,12 +9,14 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 
 import psycopg
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from flows._consumer import when_led
 from infra._procs import free_port
 from infra.settings import Settings
 
@@ -51,7 +53,11 @@ def read_keyed(
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         parts = [TopicPartition(topic, p) for p in meta.partitions]
-        ends = {p.partition: consumer.get_watermark_offsets(p, timeout=10)[1] for p in parts}
+        led_by = time.monotonic() + 10
+        ends = {
+            p.partition: when_led(partial(consumer.get_watermark_offsets, p, timeout=10), led_by)[1]
+            for p in parts
+        }
         consumer.assign([TopicPartition(topic, p, 0) for p in ends])
         out: list[Record] = []
         remaining = {p for p, end in ends.items() if end > 0}
