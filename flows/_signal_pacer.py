@@ -4,9 +4,11 @@ In a Bytewax 0.21 cluster process (``cluster_main``, the ``-i/-a`` path), the wo
 runs on a thread of its own while the main thread, with the GIL released, loops over
 ``thread::sleep(1 ms)`` and ``Python::with_gil(check_signals)`` until the worker
 finishes (``src/run.rs``). Each check takes the GIL from the worker thread, a thousand
-times a second: on a loaded machine each hand-over waits for the main thread to be
-scheduled, and the main thread used as much CPU as the worker (docs/RELIABILITY.md,
-"Cluster chaos run"). A single-process flow (``run_main``) checks signals on its own
+times a second: ~1,050 wake-ups of the main thread a second per process, each able to
+preempt the worker (measured with ``bench.flow_threads``: 0.5-0.8 % of a core quiet,
+and 228 involuntary switches of the worker a second against 90 without them;
+docs/BENCHMARKS.md, "The main thread's signal loop"). A saving, not the cause of the
+clustered stack's load. A single-process flow (``run_main``) checks signals on its own
 worker thread and has no such loop.
 
 We cannot change the loop, but ``check_signals`` runs Python's signal handlers on the
@@ -14,8 +16,7 @@ main thread, with the GIL held. :class:`SignalPacer` keeps one signal of its own
 pending (``PACE_SIGNAL``, thread-directed to the main thread): its handler sleeps for
 ``period_s`` (the GIL released), then a thread of the pacer's makes the signal pending
 again, so the loop turns about once per period instead of once per millisecond. What
-the loop is for still
-works: a SIGINT arriving during the sleep interrupts it and its handler's
+the loop is for still works: a SIGINT arriving during the sleep interrupts it and its handler's
 ``KeyboardInterrupt`` leaves ``check_signals`` as before (Bytewax then tells the
 worker to stop and joins it); SIGTERM keeps its default action; a worker that ends
 (its peer gone, the flow done) is noticed after at most one period.
