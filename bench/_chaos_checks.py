@@ -67,7 +67,7 @@ def table_digests(conninfo: str) -> dict[str, Digest]:
     with psycopg.connect(conninfo) as conn:
         digests: dict[str, Digest] = {}
         for table, columns in table_columns(conn).items():
-            row = sql.SQL("ROW({})::text").format(sql.SQL(", ").join(map(sql.Identifier, columns)))
+            row = _row_text(columns)
             query = sql.SQL(
                 "SELECT count(*), coalesce(md5(string_agg(h, '' ORDER BY h)), '') "
                 "FROM (SELECT md5({row}) AS h FROM {table}) AS hashed"
@@ -76,6 +76,42 @@ def table_digests(conninfo: str) -> dict[str, Digest]:
             assert result is not None
             digests[table] = Digest(rows=int(result[0]), checksum=str(result[1]))
         return digests
+
+
+def _row_text(columns: list[str]) -> sql.Composed:
+    return sql.SQL("ROW({})::text").format(sql.SQL(", ").join(map(sql.Identifier, columns)))
+
+
+def dump_rows(conninfo: str, folder: Path) -> None:
+    """Every compared table's rows as text (compared columns only), sorted, one file a
+    table in ``folder``: what :func:`row_differences` reads when two digests differ."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with psycopg.connect(conninfo) as conn:
+        for table, columns in table_columns(conn).items():
+            query = sql.SQL("SELECT {row} AS r FROM {table} ORDER BY r").format(
+                row=_row_text(columns), table=sql.Identifier(table)
+            )
+            lines = [f"({','.join(columns)})", *(str(row[0]) for row in conn.execute(query))]
+            (folder / f"{table}.txt").write_text("".join(f"{line}\n" for line in lines))
+
+
+def row_differences(reference: Path, faulted: Path, table: str, limit: int = 5) -> list[str]:
+    """Up to ``limit`` rows of ``table`` found only in each run's dump (:func:`dump_rows`),
+    after the columns they are made of; empty when none differ or a dump is missing."""
+    try:
+        header, *ref_lines = (reference / f"{table}.txt").read_text().splitlines()
+        _, *got_lines = (faulted / f"{table}.txt").read_text().splitlines()
+    except (FileNotFoundError, ValueError):
+        return []
+    ref, got = Counter(ref_lines), Counter(got_lines)
+    only_ref, only_got = sorted((ref - got).elements()), sorted((got - ref).elements())
+    if not only_ref and not only_got:
+        return []
+    return [
+        f"columns: {header}",
+        *(f"only in the reference ({len(only_ref)}): {row}" for row in only_ref[:limit]),
+        *(f"only in the faulted run ({len(only_got)}): {row}" for row in only_got[:limit]),
+    ]
 
 
 def table_counts(conninfo: str, tables: tuple[str, ...]) -> dict[str, int]:

@@ -51,7 +51,9 @@ from bench._chaos_checks import (
     Digest,
     alert_repeats,
     dead_letters,
+    dump_rows,
     end_offsets,
+    row_differences,
     spark_lagging,
     table_counts,
     table_digests,
@@ -162,6 +164,11 @@ def _wait_settled(run: Pipeline, data: ChaosInput, expected: dict[str, int], siz
     )
 
 
+def rows_dir(workdir: Path, label: str) -> Path:
+    """Where a run's table rows are dumped, to show the rows of a digest that differs."""
+    return workdir / f"{label}-rows"
+
+
 def run_pipeline(label: str, workdir: Path, data: ChaosInput, size: Size, *,
                  faults: bool, cluster: bool = False) -> RunResult:  # fmt: skip
     env = {
@@ -223,6 +230,7 @@ def run_pipeline(label: str, workdir: Path, data: ChaosInput, size: Size, *,
             commits.stop()
         junk.join(timeout=60)
         digests = table_digests(run.database_url)
+        dump_rows(run.database_url, rows_dir(workdir, label))
         letters = dead_letters(run.bootstrap, run.settings.kafka.topics.deadletter)
         alerts, repeats = alert_repeats(run.bootstrap, run.settings.kafka.topics.rawalert)
         restarts = run.restarts()
@@ -321,6 +329,14 @@ def chaos(size_name: str, workdir: Path, *, cluster: bool = False) -> dict[str, 
     faulted = run_pipeline("faulted", workdir, data, size, faults=True, cluster=cluster)
     schedule = cluster_schedule if cluster else fault_schedule
     problems = compare(reference, faulted, len(schedule(data.duration_s)), size.broker_down_s)
+    problems += [
+        f"table {table}: {line}"
+        for table in sorted(reference.digests)
+        if reference.digests[table] != faulted.digests.get(table)
+        for line in row_differences(
+            rows_dir(workdir, reference.label), rows_dir(workdir, faulted.label), table
+        )
+    ]
     print(summary(data, reference, faulted, problems), flush=True)
     return {
         "size": size_name,

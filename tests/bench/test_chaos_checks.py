@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import psycopg
 import pytest
 from confluent_kafka import Producer
 
-from bench._chaos_checks import alert_repeats, dead_letters, table_counts, table_digests
+from bench._chaos_checks import (
+    alert_repeats,
+    dead_letters,
+    dump_rows,
+    row_differences,
+    table_counts,
+    table_digests,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -52,6 +60,31 @@ def test_digests_ignore_row_order_and_wall_clock_columns_but_see_any_value(
         "ticker_data": 3,
         "trade_data": 0,
     }
+
+
+def test_a_digest_that_differs_is_shown_by_its_rows(fresh_db: str, tmp_path: Path) -> None:
+    _insert(fresh_db, TICKS)
+    dump_rows(fresh_db, tmp_path / "reference")
+    with psycopg.connect(fresh_db) as conn:
+        conn.execute("DELETE FROM ticker_data")
+    _insert(fresh_db, list(reversed(TICKS)), ingest_time="now() + interval '1 day'")
+    dump_rows(fresh_db, tmp_path / "again")
+    assert row_differences(tmp_path / "reference", tmp_path / "again", "ticker_data") == []
+
+    with psycopg.connect(fresh_db) as conn:
+        conn.execute("UPDATE ticker_data SET last = 95000.11 WHERE last = 95000.10")
+    dump_rows(fresh_db, tmp_path / "faulted")
+    header, only_ref, only_faulted = row_differences(
+        tmp_path / "reference", tmp_path / "faulted", "ticker_data"
+    )
+    assert header.startswith("columns: (timestamp,pair,last,")
+    assert "ingest_time" not in header  # a wall-clock column, never compared
+    assert only_ref.startswith("only in the reference (1): ")
+    assert "95000.10" in only_ref
+    assert only_faulted.startswith("only in the faulted run (1): ")
+    assert "95000.11" in only_faulted
+    assert row_differences(tmp_path / "reference", tmp_path / "faulted", "trade_data") == []
+    assert row_differences(tmp_path / "reference", tmp_path / "missing", "ticker_data") == []
 
 
 def test_dead_letters_are_counted_once_per_source_message(

@@ -30,7 +30,7 @@ from bench._chaos_cluster import (
     Probes,
     cluster_schedule,
 )
-from bench.chaos import RunResult, chaos, compare
+from bench.chaos import RunResult, chaos, compare, rows_dir
 
 
 def _run(label: str, outcomes: list[ClusterOutcome]) -> RunResult:
@@ -153,7 +153,9 @@ def test_cluster_chaos_run_ci_size(server_dir: Path, shared_fixtures: Path) -> N
     except Exception as exc:  # the server dir goes with the session: keep what says why
         kept = _kept_logs(server_dir)
         raise AssertionError(f"the cluster chaos run failed; its logs are kept in {kept}") from exc
-    assert result["problems"] == []
+    if result["problems"]:
+        kept = _kept_logs(server_dir)
+        pytest.fail(f"problems: {result['problems']}; logs and table rows kept in {kept}")
     assert result["pass"]
     kinds = [f["kind"] for f in result["faults"]]
     assert sorted(kinds) == sorted(typing.get_args(ClusterFaultKind))
@@ -171,9 +173,11 @@ def test_cluster_chaos_run_ci_size(server_dir: Path, shared_fixtures: Path) -> N
 
 
 def _kept_logs(server_dir: Path) -> Path:
-    """The runs' worker logs and Kafka node logs, copied out of ``server_dir``."""
+    """The runs' worker logs, Kafka node logs and table rows, copied out of ``server_dir``."""
     kept = Path(tempfile.mkdtemp(prefix="cryptoviz-cluster-chaos-logs-"))
     for run in ("reference", "faulted"):
+        if rows_dir(server_dir, run).is_dir():
+            shutil.copytree(rows_dir(server_dir, run), kept / f"{run}-rows")
         if (server_dir / run / "logs").is_dir():
             shutil.copytree(server_dir / run / "logs", kept / run)
         for node_log in sorted((server_dir / run / "kafka").glob("node-*/*.log")):
