@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable, Set
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
 import bytewax.operators as op
 import msgspec
@@ -130,36 +130,62 @@ def build_producer_flow(
         source = make_source(producer, coins, tracking)
     messages = op.input(step, flow, source)
     topics = settings.kafka.topics
-    previous = PreviousPrice()
 
     def record(msg: WireMessage) -> Keyed:
-        return to_record(previous(msg), topics)
+        return to_record(msg, topics)
 
-    op.output("kafka", op.map("to_kafka", messages, record), _sink(settings, producer, sink, name))
+    priced = with_pct_change(messages)
+    op.output("kafka", op.map("to_kafka", priced, record), _sink(settings, producer, sink, name))
     return flow
 
 
-class PreviousPrice:
-    """Sets each ticker's ``pct_change``: the percent change from the previous price of
-    its pair that this producer sent (the prototype's field; ``None`` for a pair's first
-    tick since the start). Other messages pass unchanged.
+def _is_ticker(msg: WireMessage) -> TypeGuard[TickerMessage]:
+    return isinstance(msg, TickerMessage)
 
-    Sources are one partition each, so one producer sees every tick of its pairs in
-    order; the state is not recovered (after a restart the first tick has none).
+
+ALL_PAIRS = "all-pairs"
+"""The one key of the last-price state: every tick through one ``stateful_map`` keeps
+the source's order across pairs (keyed by pair, Bytewax would hand each pair's ticks of
+an epoch over together, regrouping a replay's market-time interleaving)."""
+
+
+def _all_pairs(_msg: TickerMessage) -> str:
+    return ALL_PAIRS
+
+
+def with_pct_change(messages: Stream[WireMessage]) -> Stream[WireMessage]:
+    """``messages`` with each ticker's ``pct_change`` set by :func:`previous_price`, the
+    last price of every pair kept as Bytewax state (``stateful_map``).
+
+    Recovery snapshots that state with the source's position in the same epoch, so a
+    producer restarted from a snapshot re-sends the ticks after it with the very
+    ``pct_change`` it sent before, and the first tick it had not sent gets the change
+    from the last one it had: a chaos run whose replay producer was killed stored a
+    different ``pct_change`` than the reference run when the last price was a plain
+    attribute of the worker, lost with it. Other messages pass unchanged (their topics
+    are other topics: their order relative to the ticks does not matter).
     """
+    split = op.branch("tickers", messages, _is_ticker)
+    keyed = op.key_on("one_state", split.trues, _all_pairs)
+    priced = op.key_rm("priced", op.stateful_map("pct_change", keyed, _with_last_prices))
+    return op.merge("with_pct_change", priced, split.falses)
 
-    def __init__(self) -> None:
-        self._last: dict[str, Decimal] = {}
 
-    def __call__(self, msg: WireMessage) -> WireMessage:
-        if not isinstance(msg, TickerMessage):
-            return msg
-        before = self._last.get(msg.pair)
-        self._last[msg.pair] = msg.last
-        if before is None:
-            return msg
-        change = pct_change(before, msg.last)
-        return msg if change is None else msgspec.structs.replace(msg, pct_change=change)
+def _with_last_prices(
+    last: dict[str, Decimal] | None, tick: TickerMessage
+) -> tuple[dict[str, Decimal], TickerMessage]:
+    prices = {} if last is None else last
+    prices[tick.pair], priced = previous_price(prices.get(tick.pair), tick)
+    return prices, priced
+
+
+def previous_price(before: Decimal | None, tick: TickerMessage) -> tuple[Decimal, TickerMessage]:
+    """(the pair's price to keep, ``tick`` with its ``pct_change``): the percent change
+    from ``before``, the previous price of its pair (the prototype's field); none for a
+    pair's first tick, and where :func:`handlers.pct_change` gives none (``before`` 0,
+    a change too large to store)."""
+    change = None if before is None else pct_change(before, tick.last)
+    return tick.last, tick if change is None else msgspec.structs.replace(tick, pct_change=change)
 
 
 Payload = tuple[bytes | None, str | None]

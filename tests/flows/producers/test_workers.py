@@ -6,12 +6,18 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
+import msgspec
 import pytest
+from bytewax.recovery import RecoveryConfig
+from bytewax.testing import TestingSink, TestingSource, run_main
 
+from flows._recovery import ensure_recovery_dir
+from flows.producers.kafka_edge import Keyed
 from flows.producers.settings import (
     DEFAULT_FEEDS,
     SAMPLES,
@@ -19,7 +25,9 @@ from flows.producers.settings import (
     load_producer_settings,
     parse_feeds,
 )
+from flows.producers.workers import build_producer_flow, previous_price
 from flows.registry import INGEST_WORKERS, WORKERS
+from handlers import AlertMessage, TickerMessage
 from infra._procs import free_port
 from infra.programs import profile
 from infra.settings import RAW_TOPICS, Settings, SettingsError, load_settings
@@ -168,32 +176,65 @@ def test_replay_worker_process_writes_every_raw_topic(
     assert recount == Counter(counts)
 
 
-def test_previous_price_sets_pct_change_from_the_pair_s_last_tick() -> None:
-    from msgspec.structs import replace
+def _tick(pair: str, last: str, at: float = 1.0) -> TickerMessage:
+    return TickerMessage(pair=pair, last=Decimal(last), bid=None, ask=None,
+                         volume_24h=Decimal("1"), timestamp=at,
+                         change_24h_pct=Decimal("-3.5"))  # fmt: skip
 
-    from flows.producers.workers import PreviousPrice
-    from handlers import AlertMessage, TickerMessage
 
-    tick = TickerMessage(
-        pair="BTC/USD", last=Decimal("100"), bid=None, ask=None, volume_24h=Decimal("1"),
-        timestamp=1.0, change_24h_pct=Decimal("-3.5"),
-    )  # fmt: skip
-    previous = PreviousPrice()
-    first = previous(tick)
-    assert isinstance(first, TickerMessage)
-    assert first.pct_change is None, "a pair's first tick has no previous price"
-    up = previous(replace(tick, last=Decimal("101")))
-    other = previous(replace(tick, pair="ETH/USD", last=Decimal("50")))
-    down = previous(replace(tick, last=Decimal("99.99")))
-    assert isinstance(up, TickerMessage)
-    assert isinstance(down, TickerMessage)
-    assert up.pct_change == Decimal("1.000000")
-    assert isinstance(other, TickerMessage)
-    assert other.pct_change is None
-    assert down.pct_change == Decimal("-1.000000")  # from 101, not from ETH's 50
-    assert down.change_24h_pct == Decimal("-3.5"), "the 24 h change is its own field"
-    alert = AlertMessage(
-        pair="BTC/USD", last=Decimal("1"), change=Decimal("5"), timestamp=1.0,
-        alert_type="up",
-    )  # fmt: skip
-    assert previous(alert) is alert
+@pytest.mark.parametrize(
+    ("before", "last", "change"),
+    [
+        (None, "100", None),  # a pair's first tick
+        (Decimal("100"), "101", Decimal("1.000000")),
+        (Decimal("101"), "99.99", Decimal("-1.000000")),
+        (Decimal("100"), "100", Decimal("0.000000")),
+        (Decimal("0"), "5", None),  # no change from a price of 0
+    ],
+)
+def test_previous_price_sets_pct_change_from_the_pair_s_last_price(
+    before: Decimal | None, last: str, change: Decimal | None
+) -> None:
+    kept, tick = previous_price(before, _tick("BTC/USD", last))
+    assert kept == Decimal(last)
+    assert tick.pct_change == change
+    assert tick.change_24h_pct == Decimal("-3.5"), "the 24 h change is its own field"
+
+
+def test_pct_change_is_per_pair_and_survives_a_restart(tmp_path: Path) -> None:
+    # Run 1 sends up to the EOF and stops; run 2 resumes from its recovery snapshot. The
+    # first tick of run 2 must get its change from the last one of run 1 (the state is
+    # recovered with the source's position), not none as after a fresh start.
+    alert = AlertMessage(pair="BTC/USD", last=Decimal("1"), change=Decimal("5"),
+                         timestamp=1.0, alert_type="up")  # fmt: skip
+    items: list[object] = [_tick("BTC/USD", "100", 1), _tick("ETH/USD", "50", 1), alert,
+                           _tick("BTC/USD", "101", 2), TestingSource.EOF(),
+                           _tick("BTC/USD", "99.99", 3), _tick("ETH/USD", "51", 3)]  # fmt: skip
+    recovery = tmp_path / "recovery"
+    ensure_recovery_dir(recovery, 1)
+    sent: list[tuple[str, Decimal | str, Decimal | None]] = []
+
+    # Prices as Decimal, whether the wire wrote them as integers or not.
+    numbers = msgspec.json.Decoder(float_hook=Decimal)
+
+    def run() -> None:
+        out: list[Keyed] = []
+        flow = build_producer_flow("producer-replay", load_settings({}),
+                                   load_producer_settings({}), source=TestingSource(items),
+                                   sink=TestingSink(out))  # fmt: skip
+        run_main(flow, epoch_interval=timedelta(0), recovery_config=RecoveryConfig(str(recovery)))
+        for _, record in out:
+            message = numbers.decode(record.value)
+            if record.topic == "rawticker":
+                sent.append((message["pair"], message["last"], message.get("pct_change")))
+            else:
+                sent.append((record.topic, message["pair"], None))
+
+    run()
+    assert sent == [("BTC/USD", Decimal(100), None), ("ETH/USD", Decimal(50), None),
+                    ("rawalert", "BTC/USD", None),
+                    ("BTC/USD", Decimal(101), Decimal(1))], "before the restart"  # fmt: skip
+    sent.clear()
+    run()
+    assert sent == [("BTC/USD", Decimal("99.99"), Decimal(-1)),
+                    ("ETH/USD", Decimal(51), Decimal(2))], "after the restart"  # fmt: skip
