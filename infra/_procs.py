@@ -7,6 +7,7 @@ import ctypes
 import ctypes.util
 import json
 import os
+import random
 import signal
 import socket
 import sys
@@ -32,11 +33,60 @@ def die_with_parent() -> None:
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_CHOSEN_LOW = 20000
+"""Chosen ports start here: above the usual service ports (Kafka 9092, Spark 7077/8080...)."""
+_given: set[int] = set()
+# Not the module's generator: a test or a benchmark seeding it would have two
+# processes walk the same ports in the same order.
+_random = random.SystemRandom()
+
+
+def ephemeral_ports(path: Path = EPHEMERAL_RANGE_FILE) -> range:
+    """The ports the kernel hands out for ``bind(0)`` and outgoing connections."""
+    try:
+        low, high = (int(x) for x in path.read_text().split())
+    except (OSError, ValueError):
+        return range(32768, 61000)  # Linux's default, and a safe guess elsewhere
+    return range(low, high + 1)
+
+
+def choosable_ports(ephemeral: range) -> range:
+    """Ports :func:`free_port` picks from: below the ephemeral range, above ``_CHOSEN_LOW``."""
+    return range(_CHOSEN_LOW, max(_CHOSEN_LOW, ephemeral.start))
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now."""
+    """A TCP port that is free on ``host`` now, and that nothing else will be given.
+
+    A port the kernel gave to ``bind(0)`` is an ephemeral one: between this call
+    and the program binding it, any outgoing connection or ``bind(0)`` on the
+    machine may take it (CI lost a run to Spark's metrics port taken so). Ports
+    below the ephemeral range are only ever taken by someone asking for them, so
+    one is picked there at random; this process never gives the same one twice.
+    """
+    candidates = choosable_ports(ephemeral_ports())
+    for _ in range(200):
+        if not candidates:
+            break
+        port = _random.choice(candidates)
+        if port not in _given and _bindable(host, port):
+            _given.add(port)
+            return port
+    # Nothing below the ephemeral range (an odd ip_local_port_range): ask the kernel.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _bindable(host: str, port: int) -> bool:
+    # No SO_REUSEADDR: a port in TIME_WAIT is refused too, as a server without it would be.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:

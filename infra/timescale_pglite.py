@@ -23,7 +23,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from typing import IO, Self
 import psycopg
 
 from infra._console import StackError
+from infra._procs import free_port
 from infra.cli import run_program
 
 PGLITE_DIR = Path(__file__).resolve().parent / "pglite"
@@ -45,12 +45,6 @@ HOST = "127.0.0.1"
 
 class PGliteUnavailableError(StackError, RuntimeError):
     """The PGlite server cannot be started here; the message says how to fix it."""
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def check_installed() -> str:
@@ -107,7 +101,7 @@ class TimescalePGlite:
         attempts = 1 if self._requested_port is not None else 3
         last_error = ""
         for _ in range(attempts):
-            port = self._requested_port or _free_port()
+            port = self._requested_port or free_port(HOST)
             try:
                 self._spawn(node, port)
                 self._wait_ready()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,20 +12,15 @@ from pathlib import Path
 import httpx
 from websockets.sync.client import connect
 
+from infra._procs import free_port
 from infra.settings import Settings
 from tests._wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_python_m_api_serves_from_the_environment(stack: Settings, fresh_db: str) -> None:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),

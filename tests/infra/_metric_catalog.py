@@ -25,7 +25,6 @@ from __future__ import annotations
 import ast
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from infra._procs import free_port
 from tests._wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -266,13 +266,6 @@ def exporter_metrics(catalog: Catalog) -> None:
 
 
 # ------------------------------------------------------------------ Bytewax runtime
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
