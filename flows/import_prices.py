@@ -207,7 +207,7 @@ def import_file(
         for at, price in candle_ticks(candle):
             # pct_change as the replay producer sets it (from the previous tick of the
             # file's pair), so an import and a replay on the original clock write one row.
-            change = None if previous is None else pct_change(previous, price)
+            change = pct_change(previous, price)
             previous = price
             batch.append(
                 TickerRecord(

@@ -60,10 +60,11 @@ PCT_CHANGE_UNIT = Decimal("0.000001")
 _WIDE = Context(prec=60)
 
 
-def pct_change(before: Decimal, last: Decimal) -> Decimal | None:
+def pct_change(before: Decimal | None, last: Decimal) -> Decimal | None:
     """A ticker's ``pct_change``: the percent change from its pair's previous price (the
-    prototype's field), or ``None`` where the handlers would refuse it (a junk price)."""
-    if before == 0:
+    prototype's field); ``None`` for a pair's first tick (no ``before``) and where the
+    handlers would refuse it (a junk price)."""
+    if before is None or before == 0:
         return None
     change = ((last - before) / before * 100).quantize(PCT_CHANGE_UNIT, context=_WIDE)
     return None if change.copy_abs() > F.MAX_SIGNED else change

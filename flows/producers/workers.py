@@ -184,7 +184,7 @@ def previous_price(before: Decimal | None, tick: TickerMessage) -> tuple[Decimal
     from ``before``, the previous price of its pair (the prototype's field); none for a
     pair's first tick, and where :func:`handlers.pct_change` gives none (``before`` 0,
     a change too large to store)."""
-    change = None if before is None else pct_change(before, tick.last)
+    change = pct_change(before, tick.last)
     return tick.last, tick if change is None else msgspec.structs.replace(tick, pct_change=change)
 
 

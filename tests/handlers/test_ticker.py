@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from handlers import Rejection, TickerRecord, parse_ticker
+from handlers import MAX_SIGNED, Rejection, TickerRecord, parse_ticker, pct_change
 from tests.handlers._support import ctx, encode, ok, rejected, seed, utc, variant
 
 
@@ -213,3 +213,25 @@ def test_exchange_time_alone_is_enough() -> None:
     payload = variant("rawticker", "seed", timestamp=None, exchange_ts="2025-11-28T06:11:31Z")
     record = ok(parse_ticker(payload, ctx()), TickerRecord)
     assert record.time == record.exchange_time == utc(2025, 11, 28, 6, 11, 31)
+
+
+@pytest.mark.parametrize(
+    ("before", "last", "expected"),
+    [
+        (None, "100", None),  # a pair's first tick: nothing to change from
+        ("100", "101", "1.000000"),
+        ("100", "99.5", "-0.500000"),
+        ("100", "100", "0.000000"),
+        ("3", "4", "33.333333"),  # six decimals of a percent, rounded half even
+        ("0", "100", None),  # a junk zero price before: no change rather than a division
+        ("0.000000000000000001", "1000000", None),  # beyond what a signed column holds
+    ],
+)
+def test_pct_change_from_the_previous_price(
+    before: str | None, last: str, expected: str | None
+) -> None:
+    change = pct_change(None if before is None else Decimal(before), Decimal(last))
+    assert change == (None if expected is None else Decimal(expected))
+    if change is not None:
+        assert str(change) == expected, "quantized to the unit, not just equal"
+        assert change.copy_abs() <= MAX_SIGNED
