@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 
 import psycopg
 import pytest
@@ -25,6 +27,17 @@ from tests._kafka_clients import assert_kafka_clients_closed
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 SHARED_FIXTURES = SHARED / "fixtures" / "real"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A run ended by SIGTERM (a CI timeout, `kill`) tears its fixtures down as Ctrl-C
+    # does: by default it dies at once, leaving the session's broker and PostgreSQL,
+    # and a chaos test's supervisord and workers, running (they are not all our children).
+    signal.signal(signal.SIGTERM, _interrupted)
+
+
+def _interrupted(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 @pytest.fixture(scope="session")
