@@ -152,10 +152,16 @@ def test_metrics_are_summed_over_the_workers(api: Api) -> None:
         second.get(ROUTE + "/")
     # One request per opened connection, then 10 + 20 on the two workers: every scrape,
     # whichever worker answers it, counts them all.
-    sent = len(opened) + 30
-    scrapes = {api.metric("cryptoviz_api_requests_total", route=ROUTE, status="200")
-               for _ in range(6)}  # fmt: skip
-    assert scrapes == {float(sent)}
+    # A request is counted once its response has gone (the middleware's `finally`), so
+    # the last one may land just after the client read it: wait for it, then every
+    # scrape must agree.
+    sent = float(len(opened) + 30)
+
+    def counted() -> float:
+        return api.metric("cryptoviz_api_requests_total", route=ROUTE, status="200")
+
+    wait_for(lambda: counted() == sent, 30, f"{sent} requests counted")
+    assert {counted() for _ in range(6)} == {sent}
     # Each worker wrote its own values; the stale file of an earlier run is gone.
     assert {p.name for p in api.metrics_dir.glob("counter_*.db")} >= {
         f"counter_{a}.db",
