@@ -91,7 +91,7 @@ backtest: $(STAMP) ## Walk-forward backtest of the forecast models on the real c
 chaos: $(STAMP) ## Full-size chaos run: the pipeline twice, once under faults; tables compared (docs/RELIABILITY.md; CLUSTER=1: the scaled-out shape's faults)
 	@$(PY) -m bench.chaos $(if $(CLUSTER),--cluster,)
 
-test-cluster-chaos: $(STAMP) ## Only the reduced cluster chaos run (part of `make test` too; 8-11 minutes)
+test-cluster-chaos: $(STAMP) ## Only the reduced cluster chaos run (part of `make test` too; 10-12 minutes)
 	@$(PY) -m pytest tests/bench/test_chaos_cluster.py -q
 
 soak: $(STAMP) ## Load and soak: 20,000 msgs/s for 10 minutes through the pipeline, API under load (docs/RELIABILITY.md)

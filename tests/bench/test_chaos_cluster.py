@@ -138,7 +138,7 @@ def test_a_probe_closed_by_the_server_is_lost_with_its_reason() -> None:
 @pytest.mark.integration
 @pytest.mark.spark
 # Two runs of the whole clustered stack (nine JVMs, eleven Python workers) and six faults
-# waited out one by one: 8-11 minutes on the quiet 2-core machine, past the suite's 600 s;
+# waited out one by one: 9-12 minutes on the quiet 2-core machine, past the suite's 600 s;
 # 13-20 minutes were seen with other suites loading it.
 @pytest.mark.timeout(2400)
 def test_cluster_chaos_run_ci_size(server_dir: Path, shared_fixtures: Path) -> None:
