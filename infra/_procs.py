@@ -70,7 +70,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         if not candidates:
             break
         port = _random.choice(candidates)
-        if port not in _given and _bindable(host, port):
+        # Without SO_REUSEADDR: a port in TIME_WAIT is refused too, as a server
+        # that does not set it would be.
+        if port not in _given and port_is_free(port, host, reuse_address=False):
             _given.add(port)
             return port
     # Nothing below the ephemeral range (an odd ip_local_port_range): ask the kernel.
@@ -79,19 +81,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _bindable(host: str, port: int) -> bool:
-    # No SO_REUSEADDR: a port in TIME_WAIT is refused too, as a server without it would be.
+def port_is_free(port: int, host: str = "127.0.0.1", *, reuse_address: bool = True) -> bool:
+    """Whether ``port`` binds on ``host`` now (``reuse_address``: as a server setting
+    SO_REUSEADDR would, past connections still in TIME_WAIT)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_address:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
